@@ -1,0 +1,63 @@
+"""SQLite connections: one way to open the database for writing, one for reading.
+
+Writers (the hook, migrations, the seeder) use WAL mode and a busy timeout so that several
+hook processes and a reading exporter proceed together. Readers open the file read-only
+(``mode=ro`` plus ``query_only``) so the exporter can never change users' data.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from urllib.parse import quote
+
+DEFAULT_BUSY_TIMEOUT_MS = 15_000
+
+
+def connect_writer(path: str | Path, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> sqlite3.Connection:
+    """Open (creating if needed) the database for writing, in WAL mode, autocommit.
+
+    Transactions are explicit (``BEGIN IMMEDIATE`` ... ``COMMIT``): taking the write lock up
+    front means a writer waits on ``busy_timeout`` instead of failing half-way.
+    """
+    conn = sqlite3.connect(
+        str(path), timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+    )
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    if str(mode).lower() != "wal":
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = OFF")
+    return conn
+
+
+def connect_reader(path: str | Path, busy_timeout_ms: int = 1_000) -> sqlite3.Connection:
+    """Open an existing database read-only. Raises ``sqlite3.OperationalError`` if missing."""
+    uri = f"file:{quote(str(Path(path).absolute()))}?mode=ro"
+    conn = sqlite3.connect(
+        uri, uri=True, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+    )
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute("PRAGMA query_only = 1")
+    return conn
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def table_columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in conn.execute(f"PRAGMA table_info({quote_ident(table)})")]
+
+
+def has_table(conn: sqlite3.Connection, table: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+    ).fetchone()
+    return row is not None
+
+
+def quote_ident(name: str) -> str:
+    """Quote an SQL identifier (table or column name) for interpolation."""
+    return '"' + name.replace('"', '""') + '"'

@@ -1,0 +1,128 @@
+"""``agentmon migrate``: bring a database to a schema version, taking a verified backup first."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agentmon import backup as backups
+from agentmon import migrations
+from agentmon.db import connect_writer, schema_version
+
+
+@dataclass
+class MigrationResult:
+    db: str
+    from_version: int
+    to_version: int
+    steps: list[str] = field(default_factory=list)
+    backup: str | None = None
+    dry_run: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.steps) and not self.dry_run
+
+
+def migrate(
+    db_path: str | Path,
+    target: int | None = None,
+    *,
+    dry_run: bool = False,
+    backup_dir: str | Path | None = None,
+    keep_backups: int = 5,
+    busy_timeout_ms: int = 60_000,
+) -> MigrationResult:
+    """Migrate ``db_path`` up or down to ``target`` (default: latest). A second run is a no-op.
+
+    A backup is taken once, before the first step, unless there is nothing to migrate or the
+    file holds no table yet (a brand-new database has nothing to lose).
+    """
+    target = migrations.LATEST if target is None else target
+    path = Path(db_path)
+    if dry_run and not path.exists():
+        steps = migrations.plan(0, target)
+        return MigrationResult(str(path), 0, target, [_describe(s) for s in steps], None, True)
+    conn = connect_writer(path, busy_timeout_ms=busy_timeout_ms)
+    try:
+        current = schema_version(conn)
+        steps = migrations.plan(current, target)
+        result = MigrationResult(str(path), current, current, [], None, dry_run)
+        if dry_run:
+            result.steps = [_describe(s) for s in steps]
+            result.to_version = target if steps else current
+            return result
+        if steps and migrations.has_user_tables(conn):
+            folder = backup_dir or backups.default_backup_dir(path)
+            result.backup = str(backups.take_backup(conn, path, folder, current, keep_backups))
+        for step in steps:
+            migrations.apply_step(conn, step)
+            result.steps.append(_describe(step))
+        result.to_version = schema_version(conn)
+        return result
+    finally:
+        conn.close()
+
+
+def ensure_latest(conn: sqlite3.Connection, db_path: str | Path) -> None:
+    """Used by writers (the hook): migrate a database that is behind, backing it up first."""
+    current = schema_version(conn)
+    if current == migrations.LATEST:
+        return
+    steps = migrations.plan(current, migrations.LATEST)
+    if migrations.has_user_tables(conn):
+        backups.take_backup(conn, db_path, backups.default_backup_dir(db_path), current)
+    for step in steps:
+        migrations.apply_step(conn, step)
+
+
+def _describe(step: migrations.PlannedStep) -> str:
+    return f"{step.direction} {step.version_before}->{step.version_after} ({step.name})"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agentmon migrate",
+        description="Bring the database schema to a version (default: the latest). Before the "
+        "first step a verified online backup is written. Running it again is a no-op; a lower "
+        "--to runs the down steps, which never drop a table or column holding user rows.",
+    )
+    parser.add_argument("--db", required=True, help="path to agent_workflow.db")
+    parser.add_argument("--to", type=int, default=None, metavar="N",
+                        help=f"target schema version, 0..{migrations.LATEST} "
+                        f"(default {migrations.LATEST})")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    parser.add_argument("--backup-dir", default=None, metavar="DIR",
+                        help="where backups go (default: backups/ beside the database)")
+    parser.add_argument("--keep-backups", type=int, default=5, metavar="N",
+                        help="keep the newest N backups of this database (default 5)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as one JSON object (for automation)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = migrate(args.db, args.to, dry_run=args.dry_run, backup_dir=args.backup_dir,
+                         keep_backups=args.keep_backups)
+    except (ValueError, sqlite3.Error, backups.BackupError, OSError) as exc:
+        print(f"agentmon migrate: error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({**result.__dict__, "changed": result.changed}, sort_keys=True))
+        return 0
+    verb = "would run" if result.dry_run else "ran"
+    if not result.steps:
+        print(f"{result.db}: at schema version {result.from_version}, nothing to do")
+    else:
+        for step in result.steps:
+            print(f"{verb} {step}")
+        if result.backup:
+            print(f"backup: {result.backup} (integrity_check ok)")
+        print(f"{result.db}: schema version {result.from_version} -> {result.to_version}")
+    return 0

@@ -1,0 +1,326 @@
+"""Versioned schema migrations, kept in ``PRAGMA user_version``.
+
+Version 0 is any database agentmon has not touched yet: an empty file, or one written by the
+original agent-workflow hooks (whose shape depends on which hook created it first). Each step
+has an ``up`` and a ``down`` and runs in one ``BEGIN IMMEDIATE`` transaction together with the
+``user_version`` bump, so a step either happens whole or not at all, and hook processes writing
+at the same time simply wait on the lock.
+
+1. adopt   - create the original tables when missing, add the columns agentmon writes
+             (``sessions.cwd``/``metadata`` for the 4-column shape, ``tool_use_id`` for pairing)
+             and the ``agentmon_meta`` table holding this database's identity. Changes no row.
+2. indexes - the indexes the exporter's queries use (see ``agentmon.queries``).
+3. changes - change tracking for the incremental exporter (see ``CHANGE_TRACKING`` below).
+
+No ``down`` drops a table or a column that holds user rows: it removes only what agentmon
+derived (indexes, triggers, sequence columns, its own metadata).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agentmon.db import has_table, quote_ident, schema_version, table_columns
+
+# Statuses after which a row no longer changes (see the freeze triggers of step 3).
+FINAL_STATUSES = ("completed", "error")
+
+# The original project's tables, in the 6-column sessions shape (the session hook's).
+ORIGINAL_TABLES: dict[str, str] = {
+    "sessions": """
+        CREATE TABLE IF NOT EXISTS sessions (
+            session_id TEXT PRIMARY KEY,
+            start_time TIMESTAMP,
+            end_time TIMESTAMP,
+            status TEXT DEFAULT 'active',
+            cwd TEXT,
+            metadata JSON
+        )""",
+    "agent_invocations": """
+        CREATE TABLE IF NOT EXISTS agent_invocations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            timestamp TIMESTAMP,
+            session_id TEXT,
+            event_type TEXT,
+            phase TEXT,
+            agent_name TEXT,
+            agent_type TEXT,
+            model TEXT,
+            prompt TEXT,
+            parent_agent TEXT,
+            ticket_id TEXT,
+            start_time TIMESTAMP,
+            end_time TIMESTAMP,
+            duration_seconds REAL,
+            status TEXT,
+            error TEXT,
+            result_summary TEXT,
+            raw_input JSON,
+            raw_output JSON
+        )""",
+    "agent_tool_uses": """
+        CREATE TABLE IF NOT EXISTS agent_tool_uses (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            timestamp TIMESTAMP,
+            session_id TEXT,
+            agent_name TEXT,
+            agent_invocation_id INTEGER,
+            tool_name TEXT,
+            tool_input JSON,
+            tool_output JSON,
+            duration_seconds REAL,
+            status TEXT,
+            error TEXT,
+            sequence_number INTEGER,
+            start_time TIMESTAMP,
+            end_time TIMESTAMP
+        )""",
+}
+ORIGINAL_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS idx_agent_tool_uses_agent_tool"
+    " ON agent_tool_uses(agent_name, tool_name)",
+    "CREATE INDEX IF NOT EXISTS idx_agent_tool_uses_session ON agent_tool_uses(session_id)",
+)
+
+# Columns agentmon adds to adopted tables (table -> [(column, type)]).
+ADDED_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "sessions": [("cwd", "TEXT"), ("metadata", "JSON")],
+    "agent_invocations": [("tool_use_id", "TEXT")],
+    "agent_tool_uses": [("tool_use_id", "TEXT")],
+}
+
+# Step 2. Each index serves a query in agentmon.queries (tests check EXPLAIN QUERY PLAN).
+# Of the review's P1.3 list, the timestamp and session indexes serve no query we run: the
+# exporter never scans by time window or by session, so they would only slow every insert.
+INDEXES: dict[str, str] = {
+    # cold-start aggregation over finished invocations: covering, so the table is never read
+    "idx_invocations_agent": "ON agent_invocations(agent_name, phase, status,"
+    " duration_seconds, start_time, end_time)",
+    # running-now gauge: only the running rows are in this index, so it stays tiny
+    "idx_invocations_running": "ON agent_invocations(agent_name, phase) WHERE status = 'running'",
+    # the same two for tool uses
+    "idx_tool_uses_agent": "ON agent_tool_uses(agent_name, tool_name, status,"
+    " duration_seconds, start_time, end_time)",
+    "idx_tool_uses_running": "ON agent_tool_uses(agent_name, tool_name) WHERE status = 'running'",
+    # the hook pairs PreToolUse / PostToolUse / PostToolUseFailure by tool_use_id
+    "idx_invocations_tool_use_id": "ON agent_invocations(tool_use_id)"
+    " WHERE tool_use_id IS NOT NULL",
+    "idx_tool_uses_tool_use_id": "ON agent_tool_uses(tool_use_id) WHERE tool_use_id IS NOT NULL",
+    # sessions by status: only open (not completed) sessions are in it
+    "idx_sessions_open": "ON sessions(status) WHERE status <> 'completed'",
+}
+
+# Step 3: change tracking.
+#
+# Rows are updated after they are inserted (a tool use is inserted 'running' at PreToolUse and
+# completed at PostToolUse), so "id > last id" misses completions. Instead a single counter row
+# (agentmon_sequence) is bumped by triggers on every insert and on every update of a column
+# the metrics read, and the new value is written into the row's ``agentmon_seq``. SQLite has
+# one writer at a time, so sequence values become visible in commit order: a reader that has
+# seen everything up to N and asks for ``agentmon_seq > N`` misses nothing.
+#
+# Finished rows (status completed or error) are frozen: an update that touches a metric column
+# of such a row is ignored (RAISE(IGNORE)), so each row is counted exactly once, at the moment
+# it finished, and counters never have to go down. Sessions can be resumed, so they are not
+# frozen; ``agentmon_created_seq`` (set on insert only) tells a new session from a changed one.
+# Rows that existed before this step keep NULL sequence values: a cold start counts them.
+TRACKED: dict[str, tuple[str, str]] = {
+    # table -> (row key, metric columns whose change bumps the sequence)
+    "agent_invocations": (
+        "id",
+        "agent_name, phase, status, duration_seconds, start_time, end_time",
+    ),
+    "agent_tool_uses": (
+        "id",
+        "agent_name, tool_name, status, duration_seconds, start_time, end_time",
+    ),
+    "sessions": ("session_id", "status"),
+}
+FROZEN_TABLES = ("agent_invocations", "agent_tool_uses")
+_NEXT_SEQ = "(SELECT value FROM agentmon_sequence WHERE id = 1)"
+_BUMP = "UPDATE agentmon_sequence SET value = value + 1 WHERE id = 1;"
+
+
+def change_tracking_triggers() -> list[str]:
+    """The CREATE TRIGGER statements of step 3 (also used by the seeder after a bulk load)."""
+    final = ", ".join(f"'{s}'" for s in FINAL_STATUSES)
+    stmts = []
+    for table, (key, columns) in TRACKED.items():
+        created = ", agentmon_created_seq = " + _NEXT_SEQ if table == "sessions" else ""
+        stmts.append(
+            f"CREATE TRIGGER IF NOT EXISTS agentmon_{table}_ins AFTER INSERT ON {table} BEGIN "
+            f"{_BUMP} UPDATE {table} SET agentmon_seq = {_NEXT_SEQ}{created}"
+            f" WHERE {key} = NEW.{key}; END"
+        )
+        stmts.append(
+            f"CREATE TRIGGER IF NOT EXISTS agentmon_{table}_upd AFTER UPDATE OF {columns} "
+            f"ON {table} BEGIN {_BUMP} "
+            f"UPDATE {table} SET agentmon_seq = {_NEXT_SEQ} WHERE {key} = NEW.{key}; END"
+        )
+        if table in FROZEN_TABLES:
+            stmts.append(
+                f"CREATE TRIGGER IF NOT EXISTS agentmon_{table}_frozen BEFORE UPDATE OF {columns} "
+                f"ON {table} WHEN OLD.status IN ({final}) BEGIN SELECT RAISE(IGNORE); END"
+            )
+    return stmts
+
+
+def drop_change_tracking_triggers(conn: sqlite3.Connection) -> None:
+    for table in TRACKED:
+        for suffix in ("ins", "upd", "frozen"):
+            conn.execute(f"DROP TRIGGER IF EXISTS agentmon_{table}_{suffix}")
+
+
+@dataclass(frozen=True)
+class Step:
+    version: int
+    name: str
+    up: Callable[[sqlite3.Connection], None]
+    down: Callable[[sqlite3.Connection], None]
+
+
+def _adopt_up(conn: sqlite3.Connection) -> None:
+    for ddl in ORIGINAL_TABLES.values():
+        conn.execute(ddl)
+    for ddl in ORIGINAL_INDEXES:
+        conn.execute(ddl)
+    for table, columns in ADDED_COLUMNS.items():
+        present = set(table_columns(conn, table))
+        for column, sql_type in columns:
+            if column not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS agentmon_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+    )
+    # A random identity: the exporter's checkpoint belongs to this file, not to a path that
+    # may later hold another database.
+    conn.execute(
+        "INSERT OR IGNORE INTO agentmon_meta (key, value) VALUES ('db_id', ?)", (uuid.uuid4().hex,)
+    )
+
+
+def _adopt_down(conn: sqlite3.Connection) -> None:
+    # Tables and added columns hold user rows (or hook-written values): they stay.
+    conn.execute("DROP TABLE IF EXISTS agentmon_meta")
+
+
+def _indexes_up(conn: sqlite3.Connection) -> None:
+    for name, body in INDEXES.items():
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {name} {body}")
+
+
+def _indexes_down(conn: sqlite3.Connection) -> None:
+    for name in INDEXES:
+        conn.execute(f"DROP INDEX IF EXISTS {name}")
+
+
+def _changes_up(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS agentmon_sequence"
+        " (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)"
+    )
+    conn.execute("INSERT OR IGNORE INTO agentmon_sequence (id, value) VALUES (1, 0)")
+    for table in TRACKED:
+        present = set(table_columns(conn, table))
+        wanted = ["agentmon_seq"] + (["agentmon_created_seq"] if table == "sessions" else [])
+        for column in wanted:
+            if column not in present:
+                # ADD COLUMN with no default does not rewrite the table: O(1) at any size.
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER")
+            # Partial: rows from before this step (NULL) take no space in the index.
+            conn.execute(
+                f"CREATE INDEX IF NOT EXISTS idx_{table}_{column} ON {table}({column})"
+                f" WHERE {column} IS NOT NULL"
+            )
+    for stmt in change_tracking_triggers():
+        conn.execute(stmt)
+
+
+def _changes_down(conn: sqlite3.Connection) -> None:
+    drop_change_tracking_triggers(conn)
+    for table in TRACKED:
+        present = set(table_columns(conn, table))
+        for column in ("agentmon_seq", "agentmon_created_seq"):
+            conn.execute(f"DROP INDEX IF EXISTS idx_{table}_{column}")
+            if column in present:
+                # Sequence numbers are derived bookkeeping, never user data.
+                conn.execute(f"ALTER TABLE {table} DROP COLUMN {quote_ident(column)}")
+    conn.execute("DROP TABLE IF EXISTS agentmon_sequence")
+
+
+STEPS: tuple[Step, ...] = (
+    Step(1, "adopt", _adopt_up, _adopt_down),
+    Step(2, "indexes", _indexes_up, _indexes_down),
+    Step(3, "changes", _changes_up, _changes_down),
+)
+LATEST = STEPS[-1].version
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    version_before: int
+    version_after: int
+    name: str
+    direction: str  # "up" or "down"
+
+
+def plan(current: int, target: int) -> list[PlannedStep]:
+    """The steps that take a database from ``current`` to ``target``, in order."""
+    if not 0 <= target <= LATEST:
+        raise ValueError(f"target version {target} is outside 0..{LATEST}")
+    if current > LATEST:
+        raise ValueError(
+            f"database is at schema version {current}, newer than this agentmon knows ({LATEST})"
+        )
+    if target >= current:
+        return [PlannedStep(s.version - 1, s.version, s.name, "up") for s in STEPS
+                if current < s.version <= target]
+    return [PlannedStep(s.version, s.version - 1, s.name, "down") for s in reversed(STEPS)
+            if target < s.version <= current]
+
+
+def apply_step(conn: sqlite3.Connection, step: PlannedStep) -> None:
+    """Run one planned step and its version bump in one write transaction.
+
+    The version is re-read under the write lock: if another process migrated meanwhile, the
+    step is skipped instead of being applied twice.
+    """
+    by_version = {s.version: s for s in STEPS}
+    version = step.version_after if step.direction == "up" else step.version_before
+    action = by_version[version].up if step.direction == "up" else by_version[version].down
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if schema_version(conn) != step.version_before:
+            conn.execute("ROLLBACK")
+            return
+        action(conn)
+        conn.execute(f"PRAGMA user_version = {int(step.version_after)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def has_user_tables(conn: sqlite3.Connection) -> bool:
+    """True when the file holds any table (so there is something worth backing up)."""
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' LIMIT 1"
+    ).fetchone()
+    return row is not None
+
+
+__all__ = [
+    "FINAL_STATUSES",
+    "LATEST",
+    "STEPS",
+    "PlannedStep",
+    "apply_step",
+    "change_tracking_triggers",
+    "drop_change_tracking_triggers",
+    "has_table",
+    "has_user_tables",
+    "plan",
+]
