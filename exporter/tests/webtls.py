@@ -7,6 +7,7 @@ import http.client
 import shutil
 import ssl
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,10 +79,12 @@ def client_context(pki: Pki, *, cert: bool = False, other: bool = False,
                    min_version: ssl.TLSVersion | None = None,
                    max_version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=str(pki.ca))
-    if min_version is not None:
-        ctx.minimum_version = min_version
-    if max_version is not None:
-        ctx.maximum_version = max_version
+    with warnings.catch_warnings():  # TLS 1.1 is deprecated: that is what the tests check
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if min_version is not None:
+            ctx.minimum_version = min_version
+        if max_version is not None:
+            ctx.maximum_version = max_version
     if max_version is not None and max_version < ssl.TLSVersion.TLSv1_2:
         ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the client offer it; the server must refuse
     if cert:

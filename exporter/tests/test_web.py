@@ -1,0 +1,448 @@
+"""The HTTP(S) server and its authentication, on real sockets on 127.0.0.1 with real TLS."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import socket
+import ssl
+import statistics
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+
+import bcrypt
+import pytest
+from webtls import HASH, PASSWORD, TOKEN, USER, Pki, basic, bearer, client_context, get, make_pki
+
+from agentmon.web import (
+    CONTENT_TYPE,
+    Authenticator,
+    Exposition,
+    ListenAddressError,
+    MetricsServer,
+    parse_listen_address,
+)
+from agentmon.webconfig import TLSSettings, WebConfig
+
+BODY = b"# HELP agentmon_db_up 1 if the database was readable\n# TYPE agentmon_db_up gauge\n" \
+       b"agentmon_db_up 1.0\n"
+USERS = {USER: HASH.encode()}
+ANY = "0.0.0.0"  # noqa: S104 - parsed, never bound
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@contextmanager
+def serving(config: WebConfig, host: str = "127.0.0.1:0",
+            server_class: type[MetricsServer] = MetricsServer) -> Iterator[MetricsServer]:
+    ctx = config.tls.context() if config.tls else None
+    server = server_class(parse_listen_address(host), config, Exposition(BODY), ctx)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+def tls(pki: Pki, **kwargs: object) -> TLSSettings:
+    return TLSSettings(pki.server_cert, pki.server_key, **kwargs)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ listen address
+
+
+@pytest.mark.parametrize(("text", "host", "port", "family", "loopback"), [
+    ("127.0.0.1:9477", "127.0.0.1", 9477, socket.AF_INET, True),
+    ("localhost:1", "127.0.0.1", 1, socket.AF_INET, True),
+    ("[::1]:9477", "::1", 9477, socket.AF_INET6, True),
+    (":9477", ANY, 9477, socket.AF_INET, False),
+    (f"{ANY}:0", ANY, 0, socket.AF_INET, False),
+    ("[::]:65535", "::", 65535, socket.AF_INET6, False),
+    ("192.0.2.7:80", "192.0.2.7", 80, socket.AF_INET, False),
+])
+def test_listen_addresses(text: str, host: str, port: int, family: int, loopback: bool) -> None:
+    address = parse_listen_address(text)
+    assert (address.host, address.port, address.family) == (host, port, family)
+    assert address.is_loopback is loopback
+
+
+def test_listen_address_prints_like_it_is_written() -> None:
+    assert str(parse_listen_address("[::1]:9477")) == "[::1]:9477"
+    assert str(parse_listen_address("127.0.0.1:9477")) == "127.0.0.1:9477"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("9477", "expected HOST:PORT"),
+    ("127.0.0.1:", "port must be 0..65535"),
+    ("127.0.0.1:65536", "port must be 0..65535"),
+    ("127.0.0.1:-1", "port must be 0..65535"),
+    ("::1:9477", "write IPv6 as [ADDRESS]:PORT"),
+    ("example.org:9477", "host must be an IP address, localhost or empty"),
+    ("[nonsense]:1", "host must be an IP address"),
+])
+def test_bad_listen_addresses(text: str, expected: str) -> None:
+    with pytest.raises(ListenAddressError, match="bad listen address") as info:
+        parse_listen_address(text)
+    assert expected in str(info.value)
+
+
+# ------------------------------------------------------------------ authenticator
+
+
+def test_authenticator_without_credentials_allows_everything() -> None:
+    auth = Authenticator({})
+    assert not auth.enabled
+    assert auth.check(None)
+    assert auth.check("Basic garbage")
+
+
+@pytest.mark.parametrize(("header", "ok"), [
+    (basic()["Authorization"], True),
+    (bearer()["Authorization"], True),
+    (f"bearer   {TOKEN}  ", True),
+    (None, False),
+    ("", False),
+    (basic(password="wrong")["Authorization"], False),
+    (basic(user="nobody")["Authorization"], False),
+    (basic(user=USER.upper())["Authorization"], False),
+    (bearer(TOKEN + "x")["Authorization"], False),
+    (bearer(TOKEN[:-1])["Authorization"], False),
+    ("Bearer", False),
+    ("Basic !!!notbase64", False),
+    ("Basic " + "cHJvbWV0aGV1cw==", False),  # "prometheus", no colon
+    ("Digest username=prometheus", False),
+    (basic(password="x" * 100)["Authorization"], False),  # beyond bcrypt's 72 bytes
+])
+def test_authenticator_decisions(header: str | None, ok: bool) -> None:
+    assert Authenticator(USERS, TOKEN.encode()).check(header) is ok
+
+
+def test_bearer_is_not_accepted_when_only_users_are_configured() -> None:
+    auth = Authenticator(USERS)
+    assert not auth.check(bearer()["Authorization"])
+    assert Authenticator({}, TOKEN.encode()).check(bearer()["Authorization"])
+    assert not Authenticator({}, TOKEN.encode()).check(basic()["Authorization"])
+
+
+def test_bcrypt_cost_is_paid_once_per_credential() -> None:
+    auth = Authenticator(USERS)
+    right, wrong = basic()["Authorization"], basic(password="nope")["Authorization"]
+    for _ in range(20):
+        assert auth.check(right)
+    assert auth.bcrypt_calls == 1
+    for _ in range(5):
+        assert not auth.check(wrong)
+    assert auth.bcrypt_calls == 2
+    # an unknown user costs a bcrypt run too (no user enumeration by timing), once
+    for _ in range(3):
+        assert not auth.check(basic(user="ghost")["Authorization"])
+    assert auth.bcrypt_calls == 3
+
+
+def test_wrong_passwords_cannot_evict_the_right_one() -> None:
+    auth = Authenticator(USERS, cache_size=2)
+    right = basic()["Authorization"]
+    assert auth.check(right)
+    for n in range(4):
+        assert not auth.check(basic(password=f"guess{n}")["Authorization"])
+    assert auth.bcrypt_calls == 5
+    assert auth.check(right)
+    assert auth.bcrypt_calls == 5
+    assert not auth.check(basic(password="guess0")["Authorization"])  # evicted: verified again
+    assert auth.bcrypt_calls == 6
+
+
+def test_cache_holds_no_password() -> None:
+    auth = Authenticator(USERS)
+    assert auth.check(basic()["Authorization"])
+    keys = list(auth._good)
+    assert len(keys) == 1
+    assert PASSWORD.encode() not in keys[0]
+    assert len(keys[0]) == 32  # an HMAC-SHA256, keyed per process
+    assert keys != list(_fresh_keys())
+
+
+def _fresh_keys() -> list[bytes]:
+    other = Authenticator(USERS)
+    other.check(basic()["Authorization"])
+    return list(other._good)
+
+
+def test_htpasswd_style_2y_hashes_verify() -> None:
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).replace(b"$2b$", b"$2y$")
+    assert Authenticator({"u": hashed}).check(basic("u", "pw")["Authorization"])
+
+
+def test_exposition_keeps_plain_and_gzip_in_step() -> None:
+    exposition = Exposition()
+    assert exposition.get()[0] == b""
+    exposition.set(BODY)
+    plain, packed = exposition.get()
+    assert plain == BODY
+    assert gzip.decompress(packed) == BODY
+
+
+# ------------------------------------------------------------------ HTTP
+
+
+def test_open_server_serves_metrics_landing_and_404() -> None:
+    with serving(WebConfig()) as server:
+        status, headers, body = get(server.port)
+        assert (status, body) == (200, BODY)
+        assert headers["Content-Type"] == CONTENT_TYPE == "text/plain; version=0.0.4; charset=utf-8"
+        assert headers["Server"] == "agentmon"
+        status, headers, body = get(server.port, "/")
+        assert status == 200
+        assert b'href="/metrics"' in body
+        assert get(server.port, "/metrics/extra")[0] == 404
+        assert get(server.port, "/favicon.ico")[0] == 404
+        assert get(server.port, "/metrics?x=1")[0] == 200
+
+
+def test_methods_other_than_get_and_head() -> None:
+    with serving(WebConfig()) as server:
+        status, headers, body = get(server.port, method="HEAD")
+        assert (status, body) == (200, b"")
+        assert headers["Content-Length"] == str(len(BODY))
+        status, headers, _ = get(server.port, method="POST")
+        assert status == 405
+        assert headers["Allow"] == "GET, HEAD"
+        assert get(server.port, method="DELETE")[0] == 405
+        assert get(server.port, method="BREW")[0] == 501
+
+
+def test_gzip_only_when_accepted() -> None:
+    with serving(WebConfig()) as server:
+        status, headers, body = get(server.port, headers={"Accept-Encoding": "deflate, gzip"})
+        assert status == 200
+        assert headers["Content-Encoding"] == "gzip"
+        assert headers["Vary"] == "Accept-Encoding"
+        assert gzip.decompress(body) == BODY
+        for refused in ("gzip;q=0", "identity", "br, gzip; q=0.0", ""):
+            status, headers, body = get(server.port, headers={"Accept-Encoding": refused})
+            assert "Content-Encoding" not in headers
+            assert body == BODY
+
+
+def test_configured_headers_are_added() -> None:
+    config = WebConfig(headers={"X-Frame-Options": "deny", "X-Content-Type-Options": "nosniff"})
+    with serving(config) as server:
+        for path in ("/metrics", "/", "/nope"):
+            _, headers, _ = get(server.port, path)
+            assert headers["X-Frame-Options"] == "deny"
+            assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_basic_auth_over_http() -> None:
+    with serving(WebConfig(basic_auth_users=USERS)) as server:
+        assert get(server.port, headers=basic())[:3:2] == (200, BODY)
+        for headers in ({}, basic(password="wrong"), basic(user="root"), bearer()):
+            status, response_headers, body = get(server.port, headers=headers)
+            assert status == 401
+            assert response_headers["WWW-Authenticate"] == 'Basic realm="agentmon"'
+            assert BODY not in body
+        # nothing is revealed before authentication, not even which paths exist
+        assert get(server.port, "/")[0] == 401
+        assert get(server.port, "/nope")[0] == 401
+        assert get(server.port, "/nope", basic())[0] == 404
+        assert get(server.port, method="HEAD")[0] == 401
+        assert server.authenticator.bcrypt_calls == 3  # right, wrong password, unknown user
+
+
+def test_bearer_token_over_http() -> None:
+    with serving(WebConfig(bearer_token=TOKEN.encode(), basic_auth_users=USERS)) as server:
+        assert get(server.port, headers=bearer())[0] == 200
+        assert get(server.port, headers=basic())[0] == 200
+        status, headers, _ = get(server.port, headers=bearer("not-the-token-at-all"))
+        assert status == 401
+        assert headers["WWW-Authenticate"] == 'Basic realm="agentmon"'
+
+
+def test_repeated_scrapes_on_one_connection_pay_bcrypt_once() -> None:
+    with serving(WebConfig(basic_auth_users=USERS)) as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        with closing(conn):
+            for _ in range(50):
+                conn.request("GET", "/metrics", headers=basic())
+                response = conn.getresponse()
+                assert (response.status, response.read()) == (200, BODY)
+        assert server.authenticator.bcrypt_calls == 1
+
+
+def test_authenticated_scrape_latency() -> None:
+    """Keep-alive scrapes, as Prometheus does; the figure is printed (pytest -s)."""
+    with serving(WebConfig(basic_auth_users=USERS)) as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        samples = []
+        with closing(conn):
+            for _ in range(1000):
+                start = time.perf_counter()
+                conn.request("GET", "/metrics", headers=basic())
+                response = conn.getresponse()
+                response.read()
+                samples.append((time.perf_counter() - start) * 1000)
+        samples.sort()
+        p50, p99 = statistics.median(samples), samples[int(len(samples) * 0.99)]
+        print(f"\nauthenticated scrape over keep-alive: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+        assert p99 < 25  # generous: the machine is shared; the target (2 ms) is in the README
+
+
+def test_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this kernel")
+    try:
+        server_cm = serving(WebConfig(), "[::1]:0")
+        server = server_cm.__enter__()
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    try:
+        assert get(server.port, host="::1")[0] == 200
+    finally:
+        server_cm.__exit__(None, None, None)
+
+
+def test_port_in_use_raises_oserror() -> None:
+    with serving(WebConfig()) as server, pytest.raises(OSError, match="in use"):
+        MetricsServer(parse_listen_address(f"127.0.0.1:{server.port}"), WebConfig(),
+                      Exposition(BODY))
+
+
+class TinyServer(MetricsServer):
+    max_connections = 1
+
+
+def test_connections_beyond_the_limit_are_dropped() -> None:
+    with serving(WebConfig(), server_class=TinyServer) as server:
+        held = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        with closing(held):
+            held.request("GET", "/metrics")
+            assert held.getresponse().read() == BODY  # keep-alive: its thread stays busy
+            with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+                get(server.port)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the slot comes back once the client is gone
+            try:
+                if get(server.port)[0] == 200:
+                    break
+            except (http.client.RemoteDisconnected, ConnectionError):
+                time.sleep(0.02)
+        else:
+            pytest.fail("the connection slot was never released")
+
+
+def test_control_characters_in_request_lines_are_escaped_in_logs(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with serving(WebConfig()) as server, caplog.at_level("DEBUG", logger="agentmon.web"):
+        with closing(socket.create_connection(("127.0.0.1", server.port), timeout=10)) as s:
+            s.sendall(b"GET /\x1b[31mred HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 404")
+        deadline = time.monotonic() + 10
+        while "\\x1b[31mred" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert "\\x1b[31mred" in caplog.text
+    assert "\x1b" not in caplog.text
+
+
+def test_client_resetting_mid_request_is_logged_at_debug(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with serving(WebConfig()) as server, caplog.at_level("DEBUG", logger="agentmon.web"):
+        s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        s.sendall(b"GET /metrics HTTP/1.1\r\n")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()  # RST while the server reads the headers
+        deadline = time.monotonic() + 10
+        while "ended with an error" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert get(server.port)[0] == 200
+    assert "connection from 127.0.0.1 ended with an error" in caplog.text
+
+
+# ------------------------------------------------------------------ TLS
+
+
+def test_tls_12_and_13_accepted_11_refused(pki: Pki) -> None:
+    with serving(WebConfig(tls=tls(pki), basic_auth_users=USERS)) as server:
+        for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+            ctx = client_context(pki, min_version=version, max_version=version)
+            assert get(server.port, headers=basic(), context=ctx)[:3:2] == (200, BODY)
+            assert get(server.port, context=ctx)[0] == 401
+        old = client_context(pki, min_version=ssl.TLSVersion.TLSv1_1,
+                             max_version=ssl.TLSVersion.TLSv1_1)
+        with pytest.raises(ssl.SSLError, match=r"PROTOCOL_VERSION|protocol version"):
+            get(server.port, headers=basic(), context=old)
+
+
+def test_min_version_tls13_refuses_tls12(pki: Pki) -> None:
+    with serving(WebConfig(tls=tls(pki, min_version="TLS13"))) as server:
+        tls12 = client_context(pki, max_version=ssl.TLSVersion.TLSv1_2)
+        with pytest.raises(ssl.SSLError, match=r"PROTOCOL_VERSION|protocol version"):
+            get(server.port, context=tls12)
+        assert get(server.port, context=client_context(pki))[0] == 200
+
+
+def test_max_version_tls12_refuses_tls13_only_clients(pki: Pki) -> None:
+    with serving(WebConfig(tls=tls(pki, max_version="TLS12"))) as server:
+        tls13 = client_context(pki, min_version=ssl.TLSVersion.TLSv1_3)
+        with pytest.raises(ssl.SSLError):
+            get(server.port, context=tls13)
+        assert get(server.port, context=client_context(pki))[0] == 200
+
+
+def test_client_certificates_required_and_verified(pki: Pki) -> None:
+    settings = tls(pki, client_auth_type="RequireAndVerifyClientCert", client_ca_file=pki.ca)
+    with serving(WebConfig(tls=settings)) as server:
+        assert get(server.port, context=client_context(pki, cert=True))[:3:2] == (200, BODY)
+        for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+            without = client_context(pki, min_version=version, max_version=version)
+            with pytest.raises((ssl.SSLError, ConnectionError)):
+                get(server.port, context=without)
+            intruder = client_context(pki, other=True, min_version=version,
+                                      max_version=version)
+            with pytest.raises((ssl.SSLError, ConnectionError)):
+                get(server.port, context=intruder)
+        assert get(server.port, context=client_context(pki, cert=True))[0] == 200
+
+
+def test_client_certificate_if_given(pki: Pki) -> None:
+    settings = tls(pki, client_auth_type="VerifyClientCertIfGiven", client_ca_file=pki.ca)
+    with serving(WebConfig(tls=settings)) as server:
+        assert get(server.port, context=client_context(pki))[0] == 200
+        assert get(server.port, context=client_context(pki, cert=True))[0] == 200
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            get(server.port, context=client_context(pki, other=True))
+
+
+def test_client_certs_and_basic_auth_both_apply(pki: Pki) -> None:
+    settings = tls(pki, client_auth_type="RequireAndVerifyClientCert", client_ca_file=pki.ca)
+    with serving(WebConfig(tls=settings, basic_auth_users=USERS)) as server:
+        ctx = client_context(pki, cert=True)
+        assert get(server.port, context=ctx)[0] == 401
+        assert get(server.port, headers=basic(), context=ctx)[0] == 200
+
+
+def test_silent_and_plain_text_clients_do_not_stall_tls(pki: Pki) -> None:
+    with serving(WebConfig(tls=tls(pki))) as server:
+        silent = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        with closing(silent):
+            # the accept loop is not waiting on this client's handshake
+            assert get(server.port, context=client_context(pki))[0] == 200
+            with pytest.raises((http.client.HTTPException, ConnectionError)):
+                get(server.port)  # plain HTTP to the TLS port
+            assert get(server.port, context=client_context(pki))[0] == 200
+
+
+def test_untrusted_server_cert_is_rejected_by_a_verifying_client(pki: Pki) -> None:
+    """Sanity check of the test PKI itself: the client really verifies the server."""
+    with serving(WebConfig(tls=tls(pki))) as server:
+        ctx = ssl.create_default_context(cafile=str(pki.other_client_cert))
+        with pytest.raises(ssl.SSLCertVerificationError):
+            get(server.port, context=ctx)
