@@ -7,14 +7,15 @@ hook processes and a reading exporter proceed together. Readers open the file re
 
 from __future__ import annotations
 
+import os
 import sqlite3
-from pathlib import Path
-from urllib.parse import quote
 
 DEFAULT_BUSY_TIMEOUT_MS = 15_000
 
 
-def connect_writer(path: str | Path, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> sqlite3.Connection:
+def connect_writer(
+    path: str | os.PathLike[str], busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS
+) -> sqlite3.Connection:
     """Open (creating if needed) the database for writing, in WAL mode, autocommit.
 
     Transactions are explicit (``BEGIN IMMEDIATE`` ... ``COMMIT``): taking the write lock up
@@ -32,8 +33,14 @@ def connect_writer(path: str | Path, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT
     return conn
 
 
-def connect_reader(path: str | Path, busy_timeout_ms: int = 1_000) -> sqlite3.Connection:
+def connect_reader(
+    path: str | os.PathLike[str], busy_timeout_ms: int = 1_000
+) -> sqlite3.Connection:
     """Open an existing database read-only. Raises ``sqlite3.OperationalError`` if missing."""
+    # Imported here: the hook imports this module, and pathlib + urllib cost it ~4 ms per event.
+    from pathlib import Path
+    from urllib.parse import quote
+
     uri = f"file:{quote(str(Path(path).absolute()))}?mode=ro"
     conn = sqlite3.connect(
         uri, uri=True, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
