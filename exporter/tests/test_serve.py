@@ -1,0 +1,541 @@
+"""``agentmon serve``: flags, --check-config, the refresh thread, shutdown, and the real command."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.core import GaugeMetricFamily
+from webtls import HASH, PASSWORD, TOKEN, USER, Pki, basic, client_context, get, make_pki
+
+from agentmon import serve
+from agentmon.web import Exposition, MetricsServer
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+class CountingCollector:
+    """A stand-in with the collector's interface: counts refreshes, can be told to fail."""
+
+    def __init__(self, checkpoint: Path, fail_with: Exception | None = None,
+                 refresh_seconds: float = 0.0) -> None:
+        self.checkpoint = checkpoint
+        self.fail_with = fail_with
+        self.refresh_seconds = refresh_seconds
+        self.refreshes = 0
+        self.saved = 0
+        self.gate: threading.Event | None = None  # when set up, refresh() waits for it
+        self.entered = threading.Event()
+
+    def refresh(self) -> None:
+        if self.gate is not None:
+            self.entered.set()
+            self.gate.wait(30)
+        if self.refresh_seconds:
+            time.sleep(self.refresh_seconds)  # a slow refresh is what is being tested
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.refreshes += 1
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily("agentmon_test_refreshes", "refreshes so far", self.refreshes)
+
+    def save_checkpoint(self) -> None:
+        self.checkpoint.write_text(str(self.refreshes))
+        self.saved += 1
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def web_config(folder: Path, text: str) -> Path:
+    path = folder / "web.yml"
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def settings(tmp_path: Path, *extra: str) -> serve.Settings:
+    args = serve.build_parser().parse_args(
+        ["--db", str(tmp_path / "agent_workflow.db"), "--web.listen-address", "127.0.0.1:0",
+         *extra])
+    return serve.settings_from_args(args)
+
+
+def check_config(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = serve.main(["--db", "x.db", "--check-config", *argv])
+    out, err = capsys.readouterr()
+    text = (out + err).strip()
+    assert "\n" not in text
+    assert "Traceback" not in text
+    return code, text
+
+
+# ------------------------------------------------------------------ flags and --check-config
+
+
+def test_defaults() -> None:
+    args = serve.build_parser().parse_args(["--db", "/data/agent_workflow.db"])
+    s = serve.settings_from_args(args)
+    assert str(s.listen) == "127.0.0.1:9477"
+    assert s.interval == 5.0
+    assert s.label_cap == 50
+    assert s.checkpoint == Path("/data/agent_workflow.db.agentmon-checkpoint")
+    assert not s.web.auth_enabled
+
+
+def test_check_config_ok_without_a_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert check_config(capsys) == (
+        0, "agentmon serve: config OK (no web config: plain HTTP, no authentication; "
+           "listen 127.0.0.1:9477)")
+
+
+def test_check_config_ok_with_tls_and_auth(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                           pki: Pki) -> None:
+    path = web_config(tmp_path, f"tls_server_config:\n  cert_file: {pki.server_cert}\n"
+                                f"  key_file: {pki.server_key}\n"
+                                f"basic_auth_users:\n  {USER}: {HASH}\n")
+    code, text = check_config(capsys, "--web.config.file", str(path),
+                              "--web.listen-address", "[::]:9477")
+    assert code == 0
+    assert text == (f"agentmon serve: config OK ({path}: TLS TLS12..TLS13, client certificates: "
+                    "NoClientCert, basic auth (1 user); listen [::]:9477)")
+
+
+def test_client_certificates_count_as_authentication(capsys: pytest.CaptureFixture[str],
+                                                     tmp_path: Path, pki: Pki) -> None:
+    path = web_config(tmp_path, f"tls_server_config:\n  cert_file: {pki.server_cert}\n"
+                                f"  key_file: {pki.server_key}\n"
+                                "  client_auth_type: RequireAndVerifyClientCert\n"
+                                f"  client_ca_file: {pki.ca}\n")
+    code, _ = check_config(capsys, "--web.config.file", str(path),
+                           "--web.listen-address", ":9477")
+    assert code == 0
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["--web.listen-address", "9477"],
+     "agentmon serve: error: bad listen address '9477': expected HOST:PORT"),
+    (["--web.listen-address", "0.0.0.0:9477"],
+     "agentmon serve: error: refusing to listen on 0.0.0.0:9477 without authentication: set "
+     "basic_auth_users or bearer_token_file in --web.config.file, or listen on 127.0.0.1"),
+    (["--refresh.interval", "0"],
+     "agentmon serve: error: --refresh.interval must be 0.1..86400 seconds"),
+    (["--refresh.interval", "nan"],
+     "agentmon serve: error: --refresh.interval must be 0.1..86400 seconds"),
+    (["--label.cap", "0"], "agentmon serve: error: --label.cap must be at least 1"),
+    (["--web.config.file", "/nonexistent/web.yml"],
+     "agentmon serve: error: cannot read web config /nonexistent/web.yml: "
+     "No such file or directory"),
+])
+def test_check_config_refusals(capsys: pytest.CaptureFixture[str], argv: list[str],
+                               expected: str) -> None:
+    assert check_config(capsys, *argv) == (1, expected)
+
+
+def test_check_config_refuses_plain_text_passwords(capsys: pytest.CaptureFixture[str],
+                                                   tmp_path: Path) -> None:
+    path = web_config(tmp_path, f"basic_auth_users:\n  {USER}: {PASSWORD}\n")
+    code, text = check_config(capsys, "--web.config.file", str(path))
+    assert code == 1
+    assert text.startswith(f"agentmon serve: error: web config {path}: basic_auth_users.{USER}: "
+                           "not a bcrypt hash")
+    assert PASSWORD not in text
+
+
+def test_non_loopback_with_a_bearer_token_is_fine(capsys: pytest.CaptureFixture[str],
+                                                  tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    token.chmod(0o640)
+    path = web_config(tmp_path, f"bearer_token_file: {token}\n")
+    code, text = check_config(capsys, "--web.config.file", str(path),
+                              "--web.listen-address", "0.0.0.0:9477")
+    assert code == 0
+    assert "bearer token" in text
+    assert TOKEN not in text
+
+
+def test_bad_log_level_is_an_argparse_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        serve.main(["--db", "x", "--log.level", "chatty"])
+    assert info.value.code == 2
+    assert "invalid choice: 'chatty'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ run (in process)
+
+
+def test_run_serves_refreshes_and_saves_the_checkpoint(tmp_path: Path) -> None:
+    s = settings(tmp_path, "--refresh.interval", "0.1")
+    collector = CountingCollector(tmp_path / "ck")
+    stop = threading.Event()
+    seen: dict[str, object] = {}
+
+    def ready(server: MetricsServer) -> None:
+        status, _, body = get(server.port)
+        seen["first"] = (status, body)
+        deadline = time.monotonic() + 10
+        while collector.refreshes < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        deadline = time.monotonic() + 10
+        while b"agentmon_test_refreshes 1.0" in get(server.port)[2]:
+            assert time.monotonic() < deadline, "the exposition never changed"
+            time.sleep(0.01)
+        seen["later"] = get(server.port)[2]
+        stop.set()
+
+    assert serve.run(s, lambda _: collector, ready, stop) == 0
+    status, body = seen["first"]  # type: ignore[misc]
+    assert status == 200
+    assert b"agentmon_test_refreshes 1.0" in body  # refreshed once before serving
+    assert b"process_resident_memory_bytes" in body
+    assert b"agentmon_test_refreshes 1.0" not in seen["later"]  # type: ignore[operator]
+    assert collector.saved == 1
+    assert (tmp_path / "ck").read_text() == str(collector.refreshes)
+
+
+def test_sigterm_stops_cleanly(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    s = settings(tmp_path)
+    collector = CountingCollector(tmp_path / "ck")
+    before = signal.getsignal(signal.SIGTERM)
+
+    def ready(server: MetricsServer) -> None:
+        assert get(server.port)[0] == 200
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with caplog.at_level(logging.INFO, logger="agentmon"):
+        assert serve.run(s, lambda _: collector, ready) == 0
+    assert collector.saved == 1
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert "no authentication configured; serving loopback 127.0.0.1:0 only" in caplog.text
+    assert "listening on http://127.0.0.1:" in caplog.text
+    assert f"checkpoint saved to {s.checkpoint}; stopped" in caplog.text
+
+
+def test_run_with_tls_and_auth(tmp_path: Path, pki: Pki,
+                               caplog: pytest.LogCaptureFixture) -> None:
+    path = web_config(tmp_path, f"tls_server_config:\n  cert_file: {pki.server_cert}\n"
+                                f"  key_file: {pki.server_key}\n"
+                                "  client_auth_type: VerifyClientCertIfGiven\n"
+                                f"  client_ca_file: {pki.ca}\n"
+                                f"basic_auth_users:\n  {USER}: {HASH}\n")
+    stop = threading.Event()
+    statuses: list[int] = []
+
+    def ready(server: MetricsServer) -> None:
+        statuses.append(get(server.port, headers=basic(), context=client_context(pki))[0])
+        statuses.append(get(server.port, context=client_context(pki, cert=True))[0])
+        stop.set()
+
+    with caplog.at_level(logging.INFO, logger="agentmon"):
+        code = serve.run(settings(tmp_path, "--web.config.file", str(path)),
+                         lambda _: CountingCollector(tmp_path / "ck"), ready, stop)
+    assert code == 0
+    assert statuses == [200, 401]
+    assert "no authentication configured" not in caplog.text
+    assert re.search(r"listening on https://127\.0\.0\.1:\d+/metrics \(TLS TLS12\.\.TLS13, "
+                     r"client certificates: VerifyClientCertIfGiven, basic auth \(1 user\); "
+                     r"refresh every 5s; db ", caplog.text)
+
+
+def test_verify_if_given_alone_is_not_authentication(tmp_path: Path, pki: Pki,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    path = web_config(tmp_path, f"tls_server_config:\n  cert_file: {pki.server_cert}\n"
+                                f"  key_file: {pki.server_key}\n"
+                                "  client_auth_type: VerifyClientCertIfGiven\n"
+                                f"  client_ca_file: {pki.ca}\n")
+    code, text = check_config(capsys, "--web.config.file", str(path),
+                              "--web.listen-address", "[::]:9477")
+    assert code == 1
+    assert "refusing to listen on [::]:9477 without authentication" in text
+
+
+def test_ipv6_loopback_log_line(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    s = serve.settings_from_args(serve.build_parser().parse_args(
+        ["--db", str(tmp_path / "db"), "--web.listen-address", "[::1]:0"]))
+    stop = threading.Event()
+    with caplog.at_level(logging.INFO, logger="agentmon"):
+        code = serve.run(s, lambda _: CountingCollector(tmp_path / "ck"),
+                         lambda _: stop.set(), stop)
+    if code == 1 and "cannot listen" in capsys.readouterr().err:
+        pytest.skip("no IPv6 loopback here")
+    assert code == 0
+    assert re.search(r"listening on http://\[::1\]:\d+/metrics", caplog.text)
+
+
+def test_run_in_a_thread_leaves_signals_alone(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    collector = CountingCollector(tmp_path / "ck")
+    stop = threading.Event()
+    codes: list[int] = []
+    thread = threading.Thread(
+        target=lambda: codes.append(serve.run(s, lambda _: collector, lambda _: stop.set(), stop)))
+    thread.start()
+    thread.join(30)
+    assert codes == [0]
+
+
+def test_port_in_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    s = settings(tmp_path)
+    holder = MetricsServer(s.listen, s.web, Exposition())
+    try:
+        taken = serve.settings_from_args(serve.build_parser().parse_args(
+            ["--db", "x", "--web.listen-address", f"127.0.0.1:{holder.port}"]))
+        assert serve.run(taken, lambda _: CountingCollector(tmp_path / "ck")) == 1
+    finally:
+        holder.server_close()
+    assert capsys.readouterr().err == (f"agentmon serve: error: cannot listen on 127.0.0.1:"
+                                       f"{holder.port}: Address already in use\n")
+
+
+def test_key_removed_between_check_and_start(tmp_path: Path, pki: Pki,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    key = tmp_path / "server.key"
+    key.write_bytes(pki.server_key.read_bytes())
+    key.chmod(0o600)
+    path = web_config(tmp_path, f"tls_server_config:\n  cert_file: {pki.server_cert}\n"
+                                f"  key_file: {key}\n")
+    s = settings(tmp_path, "--web.config.file", str(path))
+    key.unlink()
+    assert serve.run(s, lambda _: CountingCollector(tmp_path / "ck")) == 1
+    assert capsys.readouterr().err.startswith("agentmon serve: error: tls_server_config: cannot "
+                                              f"load cert_file {pki.server_cert} with key_file")
+
+
+def test_collector_that_cannot_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def factory(_: serve.Settings) -> CountingCollector:
+        raise PermissionError(13, "Permission denied")
+
+    assert serve.run(settings(tmp_path), factory) == 1
+    assert capsys.readouterr().err == ("agentmon serve: error: cannot start the collector: "
+                                       "[Errno 13] Permission denied\n")
+
+
+def test_checkpoint_failure_is_reported(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    collector = CountingCollector(tmp_path / "missing-dir" / "ck")
+    stop = threading.Event()
+    with caplog.at_level(logging.ERROR, logger="agentmon"):
+        assert serve.run(settings(tmp_path), lambda _: collector, lambda _: stop.set(),
+                         stop) == 1
+    assert f"cannot save the checkpoint {tmp_path / 'agent_workflow.db.agentmon-checkpoint'}" \
+        in caplog.text
+
+
+def test_refresh_still_running_at_shutdown(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(serve, "SHUTDOWN_WAIT", 0.05)
+    collector = CountingCollector(tmp_path / "ck")
+    stop = threading.Event()
+
+    def ready(server: MetricsServer) -> None:
+        collector.gate = threading.Event()
+        assert collector.entered.wait(10)  # the refresh thread is now stuck in refresh()
+        stop.set()
+
+    try:
+        with caplog.at_level(logging.ERROR, logger="agentmon"):
+            code = serve.run(settings(tmp_path, "--refresh.interval", "0.1"),
+                             lambda _: collector, ready, stop)
+    finally:
+        if collector.gate is not None:
+            collector.gate.set()
+    assert code == 1
+    assert "a refresh is still running after 0.05s; checkpoint not saved" in caplog.text
+    assert collector.saved == 0
+
+
+# ------------------------------------------------------------------ the refresh thread
+
+
+def test_refresh_failures_are_logged_once_and_old_bytes_kept(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from prometheus_client import CollectorRegistry
+
+    collector = CountingCollector(tmp_path / "ck")
+    registry = CollectorRegistry()
+    registry.register(collector)  # type: ignore[arg-type]
+    exposition = Exposition()
+    refresher = serve.Refresher(collector, registry, exposition, 1.0)
+    with caplog.at_level(logging.INFO, logger="agentmon"):
+        refresher.refresh_once()
+        good = exposition.get()[0]
+        assert b"agentmon_test_refreshes 1.0" in good
+        collector.fail_with = RuntimeError("disk\non fire")
+        for _ in range(3):
+            refresher.refresh_once()
+        assert exposition.get()[0] == good
+        collector.fail_with = None
+        refresher.refresh_once()
+        refresher.refresh_once()
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert [r.getMessage() for r in errors] == ["refresh failed: RuntimeError: disk on fire"]
+    assert [r.getMessage() for r in caplog.records].count("refresh recovered") == 1
+    assert b"agentmon_test_refreshes 3.0" in exposition.get()[0]
+
+
+def test_overrunning_refreshes_do_not_burst(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry
+
+    collector = CountingCollector(tmp_path / "ck", refresh_seconds=0.15)
+    registry = CollectorRegistry()
+    registry.register(collector)  # type: ignore[arg-type]
+    refresher = serve.Refresher(collector, registry, Exposition(), 0.1)
+    stop = threading.Event()
+    thread = threading.Thread(target=refresher.run, args=(stop,))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while refresher.refreshes < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.monotonic()
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 1
+    assert refresher.refreshes >= 2
+
+
+# ------------------------------------------------------------------ the real command
+
+
+def _lines(stream: object, out: queue.Queue[str]) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        out.put(line)
+
+
+def wait_for_line(lines: queue.Queue[str], pattern: str, log: list[str],
+                  timeout: float = 60) -> re.Match[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        log.append(line)
+        match = re.search(pattern, line)
+        if match:
+            return match
+    pytest.fail(f"no line matching {pattern!r} in:\n{''.join(log)}")
+
+
+@pytest.fixture
+def migrated_db(tmp_path: Path) -> Path:
+    from agentmon.migrate_cli import migrate
+
+    db = tmp_path / "data" / "agent_workflow.db"
+    db.parent.mkdir()
+    migrate(db)
+    return db
+
+
+def test_agentmon_serve_end_to_end(tmp_path: Path, migrated_db: Path, pki: Pki) -> None:
+    pytest.importorskip("agentmon.collector", reason="the collector is written in parallel")
+    key = tmp_path / "server.key"
+    key.write_bytes(pki.server_key.read_bytes())
+    key.chmod(0o640)
+    config = web_config(tmp_path, f"tls_server_config:\n  cert_file: {pki.server_cert}\n"
+                                  f"  key_file: {key}\n  min_version: TLS12\n"
+                                  "http_server_config:\n  headers:\n    X-Frame-Options: deny\n"
+                                  f"basic_auth_users:\n  {USER}: {HASH}\n")
+    checkpoint = tmp_path / "state" / "agentmon.checkpoint"
+    checkpoint.parent.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentmon.cli", "serve", "--db", str(migrated_db),
+         "--web.listen-address", "127.0.0.1:0", "--web.config.file", str(config),
+         "--checkpoint.file", str(checkpoint), "--refresh.interval", "0.2"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=_lines, args=(proc.stderr, lines), daemon=True)
+    reader.start()
+    log: list[str] = []
+    try:
+        port = int(wait_for_line(lines, r"listening on https://127\.0\.0\.1:(\d+)/metrics",
+                                 log).group(1))
+        ctx = client_context(pki)
+        status, headers, body = get(port, headers=basic(), context=ctx)
+        assert status == 200
+        assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        assert headers["X-Frame-Options"] == "deny"
+        assert re.search(rb"^agentmon_db_up 1\.0$", body, re.M), body[:2000]
+        status, headers, _ = get(port, context=ctx)
+        assert status == 401
+        assert headers["WWW-Authenticate"] == 'Basic realm="agentmon"'
+        assert get(port, headers=basic(password="wrong"), context=ctx)[0] == 401
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    reader.join(10)
+    while not lines.empty():
+        log.append(lines.get())
+    text = "".join(log)
+    assert checkpoint.exists(), text
+    assert "Traceback" not in text
+    assert PASSWORD not in text
+    assert HASH not in text
+
+
+class _PortCatcher(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ports: queue.Queue[int] = queue.Queue()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = re.search(r"listening on https?://\S+:(\d+)/metrics", record.getMessage())
+        if match:
+            self.ports.put(int(match.group(1)))
+
+
+def test_main_in_process_with_the_real_collector(migrated_db: Path, tmp_path: Path) -> None:
+    pytest.importorskip("agentmon.collector", reason="the collector is written in parallel")
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    token.chmod(0o600)
+    config = web_config(tmp_path, f"bearer_token_file: {token}\n")
+    checkpoint = tmp_path / "ck"
+    catcher = _PortCatcher()
+    logging.getLogger("agentmon.serve").addHandler(catcher)
+    results: list[tuple[int, bytes]] = []
+
+    def scrape_then_stop() -> None:
+        try:
+            port = catcher.ports.get(timeout=60)
+            results.append(get(port, headers={"Authorization": f"Bearer {TOKEN}"})[:3:2])
+            results.append(get(port)[:3:2])
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    helper = threading.Thread(target=scrape_then_stop)
+    helper.start()
+    try:
+        code = serve.main(["--db", str(migrated_db), "--web.listen-address", "127.0.0.1:0",
+                           "--web.config.file", str(config), "--checkpoint.file",
+                           str(checkpoint), "--log.level", "debug"])
+    finally:
+        helper.join(60)
+        logging.getLogger("agentmon.serve").removeHandler(catcher)
+    assert code == 0
+    (status, body), (denied, _) = results
+    assert status == 200
+    assert re.search(rb"^agentmon_db_up 1\.0$", body, re.M)
+    assert denied == 401
+    assert checkpoint.exists()
