@@ -1,0 +1,248 @@
+"""``agentmon hook``: log one Claude Code hook event (JSON on stdin) to the database.
+
+Claude Code starts this command once per event, so the path here is kept lean: no argparse,
+no jsonschema (``agentmon.hook_validate`` interprets the packaged schema), and the migration
+code is imported only when the database is not at the current schema version.
+
+The exit code is 0 for every input and every fault: exit 2 would block the agent's tool call
+and any other code shows an error to the user. Problems are reported as exactly one line on
+stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+
+TYPE_CHECKING = False  # typing costs ~3 ms of import per hook process; only checkers need it
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import IO, Any
+
+# Must equal agentmon.migrations.LATEST (a test checks it). Importing the migration machinery
+# costs more than the whole budget of a hook process, so it is imported only when needed.
+SCHEMA_VERSION = 3
+
+DEFAULT_DB = "~/.local/share/agentmon/agent_workflow.db"
+DEFAULT_MAX_INPUT_BYTES = 1024 * 1024
+DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024
+DEFAULT_BUSY_TIMEOUT_MS = 15_000
+DRAIN_LIMIT = 64 * 1024 * 1024
+PREFIX = "agentmon hook: "
+
+HELP = f"""\
+usage: agentmon hook [--db PATH] [--max-input-bytes N] [--max-payload-bytes N]
+                     [--busy-timeout-ms N]
+
+Read one Claude Code hook event (a JSON object) from stdin, validate it against the schema
+shipped with agentmon and record it in the SQLite database. The exit code is always 0, even for
+rejected input or an unavailable database (exit 2 would block the agent); problems are reported
+as one line on stderr.
+
+options:
+  --db PATH              database file (env AGENTMON_DB, default {DEFAULT_DB})
+  --max-input-bytes N    refuse events larger than N bytes (env AGENTMON_MAX_INPUT_BYTES,
+                         default {DEFAULT_MAX_INPUT_BYTES})
+  --max-payload-bytes N  cut each stored JSON payload or text to N bytes, with a visible
+                         [TRUNCATED ...] marker (env AGENTMON_MAX_PAYLOAD_BYTES, default
+                         {DEFAULT_MAX_PAYLOAD_BYTES}, minimum 256)
+  --busy-timeout-ms N    wait at most N ms for other writers (env AGENTMON_BUSY_TIMEOUT_MS,
+                         default {DEFAULT_BUSY_TIMEOUT_MS})
+  -h, --help             show this help and exit
+
+environment: AGENTMON_PHASE sets the phase recorded on agent invocations.
+"""
+
+_OPTIONS = {
+    "--db": "AGENTMON_DB",
+    "--max-input-bytes": "AGENTMON_MAX_INPUT_BYTES",
+    "--max-payload-bytes": "AGENTMON_MAX_PAYLOAD_BYTES",
+    "--busy-timeout-ms": "AGENTMON_BUSY_TIMEOUT_MS",
+}
+_MINIMUM = {"--max-input-bytes": 1, "--max-payload-bytes": 256, "--busy-timeout-ms": 0}
+_DEFAULTS = {
+    "--max-input-bytes": DEFAULT_MAX_INPUT_BYTES,
+    "--max-payload-bytes": DEFAULT_MAX_PAYLOAD_BYTES,
+    "--busy-timeout-ms": DEFAULT_BUSY_TIMEOUT_MS,
+}
+
+
+class Rejected(Exception):
+    """The input is not a valid hook event."""
+
+
+class BadConfig(Exception):
+    """The command line or environment is wrong."""
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    """Make a message printable on one terminal line: no control characters, bounded."""
+    flat = "".join(ch if ch.isprintable() else " " for ch in text).strip()
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def parse_args(argv: list[str], env: Mapping[str, str]) -> dict[str, Any] | None:
+    """Options from argv, then the environment, then defaults; None when help was asked."""
+    given: dict[str, str] = {}
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg in ("-h", "--help"):
+            return None
+        name, sep, value = arg.partition("=")
+        if name not in _OPTIONS:
+            raise BadConfig(f"unknown argument {arg!r} (see agentmon hook --help)")
+        if not sep:
+            if not args:
+                raise BadConfig(f"{name} needs a value")
+            value = args.pop(0)
+        given[name] = value
+    config: dict[str, Any] = {}
+    for name, variable in _OPTIONS.items():
+        raw = given.get(name, env.get(variable) or None)
+        if name == "--db":
+            config["db"] = raw or os.path.expanduser(DEFAULT_DB)
+            continue
+        if raw is None:
+            config[name] = _DEFAULTS[name]
+            continue
+        source = name if name in given else variable
+        try:
+            number = int(raw)
+        except ValueError:
+            raise BadConfig(f"{source} must be an integer, not {raw!r}") from None
+        if number < _MINIMUM[name]:
+            raise BadConfig(f"{source} must be at least {_MINIMUM[name]}")
+        config[name] = number
+    config["phase"] = env.get("AGENTMON_PHASE") or None
+    return config
+
+
+def read_input(stream: IO[bytes] | None, limit: int) -> bytes:
+    """At most ``limit`` bytes of stdin; larger input is drained (bounded) and refused."""
+    if stream is None:
+        raise Rejected("no stdin")
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        drained = len(data)
+        while drained < DRAIN_LIMIT:
+            chunk = stream.read(1024 * 1024)
+            if not chunk:
+                break
+            drained += len(chunk)
+        raise Rejected(f"input larger than {limit} bytes")
+    if not data.strip():
+        raise Rejected("empty input")
+    return data
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return number
+
+
+def _no_constants(text: str) -> Any:
+    raise ValueError(f"{text} is not valid JSON")
+
+
+def parse_event(data: bytes) -> dict[str, Any]:
+    """Decode and validate one event; raises Rejected with a one-line reason."""
+    from agentmon.hook_validate import validate
+
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Rejected(f"input is not valid UTF-8 (byte {exc.start})") from None
+    try:
+        event = json.loads(text.removeprefix("\ufeff"), parse_float=_finite_float,
+                           parse_constant=_no_constants)
+    except RecursionError:
+        raise Rejected("invalid JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise Rejected(f"invalid JSON: {exc}") from None
+    problem = validate(event)
+    if problem:
+        raise Rejected(problem)
+    return dict(event)
+
+
+def store(event: dict[str, Any], config: dict[str, Any]) -> None:
+    """Write one validated event. Raises sqlite3.Error / OSError when the database fails."""
+    from agentmon.db import connect_writer
+    from agentmon.hook_store import Store
+
+    path = config["db"]
+    parent = os.path.dirname(path)
+    if parent and not os.path.isdir(parent) and not os.path.exists(parent):
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+    # SQLite creates files 0644 whatever the umask; create it first so the group may write
+    # (the -wal and -shm files copy the database file's mode).
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o666))
+    conn = connect_writer(path, busy_timeout_ms=config["--busy-timeout-ms"])
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version != SCHEMA_VERSION:
+            from agentmon.migrate_cli import ensure_latest
+
+            ensure_latest(conn, path)
+        Store(conn, max_payload_bytes=config["--max-payload-bytes"],
+              phase=config["phase"]).record(event)
+    finally:
+        conn.close()
+
+
+def run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[str] | None,
+        stderr: IO[str] | None, env: Mapping[str, str]) -> int:
+    """The whole command with its streams and environment passed in. Always returns 0."""
+    old_umask = os.umask(0o007)  # the data folder is shared by a group: keep files group-rw
+    try:
+        message = _run(argv, stdin, stdout, env)
+    except BaseException as exc:  # a hook must never fail the agent, whatever happened
+        message = f"internal error: {type(exc).__name__}: {exc}"
+    finally:
+        os.umask(old_umask)
+    if message and stderr is not None:
+        try:
+            stderr.write(PREFIX + one_line(message) + "\n")
+            stderr.flush()
+        except (OSError, ValueError):
+            pass  # stderr closed: nothing left to tell anyone
+    return 0
+
+
+def _run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[str] | None,
+         env: Mapping[str, str]) -> str | None:
+    import sqlite3
+
+    try:
+        config = parse_args(argv, env)
+    except BadConfig as exc:
+        return f"bad arguments: {exc}"
+    if config is None:
+        if stdout is not None:
+            stdout.write(HELP)
+            stdout.flush()
+        return None
+    try:
+        event = parse_event(read_input(stdin, config["--max-input-bytes"]))
+    except Rejected as exc:
+        return f"rejected event: {exc}"
+    except OSError as exc:
+        return f"rejected event: cannot read stdin: {exc}"
+    if config["db"].startswith("~"):
+        return "database unavailable: no home folder to put the database in; use --db"
+    try:
+        store(event, config)
+    except (sqlite3.Error, OSError, ValueError, RuntimeError) as exc:
+        # ValueError: schema newer than this agentmon; RuntimeError: pre-migration backup failed
+        return f"database unavailable: {config['db']}: {exc}"
+    return None
+
+
+def main(argv: list[str]) -> int:
+    stdin = sys.stdin.buffer if sys.stdin is not None else None
+    return run(argv, stdin, sys.stdout, sys.stderr, os.environ)

@@ -1,0 +1,329 @@
+"""Writes of one validated hook event: sessions, agent invocations and tool uses.
+
+Everything an event changes happens in one ``BEGIN IMMEDIATE`` transaction. Pre/Post/Failure
+events are paired by ``tool_use_id`` within their session. A finished row (status completed or
+error) is frozen by the change-tracking triggers of schema step 3, so every finish is one
+UPDATE, and a duplicate Post changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sqlite3
+from datetime import UTC, datetime
+
+from agentmon import redact
+
+TYPE_CHECKING = False  # typing costs ~3 ms of import per hook process; only checkers need it
+if TYPE_CHECKING:
+    from typing import Any
+
+AGENT_TOOLS = frozenset({"Task", "Agent"})
+FINAL = ("completed", "error")
+SUMMARY_BYTES = 1024
+_LABEL_DROP = re.compile(r"[^A-Za-z0-9_.:-]+")
+_MAX_DURATION_S = 10 * 365 * 86400.0
+
+
+def label(value: Any, limit: int = 64) -> str | None:
+    """A name safe as a metric label value (agent, model, phase), or None."""
+    if not isinstance(value, str):
+        return None
+    cleaned = _LABEL_DROP.sub("_", value.strip()).strip("_")[:limit]
+    return cleaned or None
+
+
+def clean_text(value: Any) -> str | None:
+    """A string SQLite can store as UTF-8 (lone surrogates replaced), or None."""
+    if not isinstance(value, str):
+        return None
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A stored timestamp as an aware datetime. Naive (original, local-time) rows are local."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.astimezone()
+
+
+def seconds_between(start: Any, end: datetime) -> float | None:
+    began = parse_time(start)
+    if began is None:
+        return None
+    seconds = (end - began).total_seconds()
+    return seconds if 0 <= seconds <= _MAX_DURATION_S else None
+
+
+def reported_duration(response: Any) -> float | None:
+    """``tool_response.totalDurationMs`` in seconds, when it is a sane number."""
+    if not isinstance(response, dict):
+        return None
+    millis = response.get("totalDurationMs")
+    if isinstance(millis, bool) or not isinstance(millis, int | float):
+        return None
+    try:
+        seconds = float(millis) / 1000
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) and 0 <= seconds <= _MAX_DURATION_S else None
+
+
+def result_summary(response: Any) -> str | None:
+    """The first text block of a subagent's response, redacted and cut to 1 KiB."""
+    content = response.get("content") if isinstance(response, dict) else None
+    if isinstance(content, list):
+        for block in content:
+            if isinstance(block, dict) and isinstance(block.get("text"), str):
+                return redact.text(block["text"], SUMMARY_BYTES)
+    return None
+
+
+class Store:
+    """Applies one event to an open writer connection (autocommit mode)."""
+
+    def __init__(self, conn: sqlite3.Connection, *, max_payload_bytes: int,
+                 phase: str | None = None, now: datetime | None = None) -> None:
+        self.conn = conn
+        self.max_payload = max_payload_bytes
+        self.phase = label(phase)
+        self.when = now or datetime.now(UTC)
+        self.now = self.when.isoformat()
+
+    def record(self, event: dict[str, Any]) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._apply(event)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        name = event["hook_event_name"]
+        sid = event["session_id"]
+        if name == "SessionStart":
+            self._session_start(sid, event)
+            return
+        if name == "SessionEnd":
+            self._session_end(sid, event)
+            return
+        self._ensure_session(sid, event)
+        if name in ("PreToolUse", "PostToolUse", "PostToolUseFailure"):
+            agent_tool = event["tool_name"] in AGENT_TOOLS
+            if name == "PreToolUse":
+                (self._invocation_start if agent_tool else self._tool_start)(sid, event)
+            else:
+                (self._invocation_finish if agent_tool else self._tool_finish)(sid, event)
+        elif name == "SubagentStop":
+            self._subagent_stop(sid, event)
+
+    # sessions ----------------------------------------------------------------------------
+
+    def _ensure_session(self, sid: str, event: dict[str, Any]) -> None:
+        self.conn.execute(
+            "INSERT INTO sessions (session_id, start_time, status, cwd) VALUES (?, ?, 'active', ?)"
+            " ON CONFLICT (session_id) DO NOTHING",
+            (sid, self.now, clean_text(event.get("cwd"))),
+        )
+
+    def _metadata(self, event: dict[str, Any], *keys: str) -> str:
+        return redact.payload({k: event[k] for k in keys if k in event}, self.max_payload)
+
+    def _session_start(self, sid: str, event: dict[str, Any]) -> None:
+        # A resumed session becomes active again; its first start_time stays. New metadata
+        # is merged into a stored JSON object (the original project's may be anything).
+        self.conn.execute(
+            "INSERT INTO sessions (session_id, start_time, status, cwd, metadata)"
+            " VALUES (?, ?, 'active', ?, ?)"
+            " ON CONFLICT (session_id) DO UPDATE SET status = 'active', end_time = NULL,"
+            " cwd = coalesce(excluded.cwd, cwd), metadata = CASE WHEN json_valid(metadata)"
+            " AND json_type(metadata) = 'object' THEN json_patch(metadata, excluded.metadata)"
+            " ELSE excluded.metadata END",
+            (sid, self.now, clean_text(event.get("cwd")),
+             self._metadata(event, "source", "permission_mode")),
+        )
+
+    def _session_end(self, sid: str, event: dict[str, Any]) -> None:
+        self.conn.execute(
+            "INSERT INTO sessions (session_id, start_time, end_time, status, cwd, metadata)"
+            " VALUES (?, ?, ?, 'completed', ?, ?)"
+            " ON CONFLICT (session_id) DO UPDATE SET status = 'completed',"
+            " end_time = excluded.end_time, metadata = CASE WHEN json_valid(metadata)"
+            " AND json_type(metadata) = 'object' THEN json_patch(metadata, excluded.metadata)"
+            " ELSE excluded.metadata END",
+            (sid, self.now, self.now, clean_text(event.get("cwd")),
+             self._metadata(event, "reason")),
+        )
+
+    # attribution -------------------------------------------------------------------------
+
+    def _running_invocation(self, sid: str, agent: str | None,
+                            unstopped: bool = False) -> tuple[int, str | None] | None:
+        sql = ("SELECT id, agent_name FROM agent_invocations"
+               " WHERE session_id = ? AND status = 'running'")
+        args: list[Any] = [sid]
+        if agent is not None:
+            sql += " AND (agent_type = ? OR agent_name = ?)"
+            args += [agent, agent]
+        if unstopped:
+            sql += " AND end_time IS NULL"
+        row = self.conn.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchone()
+        return (int(row[0]), row[1]) if row else None
+
+    def _attribution(self, sid: str, event: dict[str, Any]) -> tuple[str, int | None]:
+        """(agent_name, agent_invocation_id) of the agent that made this call, per session."""
+        agent = label(event.get("agent_type"))
+        if agent is not None:
+            found = self._running_invocation(sid, agent)
+            return agent, found[0] if found else None
+        found = self._running_invocation(sid, None)
+        if found:
+            return found[1] or "unknown", found[0]
+        return "main", None
+
+    # agent invocations (tools Task / Agent) ----------------------------------------------
+
+    def _find(self, table: str, sid: str, tool_use_id: str) -> tuple[int, Any, Any] | None:
+        row = self.conn.execute(
+            f"SELECT id, status, start_time FROM {table}"  # noqa: S608 - table is a constant
+            " WHERE tool_use_id = ? AND session_id = ? ORDER BY id DESC LIMIT 1",
+            (tool_use_id, sid),
+        ).fetchone()
+        return (int(row[0]), row[1], row[2]) if row else None
+
+    def _invocation_columns(self, sid: str, event: dict[str, Any]) -> dict[str, Any]:
+        tool_input = event["tool_input"]
+        subagent = label(tool_input.get("subagent_type"))
+        prompt = tool_input.get("prompt")
+        return {
+            "timestamp": self.now,
+            "session_id": sid,
+            "event_type": event["hook_event_name"],
+            "phase": self.phase,
+            "agent_name": subagent or "unknown",
+            "agent_type": subagent,
+            "model": label(tool_input.get("model")),
+            "prompt": redact.text(prompt, self.max_payload) if isinstance(prompt, str) else None,
+            "parent_agent": self._attribution(sid, event)[0],
+            "raw_input": redact.payload(tool_input, self.max_payload),
+            "tool_use_id": event["tool_use_id"],
+        }
+
+    def _invocation_start(self, sid: str, event: dict[str, Any]) -> None:
+        if self._find("agent_invocations", sid, event["tool_use_id"]):
+            return  # a repeated PreToolUse
+        row = self._invocation_columns(sid, event)
+        row.update(start_time=self.now, status="running")
+        self._insert("agent_invocations", row)
+
+    def _finish_values(self, event: dict[str, Any], start: Any) -> dict[str, Any]:
+        failed = event["hook_event_name"] == "PostToolUseFailure"
+        response = event.get("tool_response")
+        duration = reported_duration(response)
+        if duration is None:
+            duration = seconds_between(start, self.when)
+        return {
+            "status": "error" if failed else "completed",
+            "end_time": self.now,
+            "duration_seconds": duration,
+            "error": redact.text(event["error"], self.max_payload) if failed else None,
+            "output": None if failed else redact.payload(response, self.max_payload),
+        }
+
+    def _invocation_finish(self, sid: str, event: dict[str, Any]) -> None:
+        found = self._find("agent_invocations", sid, event["tool_use_id"])
+        if found is not None and found[1] in FINAL:
+            return  # a repeated Post: the row is final
+        if found is None:
+            # A Post without its Pre (hook installed mid-call, Pre rejected...): keep it anyway.
+            row = self._invocation_columns(sid, event)
+            done = self._finish_values(event, None)
+            row.update(self._finished_row(done), raw_output=done["output"],
+                       result_summary=result_summary(event.get("tool_response")))
+            self._insert("agent_invocations", row)
+            return
+        done = self._finish_values(event, found[2])
+        # One UPDATE: the freeze trigger ignores any later change to a finished row.
+        self.conn.execute(
+            "UPDATE agent_invocations SET status = ?, end_time = ?, duration_seconds = ?,"
+            " error = ?, raw_output = ?, result_summary = ?"
+            " WHERE id = ? AND (status IS NULL OR status NOT IN ('completed', 'error'))",
+            (done["status"], done["end_time"], done["duration_seconds"], done["error"],
+             done["output"], result_summary(event.get("tool_response")), found[0]),
+        )
+
+    def _finished_row(self, done: dict[str, Any]) -> dict[str, Any]:
+        duration = done["duration_seconds"]
+        start = None
+        if duration is not None:
+            start = datetime.fromtimestamp(self.when.timestamp() - duration, UTC).isoformat()
+        return {"status": done["status"], "start_time": start, "end_time": done["end_time"],
+                "duration_seconds": duration, "error": done["error"]}
+
+    def _subagent_stop(self, sid: str, event: dict[str, Any]) -> None:
+        # Never a bare row: stamp the end of the matching running invocation; PostToolUse
+        # of its Task/Agent call will set the status.
+        found = self._running_invocation(sid, label(event.get("agent_type")), unstopped=True)
+        if found is not None:
+            self.conn.execute("UPDATE agent_invocations SET end_time = ? WHERE id = ?",
+                              (self.now, found[0]))
+
+    # tool uses ---------------------------------------------------------------------------
+
+    def _tool_columns(self, sid: str, event: dict[str, Any]) -> dict[str, Any]:
+        agent, invocation = self._attribution(sid, event)
+        (sequence,) = self.conn.execute(
+            "SELECT coalesce(max(sequence_number), 0) + 1 FROM agent_tool_uses"
+            " WHERE session_id = ?", (sid,)
+        ).fetchone()
+        return {
+            "timestamp": self.now,
+            "session_id": sid,
+            "agent_name": agent,
+            "agent_invocation_id": invocation,
+            "tool_name": event["tool_name"],
+            "tool_input": redact.payload(event["tool_input"], self.max_payload),
+            "sequence_number": sequence,
+            "tool_use_id": event["tool_use_id"],
+        }
+
+    def _tool_start(self, sid: str, event: dict[str, Any]) -> None:
+        if self._find("agent_tool_uses", sid, event["tool_use_id"]):
+            return
+        row = self._tool_columns(sid, event)
+        row.update(start_time=self.now, status="running")
+        self._insert("agent_tool_uses", row)
+
+    def _tool_finish(self, sid: str, event: dict[str, Any]) -> None:
+        found = self._find("agent_tool_uses", sid, event["tool_use_id"])
+        if found is not None and found[1] in FINAL:
+            return
+        if found is None:
+            row = self._tool_columns(sid, event)
+            done = self._finish_values(event, None)
+            row.update(self._finished_row(done), tool_output=done["output"])
+            self._insert("agent_tool_uses", row)
+            return
+        done = self._finish_values(event, found[2])
+        self.conn.execute(
+            "UPDATE agent_tool_uses SET status = ?, end_time = ?, duration_seconds = ?,"
+            " error = ?, tool_output = ?"
+            " WHERE id = ? AND (status IS NULL OR status NOT IN ('completed', 'error'))",
+            (done["status"], done["end_time"], done["duration_seconds"], done["error"],
+             done["output"], found[0]),
+        )
+
+    def _insert(self, table: str, row: dict[str, Any]) -> None:
+        columns = ", ".join(row)
+        marks = ", ".join("?" * len(row))
+        self.conn.execute(
+            f"INSERT INTO {table} ({columns}) VALUES ({marks})",  # noqa: S608 - fixed names
+            tuple(row.values()),
+        )
