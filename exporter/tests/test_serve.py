@@ -171,6 +171,20 @@ def test_non_loopback_with_a_bearer_token_is_fine(capsys: pytest.CaptureFixture[
     assert TOKEN not in text
 
 
+def test_startup_warnings(tmp_path: Path) -> None:
+    path = web_config(tmp_path, f"basic_auth_users:\n  {USER}: {HASH}\n")
+    remote = serve.settings_from_args(serve.build_parser().parse_args(
+        ["--db", "x", "--web.config.file", str(path), "--web.listen-address", ":9477"]))
+    assert serve.startup_warnings(remote) == [
+        "credentials travel unencrypted to 0.0.0.0:9477: configure tls_server_config or put a "
+        "TLS proxy in front"]
+    local = serve.settings_from_args(serve.build_parser().parse_args(
+        ["--db", "x", "--web.config.file", str(path)]))
+    assert serve.startup_warnings(local) == []
+    assert serve.startup_warnings(settings(tmp_path)) == [
+        "no authentication configured; serving loopback 127.0.0.1:0 only"]
+
+
 def test_bad_log_level_is_an_argparse_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         serve.main(["--db", "x", "--log.level", "chatty"])

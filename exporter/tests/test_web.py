@@ -177,6 +177,12 @@ def _fresh_keys() -> list[bytes]:
     return list(other._good)
 
 
+def test_unknown_users_cost_as_much_as_the_dearest_known_one() -> None:
+    dear = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=6))
+    auth = Authenticator({USER: HASH.encode(), "other": dear})
+    assert auth._dummy_hash.startswith(b"$2b$06$")
+
+
 def test_htpasswd_style_2y_hashes_verify() -> None:
     hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).replace(b"$2b$", b"$2y$")
     assert Authenticator({"u": hashed}).check(basic("u", "pw")["Authorization"])

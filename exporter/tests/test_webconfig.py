@@ -6,6 +6,7 @@ import ssl
 from pathlib import Path
 
 import pytest
+import yaml
 from webtls import HASH, PASSWORD, TOKEN, USER, Pki, make_pki
 
 from agentmon.webconfig import WebConfigError, load_web_config
@@ -296,3 +297,18 @@ def test_missing_bearer_token_file(tmp_path: Path) -> None:
     message = refusal(write(tmp_path, "bearer_token_file: /nonexistent/token\n"))
     assert message.endswith("bearer_token_file: cannot read /nonexistent/token: "
                             "No such file or directory")
+
+
+def test_the_shipped_example_is_valid(tmp_path: Path, pki: Pki) -> None:
+    example = Path(__file__).resolve().parents[2] / "files" / "agentmon" / "web-config.example.yml"
+    data = yaml.safe_load(example.read_text())
+    tls = data["tls_server_config"]
+    assert set(tls) == {"cert_file", "key_file", "client_auth_type", "client_ca_file",
+                        "min_version"}
+    tls.update(cert_file=str(pki.server_cert), key_file=str(pki.server_key),
+               client_ca_file=str(pki.ca))
+    config = load_web_config(write(tmp_path, yaml.safe_dump(data)))
+    assert config.tls is not None
+    assert config.tls.client_auth_type == "RequireAndVerifyClientCert"
+    assert list(config.basic_auth_users) == ["prometheus"]
+    assert len(config.headers) == 3

@@ -117,6 +117,15 @@ def authenticates(web: WebConfig) -> bool:
         web.tls is not None and web.tls.client_auth_type == "RequireAndVerifyClientCert")
 
 
+def startup_warnings(settings: Settings) -> list[str]:
+    if not authenticates(settings.web):
+        return [f"no authentication configured; serving loopback {settings.listen} only"]
+    if settings.web.tls is None and not settings.listen.is_loopback:
+        return [f"credentials travel unencrypted to {settings.listen}: configure "
+                "tls_server_config or put a TLS proxy in front"]
+    return []
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
@@ -246,9 +255,8 @@ def _serve(settings: Settings, server: MetricsServer, refresher: Refresher,
            stop: threading.Event, on_ready: Callable[[MetricsServer], None] | None) -> int:
     previous = _install_signal_handlers(stop)
     try:
-        if not authenticates(settings.web):
-            log.warning("no authentication configured; serving loopback %s only",
-                        settings.listen)
+        for warning in startup_warnings(settings):
+            log.warning("%s", warning)
         refresher.refresh_once()  # the first scrape already sees data
         worker = threading.Thread(target=refresher.run, args=(stop,), name="refresh",
                                   daemon=True)

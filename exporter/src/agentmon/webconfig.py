@@ -47,7 +47,7 @@ CLIENT_AUTH = {
     "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
     "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
 }
-BCRYPT_RE = re.compile(r"^\$2[aby]?\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$")
+BCRYPT_RE = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$")
 # RFC 6750 b64token: what can travel in "Authorization: Bearer <token>".
 TOKEN_RE = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 MIN_TOKEN_LEN = 16
