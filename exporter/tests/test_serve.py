@@ -58,6 +58,11 @@ class CountingCollector:
         self.saved += 1
 
 
+@pytest.fixture(autouse=True)
+def quick_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(serve, "POLL_INTERVAL", 0.02)
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
