@@ -99,12 +99,15 @@ INDEXES: dict[str, str] = {
     # cold-start aggregation over finished invocations: covering, so the table is never read
     "idx_invocations_agent": "ON agent_invocations(agent_name, phase, status,"
     " duration_seconds, start_time, end_time)",
-    # running-now gauge: only the running rows are in this index, so it stays tiny
-    "idx_invocations_running": "ON agent_invocations(agent_name, phase) WHERE status = 'running'",
+    # running-now gauges and sessions active now: only the running rows are in this index, so
+    # it stays tiny; session_id makes it covering for the active-sessions count
+    "idx_invocations_running": "ON agent_invocations(agent_name, phase, session_id)"
+    " WHERE status = 'running'",
     # the same two for tool uses
     "idx_tool_uses_agent": "ON agent_tool_uses(agent_name, tool_name, status,"
     " duration_seconds, start_time, end_time)",
-    "idx_tool_uses_running": "ON agent_tool_uses(agent_name, tool_name) WHERE status = 'running'",
+    "idx_tool_uses_running": "ON agent_tool_uses(agent_name, tool_name, session_id)"
+    " WHERE status = 'running'",
     # the hook pairs PreToolUse / PostToolUse / PostToolUseFailure by tool_use_id
     "idx_invocations_tool_use_id": "ON agent_invocations(tool_use_id)"
     " WHERE tool_use_id IS NOT NULL",

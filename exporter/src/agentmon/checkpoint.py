@@ -1,0 +1,63 @@
+"""The collector's checkpoint file: JSON, written atomically, mode 0600.
+
+A new version goes to an unpredictable temporary name in the same folder (``tempfile.mkstemp``:
+no symlink games), is flushed to disk, then renamed over the old one, so a crash leaves either
+the old or the new checkpoint, never a torn one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+FORMAT = 1
+
+
+class CheckpointError(Exception):
+    """The checkpoint could not be read or written (one-line message)."""
+
+
+def save(path: Path, payload: dict[str, object]) -> None:
+    data = json.dumps({"format": FORMAT, **payload}, separators=(",", ":")).encode()
+    folder = path.absolute().parent
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write checkpoint in {folder}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), 0o600)
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror}") from None
+    with contextlib.suppress(OSError):  # make the rename durable where the OS allows it
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def load(path: Path) -> dict[str, object] | None:
+    """The saved payload, None when there is no checkpoint; CheckpointError when unusable."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise CheckpointError(f"checkpoint {path} is not valid JSON") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path} has an unknown format")
+    return data
