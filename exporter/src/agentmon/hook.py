@@ -83,6 +83,14 @@ def one_line(text: str, limit: int = 400) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def default_db(env: Mapping[str, str]) -> str | None:
+    """~/.local/share/agentmon/agent_workflow.db, or None when there is no home folder."""
+    home = env.get("HOME") or os.path.expanduser("~")
+    if not home or home == "~":
+        return None
+    return os.path.join(home, DEFAULT_DB.removeprefix("~/"))
+
+
 def parse_args(argv: list[str], env: Mapping[str, str]) -> dict[str, Any] | None:
     """Options from argv, then the environment, then defaults; None when help was asked."""
     given: dict[str, str] = {}
@@ -103,7 +111,7 @@ def parse_args(argv: list[str], env: Mapping[str, str]) -> dict[str, Any] | None
     for name, variable in _OPTIONS.items():
         raw = given.get(name, env.get(variable) or None)
         if name == "--db":
-            config["db"] = raw or os.path.expanduser(DEFAULT_DB)
+            config["db"] = raw or default_db(env)
             continue
         if raw is None:
             config[name] = _DEFAULTS[name]
@@ -233,7 +241,7 @@ def _run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[str] | None,
         return f"rejected event: {exc}"
     except OSError as exc:
         return f"rejected event: cannot read stdin: {exc}"
-    if config["db"].startswith("~"):
+    if config["db"] is None:
         return "database unavailable: no home folder to put the database in; use --db"
     try:
         store(event, config)

@@ -1,0 +1,223 @@
+"""The command's contract: options, exit code 0 for every fault, one line on stderr."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hook_events import event, rows, run_hook
+
+from agentmon import cli, hook, hook_store, migrations
+from agentmon.migrate_cli import migrate
+
+AGENTMON = Path(sys.executable).with_name("agentmon")
+
+
+def one_line(err: str, prefix: str) -> str:
+    assert err.endswith("\n"), err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"agentmon hook: {prefix}"), err
+    assert "Traceback" not in err
+    return err
+
+
+def test_schema_version_constant_matches_the_migrations() -> None:
+    assert hook.SCHEMA_VERSION == migrations.LATEST
+
+
+def test_help_goes_to_stdout_and_exits_0() -> None:
+    out = io.StringIO()
+    assert hook.run(["--help"], None, out, io.StringIO(), {}) == 0
+    assert "usage: agentmon hook" in out.getvalue()
+    assert "--max-payload-bytes" in out.getvalue()
+    assert hook.run(["-h"], None, None, None, {}) == 0
+
+
+def test_help_through_the_dispatcher(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["hook", "--help"]) == 0
+    assert "AGENTMON_DB" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("argv", "env", "reason"), [
+    (["--bogus"], {}, "unknown argument '--bogus'"),
+    (["--db"], {}, "--db needs a value"),
+    (["--max-input-bytes", "lots"], {}, "--max-input-bytes must be an integer"),
+    (["--max-payload-bytes=100"], {}, "--max-payload-bytes must be at least 256"),
+    ([], {"AGENTMON_MAX_INPUT_BYTES": "0"}, "AGENTMON_MAX_INPUT_BYTES must be at least 1"),
+    ([], {"AGENTMON_BUSY_TIMEOUT_MS": "soon"}, "AGENTMON_BUSY_TIMEOUT_MS must be an integer"),
+])
+def test_bad_arguments_exit_0_with_one_line(tmp_path: Path, argv: list[str],
+                                            env: dict[str, str], reason: str) -> None:
+    err = io.StringIO()
+    data = io.BytesIO(b'{"hook_event_name":"Stop","session_id":"s"}')
+    assert hook.run(["--db", str(tmp_path / "x.db"), *argv], data, None, err, env) == 0
+    assert reason in one_line(err.getvalue(), "bad arguments: ")
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_options_beat_environment_beats_defaults(tmp_path: Path) -> None:
+    env = {"AGENTMON_DB": str(tmp_path / "env.db"), "AGENTMON_MAX_PAYLOAD_BYTES": "300",
+           "AGENTMON_MAX_INPUT_BYTES": "5000"}
+    config = hook.parse_args(["--max-input-bytes=100"], env)
+    assert config == {"db": str(tmp_path / "env.db"), "--max-input-bytes": 100,
+                      "--max-payload-bytes": 300, "--busy-timeout-ms": 15_000, "phase": None}
+    big = event("PreToolUse", tool_input={"content": "x" * 2000})
+    assert run_hook(big, None, env=env) == (0, "")
+    (stored,) = rows(tmp_path / "env.db", "SELECT tool_input FROM agent_tool_uses")[0]
+    assert len(stored) <= 300
+    assert "[TRUNCATED" in stored
+    _code, err = run_hook(big, None, "--max-input-bytes", "1000", env=env)
+    assert "input larger than 1000 bytes" in one_line(err, "rejected event: ")
+
+
+def test_default_database_in_home_is_private_to_the_group(tmp_path: Path) -> None:
+    assert run_hook(event("Stop"), None, env={"HOME": str(tmp_path)}) == (0, "")
+    folder = tmp_path / ".local/share/agentmon"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    db = folder / "agent_workflow.db"
+    assert stat.S_IMODE(db.stat().st_mode) == 0o660
+    assert rows(db, "SELECT session_id FROM sessions") == [("sess-1",)]
+
+
+def test_umask_is_restored_after_the_run(tmp_path: Path) -> None:
+    before = os.umask(0o022)
+    try:
+        run_hook(event("Stop"), tmp_path / "a.db")
+        assert os.umask(0o022) == 0o022
+    finally:
+        os.umask(before)
+
+
+def test_no_home_folder_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os.path, "expanduser", lambda path: path)
+    assert hook.default_db({}) is None
+    _code, err = run_hook(event("Stop"), None, env={})
+    assert "no home folder" in one_line(err, "database unavailable: ")
+
+
+def make_file(path: Path, content: bytes = b"") -> Path:
+    path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "is_a_directory", "not_a_database"])
+def test_unusable_database_path(tmp_path: Path, where: str) -> None:
+    if where == "under_a_file":
+        db = make_file(tmp_path / "plain") / "agent_workflow.db"
+    elif where == "is_a_directory":
+        db = tmp_path / "dir.db"
+        db.mkdir()
+    else:
+        db = make_file(tmp_path / "junk.db", b"this is not sqlite at all" * 100)
+    code, err = run_hook(event("Stop"), db)
+    assert code == 0
+    one_line(err, f"database unavailable: {db}: ")
+
+
+def test_locked_database_times_out_cleanly(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    assert run_hook(event("Stop"), db) == (0, "")
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        code, err = run_hook(event("Stop", session="other"), db, "--busy-timeout-ms", "50")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert code == 0
+    assert "database is locked" in one_line(err, "database unavailable: ")
+
+
+def test_database_from_a_newer_agentmon_is_left_alone(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {migrations.LATEST + 1}")
+    conn.close()
+    _code, err = run_hook(event("Stop"), db)
+    assert "newer than this agentmon knows" in one_line(err, "database unavailable: ")
+
+
+def test_unexpected_errors_are_one_line_too(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: object, event: object) -> None:
+        raise TypeError("a bug\nwith two lines")
+
+    monkeypatch.setattr(hook_store.Store, "record", broken)
+    code, err = run_hook(event("Stop"), tmp_path / "a.db")
+    assert code == 0
+    assert one_line(err, "internal error: TypeError: a bug with two lines")
+
+
+class Exploding(io.BytesIO):
+    def read(self, size: int | None = -1) -> bytes:
+        raise OSError("stdin went away")
+
+
+class ClosedStderr(io.StringIO):
+    def write(self, text: str) -> int:
+        raise OSError("closed")
+
+
+def test_unreadable_stdin_and_unwritable_stderr(tmp_path: Path) -> None:
+    err = io.StringIO()
+    assert hook.run(["--db", str(tmp_path / "a.db")], Exploding(), None, err, {}) == 0
+    assert "cannot read stdin: stdin went away" in one_line(err.getvalue(), "rejected event: ")
+    assert hook.run([], None, None, err, {}) == 0
+    assert err.getvalue().endswith("agentmon hook: rejected event: no stdin\n")
+    assert hook.run([], None, None, ClosedStderr(), {}) == 0
+    assert hook.run([], None, None, None, {}) == 0
+
+
+def test_large_input_is_drained_not_buffered() -> None:
+    stream = io.BytesIO(b" " * (3 * 1024 * 1024))
+    with pytest.raises(hook.Rejected, match="input larger than 1024 bytes"):
+        hook.read_input(stream, 1024)
+    assert stream.tell() == 3 * 1024 * 1024  # read to the end, 1 MiB at a time
+
+
+def test_one_line_flattens_and_bounds() -> None:
+    assert hook.one_line("a\nb\x00c\td") == "a b c d"
+    assert len(hook.one_line("x" * 1000)) == 400
+
+
+def test_real_process_end_to_end(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    env = {**os.environ, "AGENTMON_DB": str(db)}
+    env.pop("COVERAGE_PROCESS_START", None)
+    for payload in (event("PreToolUse"), event("PostToolUse")):
+        proc = subprocess.run([str(AGENTMON), "hook"], input=hook_json(payload),
+                              capture_output=True, env=env, timeout=60, check=False)
+        assert (proc.returncode, proc.stderr, proc.stdout) == (0, b"", b"")
+    assert rows(db, "SELECT status FROM agent_tool_uses") == [("completed",)]
+    proc = subprocess.run([str(AGENTMON), "hook", "--nope"], input=b"", capture_output=True,
+                          env=env, timeout=60, check=False)
+    assert proc.returncode == 0
+    assert proc.stderr.count(b"\n") == 1
+
+
+def hook_json(payload: dict[str, object]) -> bytes:
+    return json.dumps(payload).encode()
+
+
+def test_the_hook_path_does_not_import_heavy_modules(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    migrate(db)
+    code = ("import sys, io, json\n"
+            "from agentmon import cli\n"
+            "sys.stdin = io.TextIOWrapper(io.BytesIO(sys.argv[2].encode()))\n"
+            "cli.main(['hook', '--db', sys.argv[1]])\n"
+            "heavy = {'jsonschema', 'argparse', 'typing', 'pathlib', 'prometheus_client', 'yaml',"
+            " 'bcrypt', 'agentmon.migrations', 'urllib.parse', 'dataclasses'}\n"
+            "print(sorted(heavy & set(sys.modules)))\n")
+    payload = hook_json(event("PreToolUse", tool_input={"password": "x"}))
+    proc = subprocess.run([sys.executable, "-c", code, str(db), payload.decode()],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert (proc.stdout.strip(), proc.stderr) == ("[]", "")
+    assert rows(db, "SELECT tool_input FROM agent_tool_uses") == [('{"password":"[REDACTED]"}',)]

@@ -1,0 +1,142 @@
+"""Secrets never reach the database; stored payloads stay valid JSON within their budget."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentmon import redact
+from agentmon.redact import REDACTED, is_secret_key, payload, redact_text, truncate_json
+
+
+@pytest.mark.parametrize("key", [
+    "password", "PASSWORD", "db_password", "passwd", "secret", "client_secret", "token",
+    "access_token", "accessToken", "refresh-token", "GITHUB_TOKEN", "api_key", "apiKey",
+    "X-Api-Key", "APIKEY", "api-key", "Authorization", "proxy-authorization", "cookie",
+    "Set-Cookie", "credentials", "aws_credentials", "private_key", "privateKey", "PrivateKey",
+])
+def test_secret_keys(key: str) -> None:
+    assert is_secret_key(key)
+
+
+@pytest.mark.parametrize("key", [
+    "totalTokens", "input_tokens", "max_tokens", "cache_read_input_tokens", "tokens",
+    "command", "description", "file_path", "key", "monkey", "author", "primary_key", "prompt",
+])
+def test_ordinary_keys(key: str) -> None:
+    assert not is_secret_key(key)
+
+
+def test_nested_values_of_any_type_are_redacted() -> None:
+    value = {"headers": {"Authorization": "Bearer abc"}, "list": [{"password": {"x": 1}}],
+             "usage": {"input_tokens": 12}, "token": 123, "deep": [[{"api_key": ["k"]}]]}
+    out = redact.redact(value)
+    assert out == {"headers": {"Authorization": REDACTED}, "list": [{"password": REDACTED}],
+                   "usage": {"input_tokens": 12}, "token": REDACTED,
+                   "deep": [[{"api_key": REDACTED}]]}
+    assert value["token"] == 123  # the input is not modified
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("curl -H 'Authorization: Bearer abc.def' x", "curl -H 'Authorization: [REDACTED]' x"),
+    ("GITHUB_TOKEN=ghp_123 make", "GITHUB_TOKEN=[REDACTED] make"),
+    ('{"password": "hunter2", "user": "bob"}', '{"password": [REDACTED], "user": "bob"}'),
+    ("export API_KEY='s k'", "export API_KEY=[REDACTED]"),
+    ("mysql --password=pw db", "mysql --password=[REDACTED] db"),
+    ("max_tokens=5 and tokens: 7", "max_tokens=5 and tokens: 7"),
+    ("nothing to see here", "nothing to see here"),
+])
+def test_assignments_in_text_lose_their_value(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+
+
+def test_long_identifier_chains_do_not_make_redaction_slow() -> None:
+    text = "a_" * 200_000 + "token"
+    assert redact_text(text) == text  # bounded prefix: linear, finishes at once
+
+
+def test_too_deep_structures_are_cut() -> None:
+    value: Any = "leaf"
+    for _ in range(redact.MAX_DEPTH + 10):
+        value = [value]
+    out = json.dumps(redact.redact(value))
+    assert out.startswith("[" * redact.MAX_DEPTH + json.dumps(redact.TOO_DEEP))
+
+
+def test_truncation_keeps_valid_json_with_a_marker() -> None:
+    big = {"content": "x" * 50_000, "quotes": '"\\' * 5_000}
+    out = payload(big, 1024)
+    assert len(out.encode()) <= 1024
+    parsed = json.loads(out)
+    assert parsed["truncated"].startswith("[TRUNCATED: ")
+    assert parsed["preview"].startswith('{"content":"xxx')
+    small = payload({"a": 1}, 1024)
+    assert json.loads(small) == {"a": 1}
+
+
+def test_text_truncation_counts_utf8_bytes_and_marks_the_cut() -> None:
+    out = redact.text("é" * 1000, 300)
+    assert len(out.encode()) <= 300
+    assert out.endswith("[TRUNCATED: 2000 bytes]")
+    assert redact.text("short", 300) == "short"
+    assert redact.text("lone \udc80 surrogate", 300) == "lone ? surrogate"
+
+
+def test_payload_escapes_nul_and_lone_surrogates() -> None:
+    out = payload({"a": "x\x00\udc80"}, 1024)
+    assert out == '{"a":"x\\u0000\\udc80"}'
+    out.encode("utf-8")  # storable
+
+
+SECRET = st.text(alphabet="ABCDEFGHJKLMNPQRSTUVWXYZ0123456789", min_size=12, max_size=20)
+KEYS = st.sampled_from(["password", "apiKey", "X-Auth-Token", "client_secret", "Cookie",
+                        "private_key", "credentials"])
+PLAIN = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet="abc xyz", max_size=8),
+    lambda c: st.lists(c, max_size=3)
+    | st.dictionaries(st.sampled_from(["a", "command", "file_path", "n"]), c, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(PLAIN, KEYS, SECRET, st.integers(min_value=0, max_value=5))
+def test_planted_secret_never_survives(doc: Any, key: str, secret: str, depth: int) -> None:
+    planted: Any = {key: secret}
+    for _ in range(depth):
+        planted = {"wrap": [planted]}
+    value = {"doc": doc, "nested": planted}
+    out = payload(value, 16_384)
+    assert secret not in out
+    assert REDACTED in out
+
+
+@settings(max_examples=300, deadline=None)
+@given(PLAIN | st.text(), st.integers(min_value=redact.MIN_PAYLOAD_BYTES, max_value=2048))
+def test_payload_is_always_valid_json_within_budget(value: Any, budget: int) -> None:
+    out = payload(value, budget)
+    assert len(out.encode("utf-8")) <= budget
+    json.loads(out)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(), st.integers(min_value=redact.MIN_PAYLOAD_BYTES, max_value=1024))
+def test_text_is_storable_and_within_budget(value: str, budget: int) -> None:
+    out = redact.text(value, budget)
+    assert len(out.encode("utf-8")) <= budget
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(codec="ascii"), max_size=5000),
+       st.integers(min_value=redact.MIN_PAYLOAD_BYTES, max_value=4096))
+def test_truncate_json_of_any_json_string(body: str, budget: int) -> None:
+    text = json.dumps(body)
+    out = truncate_json(text, budget)
+    assert len(out) <= budget
+    json.loads(out)
+    if len(text) <= budget:
+        assert out == text

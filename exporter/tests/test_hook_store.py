@@ -1,0 +1,335 @@
+"""What the hook writes: sessions, invocations and tool uses, paired and attributed."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hook_events import event, rows, run_hook
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agentmon import hook_store, migrations
+from agentmon.db import connect_writer
+from agentmon.hook_store import Store
+from agentmon.migrate_cli import migrate
+
+
+def send(db: Path, *events: dict[str, Any], env: dict[str, str] | None = None) -> None:
+    for item in events:
+        code, err = run_hook(item, db, env=env)
+        assert (code, err) == (0, ""), err
+
+
+def task(name: str, tool_use_id: str, session: str = "sess-1", agent: str = "code-reviewer",
+         **fields: Any) -> dict[str, Any]:
+    tool_input = {"subagent_type": agent, "description": "review", "prompt": "look at it"}
+    return event(name, session, tool_name="Task", tool_use_id=tool_use_id,
+                 tool_input=tool_input, **fields)
+
+
+def tool(name: str, tool_use_id: str, session: str = "sess-1", tool_name: str = "Bash",
+         **fields: Any) -> dict[str, Any]:
+    return event(name, session, tool_name=tool_name, tool_use_id=tool_use_id, **fields)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "agent_workflow.db"
+
+
+def test_new_database_is_created_at_the_latest_schema(db: Path) -> None:
+    send(db, event("Stop"))
+    assert rows(db, "PRAGMA user_version") == [(migrations.LATEST,)]
+    assert rows(db, "SELECT session_id, status FROM sessions") == [("sess-1", "active")]
+    start = rows(db, "SELECT start_time FROM sessions")[0][0]
+    assert datetime.fromisoformat(start).utcoffset() == timedelta(0)
+
+
+def test_tool_use_pre_then_post(db: Path) -> None:
+    send(db, tool("PreToolUse", "toolu_a", tool_input={"command": "ls", "token": "s3cr3t"}))
+    (row,) = rows(db, "SELECT status, tool_name, agent_name, sequence_number, tool_input,"
+                      " end_time FROM agent_tool_uses")
+    assert row[:4] == ("running", "Bash", "main", 1)
+    assert json.loads(row[4]) == {"command": "ls", "token": "[REDACTED]"}
+    assert row[5] is None
+    send(db, tool("PostToolUse", "toolu_a", tool_response={"stdout": "ok"}))
+    (row,) = rows(db, "SELECT status, duration_seconds, tool_output, error, end_time"
+                      " FROM agent_tool_uses")
+    assert row[0] == "completed"
+    assert 0 <= row[1] < 60
+    assert json.loads(row[2]) == {"stdout": "ok"}
+    assert row[3] is None
+    assert row[4] is not None
+
+
+def test_failure_stores_its_error(db: Path) -> None:
+    send(db, tool("PreToolUse", "toolu_a"),
+         tool("PostToolUseFailure", "toolu_a", error="Command failed: exit 1", is_interrupt=True))
+    assert rows(db, "SELECT status, error, tool_output FROM agent_tool_uses") == [
+        ("error", "Command failed: exit 1", None)]
+
+
+def test_duplicate_events_change_nothing(db: Path) -> None:
+    send(db, tool("PreToolUse", "toolu_a"), tool("PreToolUse", "toolu_a"),
+         tool("PostToolUse", "toolu_a"))
+    before = rows(db, "SELECT * FROM agent_tool_uses")
+    seq = rows(db, "SELECT value FROM agentmon_sequence")
+    send(db, tool("PostToolUse", "toolu_a", tool_response={"other": 1}),
+         tool("PostToolUseFailure", "toolu_a"))
+    assert rows(db, "SELECT * FROM agent_tool_uses") == before
+    assert len(before) == 1
+    assert rows(db, "SELECT value FROM agentmon_sequence") == seq
+
+
+def test_frozen_rows_ignore_even_a_direct_update(db: Path) -> None:
+    # The reason a finish must be one UPDATE: the step-3 trigger freezes finished rows.
+    send(db, tool("PreToolUse", "toolu_a"), tool("PostToolUse", "toolu_a"))
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE agent_tool_uses SET status = 'error', duration_seconds = 99")
+    conn.commit()
+    conn.close()
+    assert rows(db, "SELECT status FROM agent_tool_uses") == [("completed",)]
+
+
+def test_post_without_pre_keeps_a_finished_row(db: Path) -> None:
+    send(db, tool("PostToolUse", "toolu_b"), tool("PostToolUseFailure", "toolu_c"))
+    assert rows(db, "SELECT tool_use_id, status, start_time, duration_seconds"
+                    " FROM agent_tool_uses ORDER BY id") == [
+        ("toolu_b", "completed", None, None), ("toolu_c", "error", None, None)]
+    send(db, task("PostToolUse", "toolu_t",
+                  tool_response={"totalDurationMs": 30_000, "content": []}))
+    (row,) = rows(db, "SELECT status, duration_seconds, start_time, end_time, event_type"
+                      " FROM agent_invocations")
+    assert row[:2] == ("completed", 30.0)
+    start, end = datetime.fromisoformat(row[2]), datetime.fromisoformat(row[3])
+    assert abs((end - start).total_seconds() - 30.0) < 0.01
+    assert row[4] == "PostToolUse"
+
+
+def test_subagent_invocation_lifecycle(db: Path) -> None:
+    send(db, task("PreToolUse", "toolu_t"))
+    (row,) = rows(db, "SELECT status, agent_name, agent_type, prompt, parent_agent, model,"
+                      " phase, event_type, raw_input FROM agent_invocations")
+    assert row[:8] == ("running", "code-reviewer", "code-reviewer", "look at it", "main", None,
+                       None, "PreToolUse")
+    assert json.loads(row[8])["subagent_type"] == "code-reviewer"
+    send(db, tool("PreToolUse", "toolu_1"), event("SubagentStop", agent_type="code-reviewer"))
+    assert rows(db, "SELECT status, end_time IS NOT NULL FROM agent_invocations") == [
+        ("running", 1)]
+    response = {"content": [{"type": "text", "text": "Looks good; api_key=abc"}],
+                "totalDurationMs": 1500, "totalTokens": 900}
+    send(db, task("PostToolUse", "toolu_t", tool_response=response))
+    (row,) = rows(db, "SELECT status, duration_seconds, result_summary, raw_output"
+                      " FROM agent_invocations")
+    assert row[:3] == ("completed", 1.5, "Looks good; api_key=[REDACTED]")
+    assert json.loads(row[3])["totalTokens"] == 900
+    assert rows(db, "SELECT agent_name, agent_invocation_id FROM agent_tool_uses") == [
+        ("code-reviewer", 1)]
+
+
+def test_agent_tool_name_and_failure(db: Path) -> None:
+    pre = event("PreToolUse", tool_name="Agent", tool_use_id="toolu_x",
+                tool_input={"subagent_type": "bad name/../x", "model": "sonnet", "prompt": 7})
+    send(db, pre, {**pre, "hook_event_name": "PostToolUseFailure", "error": "interrupted"})
+    assert rows(db, "SELECT agent_name, model, prompt, status, error, duration_seconds >= 0"
+                    " FROM agent_invocations") == [
+        ("bad_name_.._x", "sonnet", None, "error", "interrupted", 1)]
+
+
+def test_missing_subagent_type_is_unknown(db: Path) -> None:
+    send(db, event("PreToolUse", tool_name="Task", tool_use_id="toolu_x", tool_input={}))
+    assert rows(db, "SELECT agent_name, agent_type FROM agent_invocations") == [("unknown", None)]
+
+
+def test_phase_comes_from_the_environment(db: Path) -> None:
+    send(db, task("PreToolUse", "toolu_t"), env={"AGENTMON_PHASE": "implementation"})
+    assert rows(db, "SELECT phase FROM agent_invocations") == [("implementation",)]
+
+
+def test_subagent_stop_never_inserts_a_row(db: Path) -> None:
+    send(db, event("SubagentStop"), event("SubagentStop", agent_type="code-reviewer"))
+    assert rows(db, "SELECT count(*) FROM agent_invocations") == [(0,)]
+
+
+def test_subagent_stop_matches_by_agent_type_then_most_recent(db: Path) -> None:
+    send(db, task("PreToolUse", "t1", agent="planner"), task("PreToolUse", "t2", agent="tester"),
+         task("PreToolUse", "t3", agent="planner"))
+    send(db, event("SubagentStop", agent_type="planner"))
+    assert rows(db, "SELECT tool_use_id FROM agent_invocations WHERE end_time IS NOT NULL") == [
+        ("t3",)]
+    send(db, event("SubagentStop"))  # no type: the most recent one not stopped yet
+    assert rows(db, "SELECT tool_use_id FROM agent_invocations WHERE end_time IS NOT NULL"
+                    " ORDER BY id") == [("t2",), ("t3",)]
+    assert rows(db, "SELECT DISTINCT status FROM agent_invocations") == [("running",)]
+
+
+def test_attribution_is_per_session_with_parallel_sessions(db: Path) -> None:
+    send(db, task("PreToolUse", "ta", session="A", agent="planner"),
+         task("PreToolUse", "tb", session="B", agent="tester"))
+    send(db, tool("PreToolUse", "u1", session="A"), tool("PreToolUse", "u2", session="B"),
+         tool("PreToolUse", "u3", session="C"))
+    send(db, task("PostToolUse", "ta", session="A", agent="planner"))
+    send(db, tool("PreToolUse", "u4", session="A"), tool("PreToolUse", "u5", session="B"))
+    got = rows(db, "SELECT t.tool_use_id, t.agent_name, i.tool_use_id FROM agent_tool_uses t"
+                   " LEFT JOIN agent_invocations i ON i.id = t.agent_invocation_id ORDER BY t.id")
+    assert got == [("u1", "planner", "ta"), ("u2", "tester", "tb"), ("u3", "main", None),
+                   ("u4", "main", None), ("u5", "tester", "tb")]
+    assert rows(db, "SELECT session_id, group_concat(sequence_number) FROM agent_tool_uses"
+                    " GROUP BY session_id ORDER BY 1") == [("A", "1,2"), ("B", "1,2"), ("C", "1")]
+
+
+def test_agent_type_on_the_event_wins(db: Path) -> None:
+    send(db, task("PreToolUse", "t1", agent="planner"), task("PreToolUse", "t2", agent="tester"))
+    send(db, tool("PreToolUse", "u1", agent_type="planner", agent_id="a1"),
+         tool("PreToolUse", "u2", agent_type="newcomer"))
+    assert rows(db, "SELECT t.agent_name, i.tool_use_id FROM agent_tool_uses t"
+                    " LEFT JOIN agent_invocations i ON i.id = t.agent_invocation_id"
+                    " ORDER BY t.id") == [("planner", "t1"), ("newcomer", None)]
+
+
+def test_session_start_end_and_resume(db: Path) -> None:
+    send(db, event("SessionStart", source="startup", cwd="/p", permission_mode="plan"))
+    (first,) = rows(db, "SELECT status, start_time, end_time, cwd, metadata FROM sessions")
+    assert first[0] == "active"
+    assert first[2] is None
+    assert first[3] == "/p"
+    assert json.loads(first[4]) == {"source": "startup", "permission_mode": "plan"}
+    send(db, event("SessionEnd", reason="logout"))
+    (ended,) = rows(db, "SELECT status, start_time, end_time, metadata FROM sessions")
+    assert ended[0] == "completed"
+    assert ended[1] == first[1]
+    assert ended[2] is not None
+    assert json.loads(ended[3]) == {"source": "startup", "permission_mode": "plan",
+                                    "reason": "logout"}
+    send(db, event("UserPromptSubmit"))  # other events never re-open a completed session
+    assert rows(db, "SELECT status FROM sessions") == [("completed",)]
+    send(db, event("SessionStart", source="resume"))
+    assert rows(db, "SELECT status, start_time, end_time, json_extract(metadata, '$.source')"
+                    " FROM sessions") == [("active", first[1], None, "resume")]
+
+
+def test_session_end_without_start_and_odd_metadata(db: Path) -> None:
+    send(db, event("SessionEnd", session="lonely"))
+    assert rows(db, "SELECT status, end_time IS NOT NULL FROM sessions") == [("completed", 1)]
+    conn = connect_writer(db)
+    conn.execute("UPDATE sessions SET metadata = 'not json'")
+    conn.close()
+    send(db, event("SessionStart", session="lonely"))
+    assert rows(db, "SELECT metadata FROM sessions") == [('{"source":"startup",'
+                                                         '"permission_mode":"default"}',)]
+
+
+def test_other_events_only_ensure_the_session(db: Path) -> None:
+    for name in ("UserPromptSubmit", "Stop", "Notification", "PreCompact"):
+        send(db, event(name, session=name))
+    assert rows(db, "SELECT count(*), min(status), max(status) FROM sessions") == [
+        (4, "active", "active")]
+    assert rows(db, "SELECT count(*) FROM agent_tool_uses") == [(0,)]
+
+
+def test_legacy_naive_start_times_still_give_durations(db: Path) -> None:
+    migrate(db)
+    started = (datetime.now() - timedelta(seconds=5)).isoformat(sep=" ")  # local, no offset
+    conn = connect_writer(db)
+    conn.execute("INSERT INTO agent_tool_uses (session_id, tool_name, status, start_time,"
+                 " tool_use_id) VALUES ('sess-1', 'Bash', 'running', ?, 'old')", (started,))
+    conn.execute("INSERT INTO agent_tool_uses (session_id, tool_name, status, start_time,"
+                 " tool_use_id) VALUES ('sess-1', 'Bash', 'running', 'yesterday', 'odd')")
+    conn.close()
+    send(db, tool("PostToolUse", "old"), tool("PostToolUse", "odd"))
+    (old, odd) = rows(db, "SELECT duration_seconds, status FROM agent_tool_uses ORDER BY id")
+    assert old[1] == "completed"
+    assert 4.5 < old[0] < 30
+    assert odd == (None, "completed")
+
+
+def test_original_database_is_adopted_with_a_backup(tmp_path: Path) -> None:
+    db = tmp_path / "agent_workflow.db"
+    conn = sqlite3.connect(db)
+    for ddl in migrations.ORIGINAL_TABLES.values():
+        conn.execute(ddl)
+    conn.execute("INSERT INTO sessions VALUES ('old', '2024-01-01T10:00:00', NULL, 'active',"
+                 " NULL, NULL)")
+    conn.execute("INSERT INTO agent_invocations (session_id, agent_name, status, start_time)"
+                 " VALUES ('old', 'planner', 'running', '2024-01-01T10:00:01')")
+    conn.commit()
+    conn.close()
+    send(db, tool("PreToolUse", "u1", session="old"))
+    assert rows(db, "PRAGMA user_version") == [(migrations.LATEST,)]
+    assert rows(db, "SELECT agent_name FROM agent_tool_uses") == [("planner",)]
+    assert rows(db, "SELECT start_time FROM sessions") == [("2024-01-01T10:00:00",)]
+    assert len(list((tmp_path / "backups").iterdir())) == 1
+
+
+def test_store_helpers() -> None:
+    assert hook_store.label("  a b/c ") == "a_b_c"
+    assert hook_store.label("///") is None
+    assert hook_store.label(3) is None
+    assert hook_store.label("x" * 100) == "x" * 64
+    assert hook_store.reported_duration({"totalDurationMs": True}) is None
+    assert hook_store.reported_duration({"totalDurationMs": 10**400}) is None
+    assert hook_store.reported_duration({"totalDurationMs": -5}) is None
+    assert hook_store.reported_duration({"totalDurationMs": 2500}) == 2.5
+    assert hook_store.reported_duration("text") is None
+    assert hook_store.seconds_between(None, datetime.now(UTC)) is None
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert hook_store.seconds_between(future, datetime.now(UTC)) is None
+    assert hook_store.result_summary({"content": ["x", {"type": "image"}]}) is None
+    assert hook_store.result_summary([]) is None
+    assert hook_store.clean_text(None) is None
+
+
+def test_a_failed_write_rolls_back_everything(db: Path) -> None:
+    migrate(db)
+    conn = connect_writer(db)
+    conn.execute("CREATE TRIGGER boom BEFORE INSERT ON agent_tool_uses"
+                 " BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
+    with pytest.raises(sqlite3.IntegrityError, match="disk says no"):
+        Store(conn, max_payload_bytes=16384).record(tool("PreToolUse", "u1", session="new"))
+    assert not conn.in_transaction
+    conn.close()
+    assert rows(db, "SELECT count(*) FROM sessions") == [(0,)]
+
+
+OPS = st.lists(st.tuples(st.sampled_from(["pre", "post", "fail", "task_pre", "task_post",
+                                          "stop"]),
+                         st.integers(0, 3), st.sampled_from(["s1", "s2"])), max_size=25)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(OPS)
+def test_any_event_order_keeps_the_invariants(tmp_path: Path, ops: list[Any]) -> None:
+    db = tmp_path / f"prop-{abs(hash(tuple(ops)))}.db"
+    migrate(db)
+    conn = connect_writer(db)
+    clock = datetime(2026, 1, 1, tzinfo=UTC)
+    try:
+        for i, (op, n, sid) in enumerate(ops):
+            kind = {"pre": "PreToolUse", "post": "PostToolUse", "fail": "PostToolUseFailure",
+                    "task_pre": "PreToolUse", "task_post": "PostToolUse"}.get(op)
+            if op == "stop":
+                item = event("SubagentStop", sid)
+            elif op.startswith("task"):
+                item = task(str(kind), f"t{n}", session=sid)
+            else:
+                item = tool(str(kind), f"u{n}", session=sid)
+            Store(conn, max_payload_bytes=1024, now=clock + timedelta(seconds=i)).record(item)
+    finally:
+        conn.close()
+    for table in ("agent_tool_uses", "agent_invocations"):
+        # one row per (session, tool_use_id); finished rows have an end; running ones none
+        assert rows(db, f"SELECT count(*) = count(DISTINCT session_id || '/' || tool_use_id)"  # noqa: S608
+                        f" FROM {table}") == [(1,)]
+        assert rows(db, f"SELECT count(*) FROM {table} WHERE status IN ('completed', 'error')"  # noqa: S608
+                        " AND end_time IS NULL") == [(0,)]
+        assert rows(db, f"SELECT count(*) FROM {table} WHERE duration_seconds < 0") == [(0,)]  # noqa: S608
+    seqs = rows(db, "SELECT session_id, sequence_number FROM agent_tool_uses ORDER BY id")
+    for sid in ("s1", "s2"):
+        mine = [s for (x, s) in seqs if x == sid]
+        assert mine == list(range(1, len(mine) + 1))
