@@ -20,14 +20,35 @@ $(STAMP): requirements-dev.txt exporter/pyproject.toml
 
 venv: $(STAMP) ## create .venv with the package and every test tool
 
-lint: $(STAMP) ## ruff (with security rules) and yamllint
+lint: $(STAMP) ## ruff (with security rules), yamllint, ansible-lint (production), role specs check
 	cd exporter && ../$(BIN)/ruff check src tests bench
 	$(BIN)/yamllint --strict .
+	$(BIN)/ruff check --config exporter/pyproject.toml tools roles
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ansible-lint
+	$(BIN)/python tools/check_argument_specs.py roles
 
 unit: $(STAMP) ## unit and property tests with line+branch coverage (fails below 90%)
 	cd exporter && ../$(BIN)/pytest --cov=agentmon --cov-report=term --cov-fail-under=90 tests
 
-test: lint unit ## everything CI runs
+# Molecule test hosts: podman (runc, see .ci/containers.conf) running a local Debian 12 image.
+export CONTAINERS_CONF ?= $(CURDIR)/.ci/containers.conf
+WHEELHOUSE := build/wheelhouse
+.PHONY: image wheelhouse molecule
+
+image: ## build the Debian 12 systemd test host image, only when missing or its recipe changed
+	molecule/image/build.sh
+
+$(WHEELHOUSE)/.built: $(STAMP) tools/build_wheelhouse.sh exporter/pyproject.toml $(shell find exporter/src -type f -not -name '*.pyc')
+	tools/build_wheelhouse.sh $(WHEELHOUSE)
+	touch $@
+
+wheelhouse: $(WHEELHOUSE)/.built ## the agentmon wheel + dependency wheels hosts install offline
+
+molecule: $(STAMP) image wheelhouse ## every Molecule scenario on real systemd hosts (SCENARIO=name for one)
+	PATH="$(CURDIR)/$(BIN):$$PATH" AGENTMON_TEST_IMAGE=$$(molecule/image/build.sh --ref) \
+	  $(BIN)/molecule test $(if $(SCENARIO),--scenario-name $(SCENARIO),--all)
+
+test: lint unit molecule ## everything CI runs
 
 clean: ## remove the venv and caches
 	rm -rf $(VENV) exporter/.pytest_cache exporter/.coverage .ruff_cache

@@ -1,0 +1,258 @@
+#!/usr/bin/python
+"""Merge the agentmon hook command into a user's Claude Code settings.json."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import pwd
+import shlex
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+---
+module: agentmon_claude_settings
+short_description: Merge the agentmon hook command into a user's Claude Code settings.json
+description:
+  - Adds the hook command to C(~USER/.claude/settings.json) for the given events, keeping every
+    other key, event, matcher and hook the user already had.
+  - Older agentmon hook commands (another path or database) are replaced; with I(state=absent)
+    they are removed. Nothing else is touched.
+  - All file access runs with the user's own identity, so a symlink the user planted cannot make
+    root write elsewhere. The file is replaced atomically from an unpredictable temporary file in
+    the same folder; its mode is kept (a new file is 0600); a backup of the previous file can be
+    kept beside it. An unchanged merge writes nothing.
+options:
+  user:
+    description: Owner of the settings file; the default path is in this user's home.
+    type: str
+    required: true
+  path:
+    description: Settings file to edit instead of C(~USER/.claude/settings.json).
+    type: path
+  command:
+    description: The hook command line Claude Code runs, for example
+      C(/opt/agentmon/current/bin/agentmon hook --db PATH).
+    type: str
+    required: true
+  events:
+    description: Events to register the command for.
+    type: list
+    elements: str
+    required: true
+  matchers:
+    description: Event name to the matchers to register the command under, one entry each.
+      Events not listed get an entry without matcher (events that do not take one).
+    type: dict
+    default: {}
+  timeout:
+    description: Hook timeout in seconds.
+    type: int
+    default: 10
+  state:
+    description: Whether the agentmon hook command is present or removed.
+    type: str
+    choices: [present, absent]
+    default: present
+  backup:
+    description: Keep a copy of the previous file, named with a timestamp, when the file changes.
+    type: bool
+    default: true
+author: agentmon maintainers
+"""
+
+EXAMPLES = r"""
+- name: Log every tool and session event of alice
+  agentmon_claude_settings:
+    user: alice
+    command: /opt/agentmon/current/bin/agentmon hook --db /var/lib/agentmon/agent_workflow.db
+    events: [PreToolUse, Stop]
+    matchers:
+      PreToolUse: ["*"]
+"""
+
+RETURN = r"""
+path:
+  description: The settings file.
+  returned: always
+  type: str
+backup_file:
+  description: The copy of the previous file, when one was made.
+  returned: changed and backup
+  type: str
+"""
+
+
+
+def is_agentmon_hook(hook: Any) -> bool:
+    """A command hook running `agentmon hook` (any install path)."""
+    if not isinstance(hook, dict) or hook.get("type") != "command":
+        return False
+    try:
+        words = shlex.split(str(hook.get("command", "")))
+    except ValueError:
+        return False
+    return len(words) >= 2 and os.path.basename(words[0]) == "agentmon" and words[1] == "hook"
+
+
+def _matcher(entry: Any) -> str:
+    value = entry.get("matcher") if isinstance(entry, dict) else None
+    return str(value or "")
+
+
+def merge(settings: dict[str, Any], command: str, events: list[str],
+          matchers: dict[str, list[str]], timeout: int, state: str) -> dict[str, Any]:
+    """Return the new settings object; `settings` is not modified."""
+    new = copy.deepcopy(settings)
+    hooks = new.setdefault("hooks", {})
+    if not isinstance(hooks, dict):
+        raise ValueError('"hooks" is not an object')
+    wanted = {} if state == "absent" else {
+        event: [m or "" for m in (matchers.get(event) or [None])] for event in events}
+    ours = {"type": "command", "command": command, "timeout": timeout}
+    for event in list(hooks):
+        entries = hooks[event]
+        if not isinstance(entries, list):
+            continue
+        keep = []
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("hooks"), list):
+                keep.append(entry)
+                continue
+            before = len(entry["hooks"])
+            entry["hooks"] = [h for h in entry["hooks"] if not is_agentmon_hook(h) or (
+                h.get("command") == command and _matcher(entry) in wanted.get(event, []))]
+            if entry["hooks"] or before == 0:
+                keep.append(entry)
+        hooks[event] = keep
+        if not keep and event not in wanted:
+            del hooks[event]
+    for event, event_matchers in wanted.items():
+        entries = hooks.setdefault(event, [])
+        if not isinstance(entries, list):
+            raise ValueError(f'"hooks.{event}" is not a list')
+        for matcher in event_matchers:
+            # Our hook lives in an entry of its own: the user's entries stay as they were.
+            mine = [h for e in entries if isinstance(e, dict) and isinstance(e.get("hooks"), list)
+                    and _matcher(e) == matcher for h in e["hooks"] if is_agentmon_hook(h)]
+            if mine:
+                for hook in mine:
+                    hook["timeout"] = timeout
+            else:
+                entry = {"matcher": matcher} if matcher else {}
+                entry["hooks"] = [dict(ours)]
+                entries.append(entry)
+    return new
+
+
+@contextlib.contextmanager
+def as_user(account: pwd.struct_passwd) -> Iterator[None]:
+    """Run file operations with the user's uid, gid and groups (effective ids only)."""
+    if os.geteuid() != 0 or account.pw_uid == 0:
+        yield
+        return
+    groups = os.getgroups()
+    os.setgroups(os.getgrouplist(account.pw_name, account.pw_gid))
+    os.setegid(account.pw_gid)
+    os.seteuid(account.pw_uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+        os.setgroups(groups)
+
+
+def write_atomically(path: str, text: str, mode: int) -> None:
+    folder = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".settings.json.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), mode)
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "user": {"type": "str", "required": True},
+            "path": {"type": "path"},
+            "command": {"type": "str", "required": True},
+            "events": {"type": "list", "elements": "str", "required": True},
+            "matchers": {"type": "dict", "default": {}},
+            "timeout": {"type": "int", "default": 10},
+            "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
+            "backup": {"type": "bool", "default": True},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        account = pwd.getpwnam(p["user"])
+    except KeyError:
+        module.fail_json(msg=f"user {p['user']} does not exist")
+    path = p["path"] or os.path.join(account.pw_dir, ".claude", "settings.json")
+    for event, matchers in p["matchers"].items():
+        if not isinstance(matchers, list) or not all(isinstance(m, str) for m in matchers):
+            module.fail_json(msg=f"matchers.{event} must be a list of strings")
+    result = {"changed": False, "path": path}
+    with as_user(account):
+        try:
+            with open(path, encoding="utf-8") as f:
+                before_text = f.read()
+            mode = os.stat(path).st_mode & 0o7777
+        except FileNotFoundError:
+            before_text, mode = None, 0o600
+        except OSError as exc:
+            module.fail_json(msg=f"cannot read {path}: {exc.strerror}", **result)
+        try:
+            before = json.loads(before_text) if before_text and before_text.strip() else {}
+        except ValueError as exc:
+            module.fail_json(msg=f"{path} is not valid JSON ({exc}); fix it by hand first",
+                             **result)
+        if not isinstance(before, dict):
+            module.fail_json(msg=f"{path} does not hold a JSON object; fix it by hand first",
+                             **result)
+        try:
+            after = merge(before, p["command"], p["events"], p["matchers"], p["timeout"],
+                          p["state"])
+        except ValueError as exc:
+            module.fail_json(msg=f"{path}: {exc}; fix it by hand first", **result)
+        if after == before and before_text is not None:
+            module.exit_json(**result)
+        if after == before and p["state"] == "absent":
+            module.exit_json(**result)
+        after_text = json.dumps(after, indent=2) + "\n"
+        result["changed"] = True
+        if module._diff:
+            result["diff"] = {"before": before_text or "", "after": after_text,
+                              "before_header": path, "after_header": path}
+        if module.check_mode:
+            module.exit_json(**result)
+        try:
+            folder = os.path.dirname(path)
+            if not os.path.isdir(folder):
+                os.makedirs(folder, mode=0o700)
+            if before_text is not None and p["backup"]:
+                result["backup_file"] = module.backup_local(path)
+            write_atomically(path, after_text, mode)
+        except OSError as exc:
+            module.fail_json(msg=f"cannot write {path}: {exc.strerror or exc}", **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
