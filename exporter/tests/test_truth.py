@@ -1,0 +1,329 @@
+"""Truth: after every refresh, every exported number equals a recount of the same database.
+
+A hypothesis state machine writes rows with plain SQL (the triggers do the change tracking,
+the hook is not involved), interleaving inserts, finishes, duplicate finishes, edits of
+non-metric columns, session changes, exporter restarts (from the checkpoint, or from nothing)
+and refreshes. The recount below is written independently of the collector: GROUP BY for the
+counters and gauges, and the documented duration rule re-implemented with ``datetime``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import hypothesis.strategies as st
+from collector_db import add_session, make_db, samples, writer
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from agentmon.collector import ExporterCollector
+from agentmon.migrate_cli import migrate
+
+INV_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
+TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
+DATETIME = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d")
+SELF_METRICS = ("agentmon_db_up", "agentmon_last_refresh", "agentmon_refresh_errors",
+                "agentmon_rows_read", "agentmon_label_values_folded", "agentmon_state_rebuilds",
+                "agentmon_build_info")
+
+AGENTS = st.sampled_from(["planner", "coder", "mcp__srv__x", None, "", "bad agent/x", "a" * 65])
+PHASES = st.sampled_from(["plan", "build", None, "two words"])
+TOOLS = st.sampled_from(["Bash", "Read", "mcp__github__create_issue", None, "rm -rf /"])
+SESSIONS = st.sampled_from(["s1", "s2", "s3", "s4"])
+FINISHED = st.sampled_from(["completed", "error"])
+BASE = datetime(2025, 3, 1, 12, 0, 0)
+
+
+def _fmt(moment: datetime, style: str) -> str:
+    if style == "naive":
+        return moment.isoformat(timespec="milliseconds")
+    if style == "space":
+        return moment.isoformat(sep=" ", timespec="milliseconds")
+    if style == "utc":
+        return moment.replace(tzinfo=UTC).isoformat(timespec="milliseconds")
+    if style == "zulu":
+        return moment.isoformat(timespec="milliseconds") + "Z"
+    # +02:00: the same wall-clock text denotes an instant two hours earlier
+    return moment.isoformat(timespec="milliseconds") + "+02:00"
+
+
+@st.composite
+def times(draw: st.DrawFn) -> tuple[object, object]:
+    """(start_time, end_time): mostly valid, in several styles, sometimes garbage."""
+    kind = draw(st.sampled_from(["ok", "ok", "ok", "none", "garbage", "end_missing"]))
+    start = BASE + timedelta(milliseconds=draw(st.integers(0, 10**7)))
+    if kind == "none":
+        return None, None
+    if kind == "garbage":
+        return draw(st.sampled_from(["yesterday", "now", "", "2025-03-01"])), "later"
+    end = start + timedelta(milliseconds=draw(st.integers(-5_000, 20_000_000)))
+    styles = st.sampled_from(["naive", "space", "utc", "zulu", "plus2"])
+    started = _fmt(start, draw(styles))
+    return started, (None if kind == "end_missing" else _fmt(end, draw(styles)))
+
+
+DURATIONS = st.one_of(
+    st.none(),
+    st.floats(0, 20_000, allow_nan=False),
+    st.sampled_from([0, 0.005, 60, 300.0, -1.0, "garbage", 2e9]),
+)
+
+
+def truth_label(raw: object, missing: str = "unknown") -> str:
+    if raw is None or raw == "":
+        return missing
+    return raw if isinstance(raw, str) and NAME.fullmatch(raw) else "invalid"
+
+
+def truth_duration(duration: object, start: object, end: object) -> float | None:
+    if isinstance(duration, int | float) and 0 <= duration <= 1e9:
+        return float(duration)
+    if not (isinstance(start, str) and isinstance(end, str)):
+        return None
+    if not (DATETIME.match(start) and DATETIME.match(end)):
+        return None
+    try:
+        begin, finish = datetime.fromisoformat(start), datetime.fromisoformat(end)
+    except ValueError:
+        return None
+    begin = begin if begin.tzinfo else begin.replace(tzinfo=UTC)
+    finish = finish if finish.tzinfo else finish.replace(tzinfo=UTC)
+    seconds = round((finish - begin).total_seconds(), 3)
+    return seconds if 0 <= seconds <= 1e9 else None
+
+
+def recount(db: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The expected exposition (without self-metrics), from the database alone."""
+    conn = writer(db)
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+    def add(name: str, value: float, **labels: str) -> None:
+        key = (name, tuple(sorted(labels.items())))
+        out[key] = out.get(key, 0) + value
+
+    for agent, phase, status, n in conn.execute(
+            "SELECT agent_name, phase, status, COUNT(*) FROM agent_invocations"
+            " WHERE status IN ('completed', 'error') GROUP BY 1, 2, 3"):
+        add("agentmon_invocations_total", n, agent=truth_label(agent),
+            phase=truth_label(phase, "none"), status=status)
+    for agent, tool, status, n in conn.execute(
+            "SELECT agent_name, tool_name, status, COUNT(*) FROM agent_tool_uses"
+            " WHERE status IN ('completed', 'error') GROUP BY 1, 2, 3"):
+        add("agentmon_tool_uses_total", n, agent=truth_label(agent), tool=truth_label(tool),
+            status=status)
+    for agent, phase, n in conn.execute(
+            "SELECT agent_name, phase, COUNT(*) FROM agent_invocations WHERE status = 'running'"
+            " GROUP BY 1, 2"):
+        add("agentmon_invocations_running", n, agent=truth_label(agent),
+            phase=truth_label(phase, "none"))
+    for agent, tool, n in conn.execute(
+            "SELECT agent_name, tool_name, COUNT(*) FROM agent_tool_uses WHERE status = 'running'"
+            " GROUP BY 1, 2"):
+        add("agentmon_tool_uses_running", n, agent=truth_label(agent), tool=truth_label(tool))
+    for table, column, name, label, buckets in (
+        ("agent_invocations", "agent_name", "agentmon_invocation_duration_seconds", "agent",
+         INV_BUCKETS),
+        ("agent_tool_uses", "tool_name", "agentmon_tool_use_duration_seconds", "tool",
+         TOOL_BUCKETS),
+    ):
+        for key, duration, start, end in conn.execute(
+                f"SELECT {column}, duration_seconds, start_time, end_time FROM {table}"  # noqa: S608
+                " WHERE status IN ('completed', 'error')"):
+            seconds = truth_duration(duration, start, end)
+            if seconds is None:
+                continue
+            labels = {label: truth_label(key)}
+            add(f"{name}_count", 1, **labels)
+            add(f"{name}_sum", seconds, **labels)
+            for bound in (*buckets, math.inf):
+                le = "+Inf" if bound == math.inf else repr(float(bound))
+                add(f"{name}_bucket", 1 if seconds <= bound else 0, **labels, le=le)
+    for status, n in conn.execute("SELECT status, COUNT(*) FROM sessions GROUP BY status"):
+        add("agentmon_sessions", n, status="completed" if status == "completed"
+            else truth_label(status))
+    active = conn.execute(
+        "SELECT COUNT(*) FROM (SELECT session_id FROM agent_invocations WHERE status = 'running'"
+        " UNION SELECT session_id FROM agent_tool_uses WHERE status = 'running')").fetchone()[0]
+    add("agentmon_sessions_active", active)
+    conn.close()
+    return out
+
+
+def assert_matches(exported: dict, expected: dict) -> None:
+    got = {k: v for k, v in exported.items() if not k[0].startswith(SELF_METRICS)}
+    for key in set(got) | set(expected):
+        want, have = expected.get(key, 0.0), got.get(key, 0.0)
+        assert math.isclose(have, want, rel_tol=1e-9, abs_tol=1e-6), (key, have, want)
+
+
+LEGACY = [  # rows written before change tracking existed (NULL sequence numbers)
+    ("agent_invocations", "planner", "plan", "completed", None, "2024-01-01T10:00:00",
+     "2024-01-01T10:02:00"),
+    ("agent_invocations", "coder", None, "running", None, "2024-01-01T10:00:00", None),
+    ("agent_invocations", "coder", "build", "error", 12.5, None, None),
+    ("agent_tool_uses", "coder", "Read", "completed", None, "2024-01-01T10:00:00.100",
+     "2024-01-01T10:00:00.350"),
+    ("agent_tool_uses", "coder", "Bash", "running", None, "2024-01-01T10:00:00", None),
+]
+
+
+class TruthMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="agentmon-truth-"))
+        self.db = self.dir / "agent_workflow.db"
+        self.ckpt = self.dir / "state.json"
+        self.conn = None
+        self.collector: ExporterCollector | None = None
+        self.opened = 0
+
+    @initialize(legacy=st.booleans(), batch=st.sampled_from([2, 1000]))
+    def start(self, legacy: bool, batch: int) -> None:
+        self.batch = batch
+        if legacy:
+            make_db(self.db, 2)
+            conn = writer(self.db)
+            for table, agent, key2, status, duration, start, end in LEGACY:
+                column = "phase" if table == "agent_invocations" else "tool_name"
+                conn.execute(
+                    f"INSERT INTO {table} (session_id, agent_name, {column}, status,"  # noqa: S608
+                    " duration_seconds, start_time, end_time) VALUES ('s0', ?, ?, ?, ?, ?, ?)",
+                    (agent, key2, status, duration, start, end))
+            conn.execute("INSERT INTO sessions (session_id, status) VALUES ('s0', 'active')")
+            conn.execute("INSERT INTO sessions (session_id, status) VALUES ('old', 'completed')")
+            conn.close()
+            migrate(self.db, 3, backup_dir=self.dir / "backups")
+        else:
+            make_db(self.db)
+        self.conn = writer(self.db)
+        self.collector = self._new_collector(with_checkpoint=True)
+
+    def _new_collector(self, with_checkpoint: bool) -> ExporterCollector:
+        return ExporterCollector(self.db, checkpoint_path=self.ckpt if with_checkpoint else None,
+                                 label_cap=50, batch_size=self.batch, checkpoint_interval=0)
+
+    def _insert(self, table: str, agent: object, key2: object, status: str, duration: object,
+                when: tuple[object, object], session: str) -> None:
+        column = "phase" if table == "agent_invocations" else "tool_name"
+        self.conn.execute(
+            f"INSERT INTO {table} (session_id, agent_name, {column}, status, duration_seconds,"  # noqa: S608
+            " start_time, end_time) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (session, agent, key2, status, duration, *when))
+
+    @rule(agent=AGENTS, phase=PHASES, status=st.sampled_from(["running", "completed", "error",
+                                                              "pending"]),
+          duration=DURATIONS, when=times(), session=SESSIONS)
+    def insert_invocation(self, agent, phase, status, duration, when, session) -> None:
+        self._insert("agent_invocations", agent, phase, status, duration, when, session)
+
+    @rule(agent=AGENTS, tool=TOOLS, status=st.sampled_from(["running", "completed", "error"]),
+          duration=DURATIONS, when=times(), session=SESSIONS)
+    def insert_tool_use(self, agent, tool, status, duration, when, session) -> None:
+        self._insert("agent_tool_uses", agent, tool, status, duration, when, session)
+
+    @rule(table=st.sampled_from(["agent_invocations", "agent_tool_uses"]), pick=st.integers(0, 50),
+          status=FINISHED, duration=DURATIONS, end=st.sampled_from(
+              [None, "2025-03-01T12:30:00.250", "2025-03-01T11:00:00+00:00", "junk"]))
+    def finish(self, table, pick, status, duration, end) -> None:
+        ids = [r[0] for r in self.conn.execute(
+            f"SELECT id FROM {table} WHERE status NOT IN ('completed', 'error')"  # noqa: S608
+            " OR status IS NULL ORDER BY id DESC")]
+        if ids:
+            self.conn.execute(
+                f"UPDATE {table} SET status = ?, duration_seconds = coalesce(?, duration_seconds),"  # noqa: S608
+                " end_time = ? WHERE id = ?", (status, duration, end, ids[pick % len(ids)]))
+
+    @rule(table=st.sampled_from(["agent_invocations", "agent_tool_uses"]), pick=st.integers(0, 50),
+          status=st.sampled_from(["completed", "error", "running"]), duration=DURATIONS)
+    def finish_again(self, table, pick, status, duration) -> None:
+        """A duplicate PostToolUse: the freeze trigger must make it a no-op."""
+        ids = [r[0] for r in self.conn.execute(
+            f"SELECT id FROM {table} WHERE status IN ('completed', 'error') ORDER BY id DESC")]  # noqa: S608
+        if ids:
+            self.conn.execute(
+                f"UPDATE {table} SET status = ?, duration_seconds = ?, agent_name = 'late'"  # noqa: S608
+                " WHERE id = ?", (status, duration, ids[pick % len(ids)]))
+
+    @rule(table=st.sampled_from(["agent_invocations", "agent_tool_uses"]), pick=st.integers(0, 50))
+    def edit_other_columns(self, table, pick) -> None:
+        column = "result_summary" if table == "agent_invocations" else "tool_output"
+        ids = [r[0] for r in self.conn.execute(f"SELECT id FROM {table} ORDER BY id DESC")]  # noqa: S608
+        if ids:
+            self.conn.execute(f"UPDATE {table} SET {column} = 'edited', error = 'x'"  # noqa: S608
+                              " WHERE id = ?", (ids[pick % len(ids)],))
+
+    @rule(session=st.text("abcdef", min_size=1, max_size=3),
+          status=st.sampled_from(["active", "completed", None, "odd status"]))
+    def new_session(self, session, status) -> None:
+        self.conn.execute("INSERT OR IGNORE INTO sessions (session_id, status) VALUES (?, ?)",
+                          ("n" + session, status))
+
+    @rule(pick=st.integers(0, 50), status=st.sampled_from(["active", "completed", "paused"]))
+    def change_session(self, pick, status) -> None:
+        """Sessions end and are resumed: they are not frozen."""
+        ids = [r[0] for r in
+               self.conn.execute("SELECT session_id FROM sessions ORDER BY rowid DESC")]
+        if ids:
+            self.conn.execute("UPDATE sessions SET status = ? WHERE session_id = ?",
+                              (status, ids[pick % len(ids)]))
+
+    @rule(session=SESSIONS)
+    def open_session(self, session) -> None:
+        self.opened += 1
+        add_session(self.conn, f"{session}-{self.opened}", "active")
+
+    @rule(status=st.sampled_from(["active", "completed", "paused"]))
+    def change_session_created_at_last_refresh(self, status) -> None:
+        """The boundary case: a session whose insert was the last change a refresh saw."""
+        self.opened += 1
+        add_session(self.conn, f"b-{self.opened}", "active")
+        self.refresh()
+        self.conn.execute("UPDATE sessions SET status = ? WHERE session_id = ?",
+                          (status, f"b-{self.opened}"))
+
+    @rule(with_checkpoint=st.booleans())
+    def restart(self, with_checkpoint: bool) -> None:
+        self.collector.save_checkpoint()
+        self.collector.close()
+        if not with_checkpoint:
+            self.ckpt.unlink(missing_ok=True)
+        self.collector = self._new_collector(with_checkpoint)
+
+    @rule()
+    def refresh(self) -> None:
+        self.collector.refresh()
+        assert self.collector.db_up
+        assert_matches(samples(self.collector), recount(self.db))
+
+    @precondition(lambda self: self.collector is not None)
+    @invariant()
+    def serves_consistent_state(self) -> None:
+        snap = samples(self.collector)
+        for (name, labels), count in snap.items():
+            if name.endswith("_count"):
+                inf = (name[:-6] + "_bucket", tuple(sorted((*labels, ("le", "+Inf")))))
+                assert snap[inf] == count
+
+    def teardown(self) -> None:
+        if self.collector is not None:
+            self.collector.close()
+        if self.conn is not None:
+            self.conn.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+TruthMachine.TestCase.settings = settings(
+    max_examples=int(os.environ.get("AGENTMON_TRUTH_EXAMPLES", "300")),
+    stateful_step_count=40,
+    deadline=None,
+    derandomize=bool(os.environ.get("CI")),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestTruth = TruthMachine.TestCase
