@@ -78,6 +78,14 @@ def test_truncation_keeps_valid_json_with_a_marker() -> None:
     assert json.loads(small) == {"a": 1}
 
 
+def test_truncation_of_escape_heavy_text_still_fits() -> None:
+    text = json.dumps({"path": "\\" * 5000})  # every character doubles when re-escaped
+    for budget in (256, 300, 1000, 4096):
+        out = truncate_json(text, budget)
+        assert len(out) <= budget
+        assert json.loads(out)["preview"].startswith('{"path":')
+
+
 def test_text_truncation_counts_utf8_bytes_and_marks_the_cut() -> None:
     out = redact.text("é" * 1000, 300)
     assert len(out.encode()) <= 300

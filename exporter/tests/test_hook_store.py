@@ -86,6 +86,14 @@ def test_duplicate_events_change_nothing(db: Path) -> None:
     assert rows(db, "SELECT value FROM agentmon_sequence") == seq
 
 
+def test_duplicate_subagent_posts_change_nothing(db: Path) -> None:
+    send(db, task("PreToolUse", "toolu_t"), task("PostToolUse", "toolu_t"))
+    before = rows(db, "SELECT * FROM agent_invocations")
+    send(db, task("PostToolUseFailure", "toolu_t", error="late"),
+         task("PostToolUse", "toolu_t", tool_response={"totalDurationMs": 5}))
+    assert rows(db, "SELECT * FROM agent_invocations") == before
+
+
 def test_frozen_rows_ignore_even_a_direct_update(db: Path) -> None:
     # The reason a finish must be one UPDATE: the step-3 trigger freezes finished rows.
     send(db, tool("PreToolUse", "toolu_a"), tool("PostToolUse", "toolu_a"))

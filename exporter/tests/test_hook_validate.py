@@ -188,6 +188,8 @@ def test_keywords_the_schema_does_not_use_yet_behave_like_json_schema() -> None:
     assert lone_if(1, "") is None
     assert lone_if(2, "") is None
     assert compile_schema({"minLength": 2})("a", "x") == "x: shorter than 2 characters"
+    # object keywords ignore other types, as JSON Schema says
+    assert compile_schema({"required": ["a"], "properties": {"a": {"const": 1}}})(5, "") is None
 
 
 def test_json_equal_follows_json_schema_equality() -> None:
