@@ -110,8 +110,6 @@ class ExporterCollector:
                 self._failed(fault.reason, str(fault))
             except sqlite3.Error as exc:
                 self._failed(*self._classify(exc))
-            except OSError as exc:
-                self._failed("unreadable", f"{self._path}: {exc.strerror or exc}")
             except Exception as exc:  # a bug must not stop the refresh thread
                 self._log.debug("refresh failed", exc_info=True)
                 self._failed("other", f"{type(exc).__name__}: {exc}")
