@@ -274,6 +274,23 @@ def test_original_database_is_adopted_with_a_backup(tmp_path: Path) -> None:
     assert len(list((tmp_path / "backups").iterdir())) == 1
 
 
+def test_sequence_numbers_continue_after_legacy_rows(db: Path) -> None:
+    migrate(db)
+    conn = connect_writer(db)
+    conn.execute("INSERT INTO agent_tool_uses (session_id, tool_name, sequence_number)"
+                 " VALUES ('sess-1', 'Read', 41), ('sess-1', 'Read', NULL)")
+    conn.close()
+    send(db, tool("PreToolUse", "u1"), tool("PreToolUse", "u2"), tool("PreToolUse", "u3",
+                                                                     session="other"))
+    assert rows(db, "SELECT sequence_number FROM agent_tool_uses WHERE tool_use_id IS NOT NULL"
+                    " ORDER BY id") == [(42,), (43,), (1,)]
+    plan = rows(db, "EXPLAIN QUERY PLAN SELECT sequence_number FROM agent_tool_uses"
+                    " WHERE session_id = 'x' AND sequence_number IS NOT NULL"
+                    " ORDER BY id DESC LIMIT 1")
+    assert [p[-1] for p in plan] == [
+        "SEARCH agent_tool_uses USING INDEX idx_agent_tool_uses_session (session_id=?)"]
+
+
 def test_store_helpers() -> None:
     assert hook_store.label("  a b/c ") == "a_b_c"
     assert hook_store.label("///") is None

@@ -279,9 +279,13 @@ class Store:
 
     def _tool_columns(self, sid: str, event: dict[str, Any]) -> dict[str, Any]:
         agent, invocation = self._attribution(sid, event)
+        # The session's newest numbered row holds its highest number (each insert is max + 1
+        # under the write lock); reading it backwards through the session index is O(log n),
+        # where max() would read every row of a long session.
         (sequence,) = self.conn.execute(
-            "SELECT coalesce(max(sequence_number), 0) + 1 FROM agent_tool_uses"
-            " WHERE session_id = ?", (sid,)
+            "SELECT coalesce(max(sequence_number), 0) + 1 FROM (SELECT sequence_number"
+            " FROM agent_tool_uses WHERE session_id = ? AND sequence_number IS NOT NULL"
+            " ORDER BY id DESC LIMIT 1)", (sid,)
         ).fetchone()
         return {
             "timestamp": self.now,
