@@ -100,20 +100,20 @@ INDEXES: dict[str, str] = {
     "idx_invocations_agent": "ON agent_invocations(agent_name, phase, status,"
     " duration_seconds, start_time, end_time)",
     # running-now gauges and sessions active now: only the running rows are in this index, so
-    # it stays tiny; session_id makes it covering for the active-sessions count
-    "idx_invocations_running": "ON agent_invocations(agent_name, phase, session_id)"
+    # it stays tiny; session_id and status (SQLite 3.40 needs the WHERE column in the index)
+    # make it covering
+    "idx_invocations_running": "ON agent_invocations(agent_name, phase, session_id, status)"
     " WHERE status = 'running'",
     # the same two for tool uses
     "idx_tool_uses_agent": "ON agent_tool_uses(agent_name, tool_name, status,"
     " duration_seconds, start_time, end_time)",
-    "idx_tool_uses_running": "ON agent_tool_uses(agent_name, tool_name, session_id)"
+    "idx_tool_uses_running": "ON agent_tool_uses(agent_name, tool_name, session_id, status)"
     " WHERE status = 'running'",
-    # the hook pairs PreToolUse / PostToolUse / PostToolUseFailure by tool_use_id
+    # the hook pairs PreToolUse / PostToolUse / PostToolUseFailure by tool_use_id (sessions need
+    # no index: the exporter follows their changes through idx_sessions_agentmon_seq)
     "idx_invocations_tool_use_id": "ON agent_invocations(tool_use_id)"
     " WHERE tool_use_id IS NOT NULL",
     "idx_tool_uses_tool_use_id": "ON agent_tool_uses(tool_use_id) WHERE tool_use_id IS NOT NULL",
-    # sessions by status: only open (not completed) sessions are in it
-    "idx_sessions_open": "ON sessions(status) WHERE status <> 'completed'",
 }
 
 # Step 3: change tracking.
