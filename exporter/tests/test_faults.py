@@ -297,3 +297,24 @@ def test_unusable_checkpoint_is_ignored(db: Path, tmp_path: Path,
         assert invocations(collector) == 3
     assert len(fault_lines(caplog)) == 4
     assert all("ignoring checkpoint" in line for line in fault_lines(caplog))
+
+
+def test_checkpoint_path_that_is_a_directory(db: Path, tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    ckpt = tmp_path / "state.json"
+    ckpt.mkdir()
+    collector = ExporterCollector(db, checkpoint_path=ckpt)  # cannot read: ignored
+    collector.refresh()  # cannot replace a directory: counted, temp file removed
+    assert up(collector) == 1
+    assert errors(collector, "checkpoint") == 1
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+    lines = fault_lines(caplog)
+    assert "ignoring checkpoint" in lines[0]
+    assert "cannot write checkpoint" in lines[1]
+
+
+def test_path_below_a_file_is_unreadable(tmp_path: Path) -> None:
+    (tmp_path / "file").touch()
+    collector = ExporterCollector(tmp_path / "file" / "agent_workflow.db")
+    collector.refresh()
+    assert errors(collector, "unreadable") == 1
