@@ -36,6 +36,7 @@ class CountingCollector:
         self.saved = 0
         self.gate: threading.Event | None = None  # when set up, refresh() waits for it
         self.entered = threading.Event()
+        self.closed = False
 
     def refresh(self) -> None:
         if self.gate is not None:
@@ -56,6 +57,9 @@ class CountingCollector:
     def save_checkpoint(self) -> None:
         self.checkpoint.write_text(str(self.refreshes))
         self.saved += 1
+
+    def close(self) -> None:
+        self.closed = True
 
 
 @pytest.fixture(autouse=True)
@@ -143,7 +147,8 @@ def test_client_certificates_count_as_authentication(capsys: pytest.CaptureFixtu
      "agentmon serve: error: --refresh.interval must be 0.1..86400 seconds"),
     (["--refresh.interval", "nan"],
      "agentmon serve: error: --refresh.interval must be 0.1..86400 seconds"),
-    (["--label.cap", "0"], "agentmon serve: error: --label.cap must be at least 1"),
+    (["--label.cap", "-1"],
+     "agentmon serve: error: --label.cap must be 0 (fold every value into 'other') or more"),
     (["--web.config.file", "/nonexistent/web.yml"],
      "agentmon serve: error: cannot read web config /nonexistent/web.yml: "
      "No such file or directory"),
@@ -244,7 +249,8 @@ def test_sigterm_stops_cleanly(tmp_path: Path, caplog: pytest.LogCaptureFixture)
     assert signal.getsignal(signal.SIGTERM) is before
     assert "no authentication configured; serving loopback 127.0.0.1:0 only" in caplog.text
     assert "listening on http://127.0.0.1:" in caplog.text
-    assert f"checkpoint saved to {s.checkpoint}; stopped" in caplog.text
+    assert f"stopped (checkpoint: {s.checkpoint})" in caplog.text
+    assert collector.closed
 
 
 def test_run_with_tls_and_auth(tmp_path: Path, pki: Pki,
@@ -299,9 +305,13 @@ def test_ipv6_loopback_log_line(tmp_path: Path, caplog: pytest.LogCaptureFixture
     assert re.search(r"listening on http://\[::1\]:\d+/metrics", caplog.text)
 
 
+class WithoutClose(CountingCollector):
+    close = None  # type: ignore[assignment]  # close() is optional
+
+
 def test_run_in_a_thread_leaves_signals_alone(tmp_path: Path) -> None:
     s = settings(tmp_path)
-    collector = CountingCollector(tmp_path / "ck")
+    collector = WithoutClose(tmp_path / "ck")
     stop = threading.Event()
     codes: list[int] = []
     thread = threading.Thread(

@@ -15,7 +15,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
@@ -100,8 +101,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     """Validate everything that does not need the network; raises ValueError subclasses."""
     if not MIN_INTERVAL <= args.interval <= MAX_INTERVAL:
         raise ValueError(f"--refresh.interval must be {MIN_INTERVAL}..{MAX_INTERVAL:g} seconds")
-    if args.label_cap < 1:
-        raise ValueError("--label.cap must be at least 1")
+    if args.label_cap < 0:
+        raise ValueError("--label.cap must be 0 (fold every value into 'other') or more")
     listen = parse_listen_address(args.listen)
     web = load_web_config(args.web_config)
     if not listen.is_loopback and not authenticates(web):
@@ -263,15 +264,17 @@ def _serve(settings: Settings, server: MetricsServer, refresher: Refresher,
                                   daemon=True)
         http = threading.Thread(target=server.serve_forever, args=(POLL_INTERVAL,), name="http",
                                 daemon=True)
-        worker.start()
-        http.start()
+        with _signals_blocked(previous):  # threads inherit the mask: signals go to this thread
+            worker.start()
+            http.start()
         scheme = "https" if settings.web.tls else "http"
         actual = replace(settings.listen, port=server.port)
         log.info("listening on %s://%s/metrics (%s; refresh every %gs; db %s)", scheme, actual,
                  settings.web.summary(), settings.interval, settings.db)
         if on_ready is not None:
             on_ready(server)
-        stop.wait()
+        while not stop.is_set():  # a signal taken by another thread is seen within 1 s
+            stop.wait(1.0)
         log.info("shutting down")
         server.shutdown()
         http.join()
@@ -281,11 +284,14 @@ def _serve(settings: Settings, server: MetricsServer, refresher: Refresher,
                       SHUTDOWN_WAIT)
             return 1
         try:
-            refresher.collector.save_checkpoint()
+            refresher.collector.save_checkpoint()  # the collector logs its own failures
+            close = getattr(refresher.collector, "close", None)
+            if close is not None:
+                close()
         except Exception as exc:  # report, but still stop
             log.error("cannot save the checkpoint %s: %s", settings.checkpoint, _one_line(exc))
             return 1
-        log.info("checkpoint saved to %s; stopped", settings.checkpoint)
+        log.info("stopped (checkpoint: %s)", settings.checkpoint)
         return 0
     finally:
         _restore_signal_handlers(previous)
@@ -299,6 +305,18 @@ def _install_signal_handlers(stop: threading.Event) -> dict[int, Any]:
         stop.set()
 
     return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+@contextmanager
+def _signals_blocked(handled: dict[int, Any]) -> Iterator[None]:
+    if not handled:
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, set(handled))
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _restore_signal_handlers(previous: dict[int, Any]) -> None:
