@@ -241,6 +241,7 @@ def test_collect_never_touches_sqlite(db: Path) -> None:
     add_invocation(conn)
     collector = ExporterCollector(db)
     collector.refresh()
+    assert collector.save_checkpoint() is True  # no checkpoint path: nothing to do
     collector.close()
     db.unlink()
     assert total(collector, "agentmon_invocations_total") == 1

@@ -283,6 +283,11 @@ def test_checkpoint_write_failure_is_counted_once_logged(
     conn.close()
     collector.refresh()
     assert (folder / "state.json").exists()
+    assert collector.save_checkpoint() is True
+    folder.chmod(0o700)
+    (folder / "state.json").unlink()
+    folder.rmdir()
+    assert collector.save_checkpoint() is False
     assert any("checkpoint written again" in r.getMessage() for r in caplog.records)
 
 

@@ -120,10 +120,11 @@ class ExporterCollector:
                 self._maybe_checkpoint()
             self._snapshot = self._build_snapshot()
 
-    def save_checkpoint(self) -> None:
-        """Write the checkpoint now (atomic). Failures are logged and counted, not raised."""
+    def save_checkpoint(self) -> bool:
+        """Write the checkpoint now (atomic). False when it failed: logged and counted, never
+        raised. True also when there is nothing to write (no checkpoint path, no state yet)."""
         with self._lock:
-            self._write_checkpoint()
+            return self._write_checkpoint()
 
     def close(self) -> None:
         with self._lock:
@@ -319,10 +320,10 @@ class ExporterCollector:
         if self._saved is None or self._saved[0] != state.db_id or due:
             self._write_checkpoint()
 
-    def _write_checkpoint(self) -> None:
+    def _write_checkpoint(self) -> bool:
         state = self._state
         if self._checkpoint_path is None or state is None:
-            return
+            return True
         try:
             checkpoint.save(self._checkpoint_path, {"state": state.to_json()})
         except checkpoint.CheckpointError as exc:
@@ -330,12 +331,13 @@ class ExporterCollector:
             if self._checkpoint_health != "failing":
                 self._log.warning("%s; will retry", exc)
                 self._checkpoint_health = "failing"
-            return
+            return False
         if self._checkpoint_health != "ok":
             self._log.info("checkpoint written again: %s", self._checkpoint_path)
             self._checkpoint_health = "ok"
         self._saved = (state.db_id, state.seq)
         self._saved_at = time.monotonic()
+        return True
 
     # --- exposition ------------------------------------------------------------------------
     def _build_snapshot(self) -> tuple[Metric, ...]:
