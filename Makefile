@@ -24,6 +24,7 @@ lint: $(STAMP) ## ruff (with security rules), yamllint, ansible-lint (production
 	cd exporter && ../$(BIN)/ruff check src tests bench
 	$(BIN)/yamllint --strict .
 	$(BIN)/ruff check --config exporter/pyproject.toml tools roles
+	$(BIN)/ruff check molecule
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ansible-lint
 	$(BIN)/python tools/check_argument_specs.py roles
 

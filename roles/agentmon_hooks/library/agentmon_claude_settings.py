@@ -9,7 +9,9 @@ import json
 import os
 import pwd
 import shlex
+import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -185,6 +187,63 @@ def write_atomically(path: str, text: str, mode: int) -> None:
         raise
 
 
+class SettingsError(Exception):
+    """A settings file this module must not touch; the message says why."""
+
+
+def backup(path: str) -> str:
+    """Copy `path` beside itself, named like Ansible's backups (mode and times kept)."""
+    dest = f"{path}.{os.getpid()}.{time.strftime('%Y-%m-%d@%H:%M:%S')}~"
+    shutil.copy2(path, dest)
+    return dest
+
+
+def update(params: dict[str, Any], path: str, check_mode: bool) -> dict[str, Any]:
+    """Read, merge and (unless nothing changed or check mode) write. Raises SettingsError.
+
+    Runs with the user's identity: it must not import anything lazily from the module's
+    payload, which only root can read, hence no AnsibleModule calls in here.
+    """
+    result: dict[str, Any] = {"changed": False, "path": path}
+    try:
+        with open(path, encoding="utf-8") as f:
+            before_text: str | None = f.read()
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        before_text, mode = None, 0o600
+    except OSError as exc:
+        raise SettingsError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        before = json.loads(before_text) if before_text and before_text.strip() else {}
+    except ValueError as exc:
+        raise SettingsError(f"{path} is not valid JSON ({exc}); fix it by hand first") from None
+    if not isinstance(before, dict):
+        raise SettingsError(f"{path} does not hold a JSON object; fix it by hand first")
+    try:
+        after = merge(before, params["command"], params["events"], params["matchers"],
+                      params["timeout"], params["state"])
+    except ValueError as exc:
+        raise SettingsError(f"{path}: {exc}; fix it by hand first") from None
+    if after == before and (before_text is not None or params["state"] == "absent"):
+        return result
+    after_text = json.dumps(after, indent=2) + "\n"
+    result["changed"] = True
+    result["diff"] = {"before": before_text or "", "after": after_text,
+                      "before_header": path, "after_header": path}
+    if check_mode:
+        return result
+    try:
+        folder = os.path.dirname(path)
+        if not os.path.isdir(folder):
+            os.makedirs(folder, mode=0o700)
+        if before_text is not None and params["backup"]:
+            result["backup_file"] = backup(path)
+        write_atomically(path, after_text, mode)
+    except OSError as exc:
+        raise SettingsError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return result
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -204,53 +263,17 @@ def main() -> None:
         account = pwd.getpwnam(p["user"])
     except KeyError:
         module.fail_json(msg=f"user {p['user']} does not exist")
-    path = p["path"] or os.path.join(account.pw_dir, ".claude", "settings.json")
     for event, matchers in p["matchers"].items():
         if not isinstance(matchers, list) or not all(isinstance(m, str) for m in matchers):
             module.fail_json(msg=f"matchers.{event} must be a list of strings")
-    result = {"changed": False, "path": path}
-    with as_user(account):
-        try:
-            with open(path, encoding="utf-8") as f:
-                before_text = f.read()
-            mode = os.stat(path).st_mode & 0o7777
-        except FileNotFoundError:
-            before_text, mode = None, 0o600
-        except OSError as exc:
-            module.fail_json(msg=f"cannot read {path}: {exc.strerror}", **result)
-        try:
-            before = json.loads(before_text) if before_text and before_text.strip() else {}
-        except ValueError as exc:
-            module.fail_json(msg=f"{path} is not valid JSON ({exc}); fix it by hand first",
-                             **result)
-        if not isinstance(before, dict):
-            module.fail_json(msg=f"{path} does not hold a JSON object; fix it by hand first",
-                             **result)
-        try:
-            after = merge(before, p["command"], p["events"], p["matchers"], p["timeout"],
-                          p["state"])
-        except ValueError as exc:
-            module.fail_json(msg=f"{path}: {exc}; fix it by hand first", **result)
-        if after == before and before_text is not None:
-            module.exit_json(**result)
-        if after == before and p["state"] == "absent":
-            module.exit_json(**result)
-        after_text = json.dumps(after, indent=2) + "\n"
-        result["changed"] = True
-        if module._diff:
-            result["diff"] = {"before": before_text or "", "after": after_text,
-                              "before_header": path, "after_header": path}
-        if module.check_mode:
-            module.exit_json(**result)
-        try:
-            folder = os.path.dirname(path)
-            if not os.path.isdir(folder):
-                os.makedirs(folder, mode=0o700)
-            if before_text is not None and p["backup"]:
-                result["backup_file"] = module.backup_local(path)
-            write_atomically(path, after_text, mode)
-        except OSError as exc:
-            module.fail_json(msg=f"cannot write {path}: {exc.strerror or exc}", **result)
+    path = p["path"] or os.path.join(account.pw_dir, ".claude", "settings.json")
+    try:
+        with as_user(account):
+            result = update(p, path, module.check_mode)
+    except SettingsError as exc:
+        module.fail_json(msg=str(exc), path=path)
+    if not module._diff:
+        result.pop("diff", None)
     module.exit_json(**result)
 
 

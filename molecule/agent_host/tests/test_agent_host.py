@@ -1,0 +1,307 @@
+"""Verify an agent host the way its users see it: Prometheus over HTTP, Claude Code running
+the hook command from settings.json, an operator looking at the database and the unit."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import socket
+import sqlite3
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agentmon import migrations
+
+HOST = "agentmon-agent-host"
+testinfra_hosts = [f"podman://{HOST}"]
+
+DB = "/var/lib/agentmon/agent_workflow.db"
+URL = "http://127.0.0.1:9477/metrics"
+USER, PASSWORD = "prometheus", "molecule-test-password"
+TOKEN = "molecule-test-bearer-token-0123456789"
+SERVICE = "agentmon-exporter.service"
+EVENTS = ["PreToolUse", "PostToolUse", "PostToolUseFailure", "SessionStart", "SessionEnd", "Stop",
+          "SubagentStop"]
+ORIGINAL_SQL = Path(__file__).resolve().parent.parent / "files" / "original_schema.sql"
+ALICE_OWN_HOOK = {"matcher": "Bash",
+                  "hooks": [{"type": "command", "command": "/usr/local/bin/audit-bash"}]}
+
+# An HTTP client run on the host itself: the exporter only listens on its loopback.
+HTTP_GET = """
+import base64, json, sys, urllib.error, urllib.request
+url, kind, secret = sys.argv[1:4]
+request = urllib.request.Request(url)
+if kind == "basic":
+    request.add_header("Authorization", "Basic " + base64.b64encode(secret.encode()).decode())
+elif kind == "bearer":
+    request.add_header("Authorization", "Bearer " + secret)
+try:
+    with urllib.request.urlopen(request, timeout=10) as response:
+        print(json.dumps({"status": response.status, "body": response.read().decode()}))
+except urllib.error.HTTPError as error:
+    print(json.dumps({"status": error.code, "body": "",
+                      "authenticate": error.headers.get("WWW-Authenticate")}))
+"""
+
+# Read-only queries on the host's database, answered as JSON.
+SQL_QUERY = """
+import json, sqlite3, sys
+conn = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
+print(json.dumps([list(row) for row in conn.execute(sys.argv[2])]))
+"""
+
+
+def get(host: Any, kind: str = "none", secret: str = "") -> dict[str, Any]:
+    out = host.check_output("python3 -c %s %s %s %s", HTTP_GET, URL, kind, secret)
+    return json.loads(out)
+
+
+def query(host: Any, sql: str, db: str = DB) -> list[list[Any]]:
+    return json.loads(host.check_output("python3 -c %s %s %s", SQL_QUERY, db, sql))
+
+
+def samples(text: str) -> list[tuple[str, dict[str, str], float]]:
+    out = []
+    for line in text.splitlines():
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$", line)
+        if m:
+            labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+            out.append((m.group(1), labels, float(m.group(3))))
+    return out
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    return sum(v for n, lab, v in samples(text)
+               if n == name and all(lab.get(k) == want for k, want in labels.items()))
+
+
+def scrape(host: Any) -> str:
+    answer = get(host, "basic", f"{USER}:{PASSWORD}")
+    assert answer["status"] == 200
+    return str(answer["body"])
+
+
+def settings(host: Any, user: str) -> dict[str, Any]:
+    return json.loads(host.file(f"/home/{user}/.claude/settings.json").content_string)
+
+
+def hook_command(doc: dict[str, Any], event: str) -> str:
+    commands = [h["command"] for entry in doc["hooks"][event] for h in entry["hooks"]
+                if " hook" in h.get("command", "") and "agentmon" in h["command"]]
+    assert len(commands) == 1, commands
+    return commands[0]
+
+
+# --- the exporter service -----------------------------------------------------------------
+
+
+def test_exporter_is_active_enabled_and_restarts_on_failure(host: Any) -> None:
+    service = host.service(SERVICE)
+    assert service.is_running
+    assert service.is_enabled
+    assert host.check_output("systemctl show -p Restart --value %s", SERVICE) == "on-failure"
+    pid = host.check_output("systemctl show -p MainPID --value %s", SERVICE)
+    assert host.check_output("ps -o user= -p %s", pid) == "agentmon-exporter"
+
+
+def test_exporter_user_cannot_log_in(host: Any) -> None:
+    user = host.user("agentmon-exporter")
+    assert user.shell == "/usr/sbin/nologin"
+    assert "agentmon" in user.groups
+
+
+def test_release_is_current(host: Any) -> None:
+    current = host.file("/opt/agentmon/current")
+    assert current.is_symlink
+    assert current.linked_to == "/opt/agentmon/releases/0.1.0"
+    assert host.file("/opt/agentmon/releases/0.1.0/bin/agentmon").is_file
+
+
+def test_exposure_score_is_at_most_2(host: Any) -> None:
+    out = host.check_output("systemd-analyze security --no-pager %s", SERVICE)
+    score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", out).group(1))
+    print(f"systemd-analyze security {SERVICE}: {score}")
+    assert score <= 2.0
+
+
+def test_listens_on_loopback_only(host: Any) -> None:
+    listening = host.check_output("ss -Htln 'sport = :9477'").splitlines()
+    assert listening, "nothing listens on port 9477"
+    assert all(line.split()[3] == "127.0.0.1:9477" for line in listening), listening
+
+
+def test_not_reachable_from_the_network() -> None:
+    address = subprocess.run(
+        ["podman", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", HOST],
+        capture_output=True, text=True, check=True).stdout.strip()
+    assert address, "the test host has no network address"
+    with pytest.raises(ConnectionRefusedError), \
+            socket.create_connection((address, 9477), timeout=5):
+        pass
+
+
+# --- authentication, as Prometheus scrapes -----------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "secret"), [
+    ("none", ""),
+    ("basic", f"{USER}:wrong-password"),
+    ("basic", f"nobody:{PASSWORD}"),
+    ("bearer", "wrong-token-0123456789abcdef"),
+])
+def test_refuses_missing_or_wrong_credentials(host: Any, kind: str, secret: str) -> None:
+    answer = get(host, kind, secret)
+    assert answer["status"] == 401
+    assert answer["body"] == ""
+
+
+def test_answers_the_right_password(host: Any) -> None:
+    body = scrape(host)
+    assert value(body, "agentmon_db_up") == 1
+
+
+def test_answers_the_right_bearer_token(host: Any) -> None:
+    answer = get(host, "bearer", TOKEN)
+    assert answer["status"] == 200
+    assert value(answer["body"], "agentmon_db_up") == 1
+
+
+# --- the database -------------------------------------------------------------------------
+
+
+def test_data_folder_is_group_shared(host: Any) -> None:
+    folder = host.file("/var/lib/agentmon")
+    assert (folder.user, folder.group, folder.mode) == ("root", "agentmon", 0o2770)
+    db = host.file(DB)
+    assert (db.group, db.mode) == ("agentmon", 0o660)
+
+
+def test_schema_is_latest_with_indexes(host: Any) -> None:
+    assert query(host, "PRAGMA user_version") == [[migrations.LATEST]]
+    names = {row[0] for row in query(host, "SELECT name FROM sqlite_master WHERE type='index'")}
+    assert set(migrations.INDEXES) <= names
+
+
+def test_original_rows_are_all_kept(host: Any) -> None:
+    original = sqlite3.connect(":memory:")
+    original.executescript(ORIGINAL_SQL.read_text(encoding="utf-8"))
+    for table in ("sessions", "agent_invocations", "agent_tool_uses", "tool_uses"):
+        columns = [row[1] for row in original.execute(f"PRAGMA table_info({table})")]
+        select = f"SELECT {', '.join(columns)} FROM {table}"  # noqa: S608 - names from PRAGMA
+        want = [list(row) for row in original.execute(f"{select} ORDER BY rowid")]
+        seeded_ids = ", ".join(repr(row[0]) for row in want)
+        key = columns[0]
+        got = query(host, f"{select} WHERE {key} IN ({seeded_ids}) ORDER BY rowid")
+        assert got == want, table
+
+
+def test_a_verified_backup_of_the_original_exists(host: Any) -> None:
+    backups = host.check_output("ls /var/lib/agentmon/backups").split()
+    assert backups
+    path = f"/var/lib/agentmon/backups/{sorted(backups)[0]}"
+    assert query(host, "PRAGMA integrity_check", db=path) == [["ok"]]
+    assert query(host, "PRAGMA user_version", db=path) == [[0]]
+    assert query(host, "SELECT count(*) FROM agent_invocations", db=path) == [[5]]
+    assert host.file(path).mode == 0o600
+
+
+# --- Claude Code settings -----------------------------------------------------------------
+
+
+def test_alice_keeps_her_settings_and_her_hook(host: Any) -> None:
+    doc = settings(host, "alice")
+    assert doc["model"] == "sonnet"
+    assert doc["permissions"] == {"allow": ["Bash(git status)"]}
+    assert doc["hooks"]["PreToolUse"][0] == ALICE_OWN_HOOK
+    file = host.file("/home/alice/.claude/settings.json")
+    assert (file.user, file.group, file.mode) == ("alice", "alice", 0o640)
+    backups = host.check_output("ls -a /home/alice/.claude").split()
+    backup = [name for name in backups if name.startswith("settings.json.") and name.endswith("~")]
+    assert len(backup) == 1
+    old = json.loads(host.file(f"/home/alice/.claude/{backup[0]}").content_string)
+    assert old["hooks"] == {"PreToolUse": [ALICE_OWN_HOOK]}
+    assert not [name for name in backups if name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("user", ["alice", "bob"])
+def test_hook_registered_for_every_event(host: Any, user: str) -> None:
+    doc = settings(host, user)
+    for event in EVENTS:
+        command = hook_command(doc, event)
+        assert shlex.split(command) == ["/opt/agentmon/current/bin/agentmon", "hook", "--db", DB]
+    matchers = {entry.get("matcher") for entry in doc["hooks"]["PreToolUse"]
+                if any("agentmon" in h["command"] for h in entry["hooks"])}
+    assert matchers == {"*"}
+    assert "matcher" not in next(e for e in doc["hooks"]["Stop"])
+    assert host.user(user).groups.count("agentmon") == 1
+
+
+def test_new_settings_file_is_private(host: Any) -> None:
+    file = host.file("/home/bob/.claude/settings.json")
+    assert (file.user, file.group, file.mode) == ("bob", "bob", 0o600)
+
+
+# --- hook events end to end ---------------------------------------------------------------
+
+
+def run_hook(host: Any, user: str, command: str, event: dict[str, Any]) -> None:
+    """Run the settings.json command as Claude Code does: a shell of the user, JSON on stdin."""
+    result = host.run("echo %s | runuser -u %s -- sh -c %s", json.dumps(event), user, command)
+    assert result.rc == 0
+    assert result.stderr == "", result.stderr
+
+
+def test_hook_events_appear_in_metrics(host: Any) -> None:
+    before = scrape(host)
+    for user in ("alice", "bob"):
+        doc = settings(host, user)
+        sid = f"verify-{user}-{uuid.uuid4().hex[:8]}"
+        base = {"session_id": sid, "transcript_path": f"/home/{user}/.claude/t.jsonl",
+                "cwd": f"/home/{user}", "permission_mode": "default"}
+
+        def send(event: str, _doc: dict[str, Any] = doc, _user: str = user,
+                 _base: dict[str, Any] = base, **fields: Any) -> None:
+            run_hook(host, _user, hook_command(_doc, event),
+                     {**_base, "hook_event_name": event, **fields})
+
+        send("SessionStart", source="startup")
+        send("PreToolUse", tool_name="mcp__verify__probe", tool_input={"q": 1}, tool_use_id="t1")
+        send("PostToolUse", tool_name="mcp__verify__probe", tool_input={"q": 1},
+             tool_use_id="t1", tool_response={"ok": True})
+        send("PreToolUse", tool_name="mcp__verify__fails", tool_input={}, tool_use_id="t2")
+        send("PostToolUseFailure", tool_name="mcp__verify__fails", tool_input={},
+             tool_use_id="t2", error="boom", is_interrupt=False)
+        task = {"description": "verify", "prompt": "check", "subagent_type": "verify-agent"}
+        send("PreToolUse", tool_name="Task", tool_input=task, tool_use_id="t3")
+        send("PostToolUse", tool_name="Task", tool_input=task, tool_use_id="t3",
+             tool_response={"totalDurationMs": 1500})
+        send("Stop", stop_hook_active=False)
+        send("SessionEnd", reason="exit")
+
+    def delta(text: str, name: str, **labels: str) -> float:
+        return value(text, name, **labels) - value(before, name, **labels)
+
+    deadline = time.monotonic() + 30
+    while True:
+        after = scrape(host)
+        if delta(after, "agentmon_tool_uses_total", tool="mcp__verify__fails") >= 2 \
+                or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert delta(after, "agentmon_tool_uses_total", tool="mcp__verify__probe",
+                 status="completed") == 2
+    assert delta(after, "agentmon_tool_uses_total", tool="mcp__verify__fails",
+                 status="error") == 2
+    assert delta(after, "agentmon_tool_uses_total", tool="mcp__verify__probe",
+                 status="error") == 0
+    assert delta(after, "agentmon_invocations_total", agent="verify-agent",
+                 status="completed") == 2
+    assert delta(after, "agentmon_sessions", status="completed") == 2
+    assert value(after, "agentmon_db_up") == 1
+    assert "verify-alice" not in after  # no session id in any label
+    assert "verify-bob" not in after
