@@ -67,6 +67,16 @@ def quick_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(serve, "POLL_INTERVAL", 0.02)
 
 
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """serve.main() sets up the 'agentmon' logger; leave it as found for other tests."""
+    logger = logging.getLogger("agentmon")
+    handlers, level = list(logger.handlers), logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
@@ -193,6 +203,19 @@ def test_startup_warnings(tmp_path: Path) -> None:
     assert serve.startup_warnings(local) == []
     assert serve.startup_warnings(settings(tmp_path)) == [
         "no authentication configured; serving loopback 127.0.0.1:0 only"]
+
+
+def test_logging_setup_is_idempotent_and_follows_stderr(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    serve.setup_logging("info")
+    serve.setup_logging("warn")
+    logger = logging.getLogger("agentmon")
+    assert len([h for h in logger.handlers if getattr(h, "agentmon_serve", False)]) == 1
+    logging.getLogger("agentmon.serve").info("hidden")
+    logging.getLogger("agentmon.serve").warning("shown")
+    err = capsys.readouterr().err
+    assert "hidden" not in err
+    assert re.search(r"^\S+ \S+ WARNING agentmon.serve: shown$", err, re.M)
 
 
 def test_bad_log_level_is_an_argparse_error(capsys: pytest.CaptureFixture[str]) -> None:
