@@ -497,7 +497,6 @@ def migrated_db(tmp_path: Path) -> Path:
 
 
 def test_agentmon_serve_end_to_end(tmp_path: Path, migrated_db: Path, pki: Pki) -> None:
-    pytest.importorskip("agentmon.collector", reason="the collector is written in parallel")
     key = tmp_path / "server.key"
     key.write_bytes(pki.server_key.read_bytes())
     key.chmod(0o640)
@@ -558,7 +557,6 @@ class _PortCatcher(logging.Handler):
 
 
 def test_main_in_process_with_the_real_collector(migrated_db: Path, tmp_path: Path) -> None:
-    pytest.importorskip("agentmon.collector", reason="the collector is written in parallel")
     token = tmp_path / "token"
     token.write_text(TOKEN + "\n")
     token.chmod(0o600)
