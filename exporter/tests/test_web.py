@@ -326,14 +326,16 @@ class TinyServer(MetricsServer):
     max_connections = 1
 
 
-def test_connections_beyond_the_limit_are_dropped() -> None:
+def test_connections_beyond_the_limit_are_dropped(caplog: pytest.LogCaptureFixture) -> None:
     with serving(WebConfig(), server_class=TinyServer) as server:
         held = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-        with closing(held):
+        with closing(held), caplog.at_level("WARNING", logger="agentmon.web"):
             held.request("GET", "/metrics")
             assert held.getresponse().read() == BODY  # keep-alive: its thread stays busy
-            with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
-                get(server.port)
+            for _ in range(3):
+                with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+                    get(server.port)
+        assert caplog.messages == ["1 connections open; dropping new ones until one closes"]
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # the slot comes back once the client is gone
             try:

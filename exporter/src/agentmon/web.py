@@ -188,6 +188,7 @@ class MetricsServer(ThreadingHTTPServer):
         self.ssl_context = ssl_context
         self.extra_headers = list(config.headers.items())
         self._slots = threading.BoundedSemaphore(self.max_connections)
+        self._saturated = False
         super().__init__((address.host, address.port), MetricsHandler, bind_and_activate=False)
         if address.family == socket.AF_INET6:
             self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -209,10 +210,13 @@ class MetricsServer(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
-            log.warning("too many connections (%d); dropping one from %s",
-                        self.max_connections, client_address[0])
+            if not self._saturated:  # one line per episode, not per dropped connection
+                log.warning("%d connections open; dropping new ones until one closes",
+                            self.max_connections)
+                self._saturated = True
             self.shutdown_request(request)
             return
+        self._saturated = False
         try:
             super().process_request(request, client_address)
         except BaseException:
