@@ -323,3 +323,24 @@ def test_path_below_a_file_is_unreadable(tmp_path: Path) -> None:
     collector = ExporterCollector(tmp_path / "file" / "agent_workflow.db")
     collector.refresh()
     assert errors(collector, "unreadable") == 1
+
+
+def test_tracking_restarted_by_down_and_up_rebuilds_from_stale_checkpoint(
+        db: Path, tmp_path: Path) -> None:
+    """Down to 2 and up to 3 restarts the sequence at 0 but keeps db_id; once the sequence has
+    climbed past a stale checkpoint's value, only the new tracking_id tells them apart."""
+    ckpt = tmp_path / "state.json"
+    collector = healthy(db, checkpoint_path=ckpt)
+    assert collector.save_checkpoint() is True
+    collector.close()
+    migrate(db, 2)
+    migrate(db, 3)
+    conn = writer(db)
+    for _ in range(6):  # sequence now passes the checkpoint's watermark
+        add_invocation(conn, duration=1.0)
+    conn.close()
+    restarted = ExporterCollector(db, checkpoint_path=ckpt)
+    restarted.refresh()
+    # 3 rows from before tracking restarted (NULL seq, counted by the rebuild) + 6 new ones
+    assert invocations(restarted) == 9
+    assert value(samples(restarted), "agentmon_state_rebuilds_total") == 1

@@ -240,6 +240,12 @@ def _changes_up(conn: sqlite3.Connection) -> None:
             )
     for stmt in change_tracking_triggers():
         conn.execute(stmt)
+    # A new identity for this run of change tracking: after a down and up again the sequence
+    # restarts at 0, and a reader's stale checkpoint must not be mistaken for current.
+    conn.execute(
+        "INSERT OR REPLACE INTO agentmon_meta (key, value) VALUES ('tracking_id', ?)",
+        (uuid.uuid4().hex,),
+    )
 
 
 def _changes_down(conn: sqlite3.Connection) -> None:
@@ -252,6 +258,7 @@ def _changes_down(conn: sqlite3.Connection) -> None:
                 # Sequence numbers are derived bookkeeping, never user data.
                 conn.execute(f"ALTER TABLE {table} DROP COLUMN {quote_ident(column)}")
     conn.execute("DROP TABLE IF EXISTS agentmon_sequence")
+    conn.execute("DELETE FROM agentmon_meta WHERE key = 'tracking_id'")
 
 
 STEPS: tuple[Step, ...] = (

@@ -43,7 +43,9 @@ FINAL = "('completed', 'error')"
 USER_VERSION = "PRAGMA user_version"
 META = (
     "SELECT (SELECT value FROM agentmon_sequence WHERE id = 1),"
+    # identity of the file and of this run of change tracking (a new one after down + up)
     " (SELECT value FROM agentmon_meta WHERE key = 'db_id')"
+    " || ':' || COALESCE((SELECT value FROM agentmon_meta WHERE key = 'tracking_id'), '')"
 )
 
 
