@@ -17,7 +17,7 @@ from agentmon import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "hook": ("agentmon.hook", "log one Claude Code hook event (JSON on stdin) to the database"),
     "migrate": ("agentmon.migrate_cli", "bring the database schema to a version, with backups"),
-    "serve": ("agentmon.serve", "serve Prometheus metrics computed incrementally from the database"),
+    "serve": ("agentmon.serve", "serve Prometheus metrics kept incrementally from the database"),
     "seed": ("agentmon.seed", "write realistic synthetic history, for demos and benchmarks"),
 }
 
