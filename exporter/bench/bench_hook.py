@@ -3,7 +3,8 @@
 Runs the installed console script N times over a realistic event mix (sessions, prompts,
 built-in and MCP tool calls with Pre/Post pairs, a few failures, subagents via Task/Agent)
 against a migrated database holding some history, and prints p50/p90/p99/max wall time per
-event next to the floor, `python -c pass` with the same interpreter.
+event next to the floor, `python -c pass` with the same interpreter, plus the CPU time of each
+process (user + sys), which shows the cost without the noise of other work on the machine.
 
     ../.venv/bin/python bench/bench_hook.py [-n 300] [--json FILE]
 """
@@ -14,6 +15,7 @@ import argparse
 import compileall
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -105,13 +107,20 @@ def percentiles(samples: list[float]) -> dict[str, float]:
             "mean": statistics.fmean(ordered)}
 
 
-def timed(cmd: list[str], payload: bytes, env: dict[str, str]) -> float:
+def cpu_ms() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (usage.ru_utime + usage.ru_stime) * 1000
+
+
+def timed(cmd: list[str], payload: bytes, env: dict[str, str]) -> tuple[float, float]:
+    """(wall ms, CPU ms) of one process. CPU time barely depends on what else the machine runs."""
+    cpu = cpu_ms()
     start = time.perf_counter()
     proc = subprocess.run(cmd, input=payload, capture_output=True, env=env, check=False)
     elapsed = (time.perf_counter() - start) * 1000
     if proc.returncode != 0 or proc.stderr:
         raise SystemExit(f"hook failed: rc={proc.returncode} {proc.stderr.decode()[:200]}")
-    return elapsed
+    return elapsed, cpu_ms() - cpu
 
 
 def prefill(db: Path, events: int) -> None:
@@ -148,17 +157,25 @@ def main() -> int:
         prefill(db, args.prefill)
         env = {**os.environ, "AGENTMON_DB": str(db)}
         payloads = [json.dumps(e).encode() for e in event_mix(args.n)]
-        hook: list[float] = []
-        floor: list[float] = []
+        hook: list[tuple[float, float]] = []
+        floor: list[tuple[float, float]] = []
         for payload in payloads:  # interleaved, so both see the same machine load
             hook.append(timed([script, "hook"], payload, env))
             floor.append(timed([sys.executable, "-c", "pass"], b"", env))
-    result = {"events": args.n, "hook_ms": percentiles(hook), "python_pass_ms": percentiles(floor),
-              "script": script}
-    print(f"agentmon hook, {args.n} events, one process each (wall ms)")
-    print(f"{'':>6} {'hook':>8} {'python -c pass':>15}")
+    result = {
+        "events": args.n, "script": script, "loadavg_1m": os.getloadavg()[0],
+        "hook_ms": percentiles([w for w, _ in hook]),
+        "python_pass_ms": percentiles([w for w, _ in floor]),
+        "hook_cpu_ms": percentiles([c for _, c in hook]),
+        "python_pass_cpu_ms": percentiles([c for _, c in floor]),
+    }
+    print(f"agentmon hook, {args.n} events, one process each; load average "
+          f"{result['loadavg_1m']:.2f} on {os.cpu_count()} CPUs")
+    print(f"{'':>6} {'hook wall':>10} {'pass wall':>10} {'hook cpu':>10} {'pass cpu':>10}   (ms)")
     for key in ("p50", "p90", "p99", "max", "mean"):
-        print(f"{key:>6} {result['hook_ms'][key]:>8.1f} {result['python_pass_ms'][key]:>15.1f}")
+        cells = [result[name][key] for name in
+                 ("hook_ms", "python_pass_ms", "hook_cpu_ms", "python_pass_cpu_ms")]
+        print(f"{key:>6} " + " ".join(f"{cell:>10.1f}" for cell in cells))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0
