@@ -42,7 +42,8 @@ rejected input or an unavailable database (exit 2 would block the agent); proble
 as one line on stderr.
 
 options:
-  --db PATH              database file (env AGENTMON_DB, default {DEFAULT_DB})
+  --db PATH              database file (env AGENTMON_DB, default
+                         {DEFAULT_DB})
   --max-input-bytes N    refuse events larger than N bytes (env AGENTMON_MAX_INPUT_BYTES,
                          default {DEFAULT_MAX_INPUT_BYTES})
   --max-payload-bytes N  cut each stored JSON payload or text to N bytes, with a visible
