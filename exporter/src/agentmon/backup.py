@@ -36,7 +36,8 @@ def list_backups(db_path: str | Path, backup_dir: str | Path) -> list[Path]:
         return []
     found = [p for p in folder.iterdir() if p.name.startswith(prefix)
              and p.name.endswith(BACKUP_SUFFIX)]
-    return sorted(found, key=lambda p: p.name.split(".v", 1)[1].split(".", 1)[1])
+    # "<db>.v<version>.<UTC time>.bak": order by the time, whatever the database's own name
+    return sorted(found, key=lambda p: p.name[len(prefix):].split(".", 1)[-1])
 
 
 def verify(path: str | Path) -> None:
@@ -62,11 +63,14 @@ def take_backup(
 ) -> Path:
     """Copy ``source`` into ``backup_dir`` as a verified backup; prune to the newest ``keep``."""
     folder = Path(backup_dir)
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = folder / backup_name(db_path, version)
-    # Create the file ourselves, exclusively and 0600, before SQLite writes into it: no window
-    # in which another user could open it, and no following a planted symlink.
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Create the file ourselves, exclusively and 0600, before SQLite writes into it: no
+        # window in which another user could open it, and no following a planted symlink.
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise BackupError(f"cannot write a backup in {folder}: {exc.strerror or exc}") from exc
     os.close(fd)
     try:
         dest = sqlite3.connect(str(target))
@@ -77,7 +81,10 @@ def take_backup(
         finally:
             dest.close()
         verify(target)
-    except (sqlite3.Error, BackupError, OSError):
+    except (sqlite3.Error, OSError) as exc:
+        target.unlink(missing_ok=True)
+        raise BackupError(f"backup {target} failed: {exc}") from exc
+    except BackupError:
         target.unlink(missing_ok=True)
         raise
     prune(db_path, folder, keep)

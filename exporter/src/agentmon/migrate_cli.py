@@ -11,7 +11,11 @@ from pathlib import Path
 
 from agentmon import backup as backups
 from agentmon import migrations
-from agentmon.db import connect_writer, schema_version
+from agentmon.db import connect_reader, connect_writer, schema_version
+
+
+class MigrateError(RuntimeError):
+    """An expected fault (missing folder, not a database): reported as one line."""
 
 
 @dataclass
@@ -43,13 +47,22 @@ def migrate(
     file holds no table yet (a brand-new database has nothing to lose).
     """
     target = migrations.LATEST if target is None else target
+    if keep_backups < 1:
+        raise ValueError(f"--keep-backups must be at least 1, not {keep_backups}")
     path = Path(db_path)
+    if not path.parent.is_dir():
+        raise MigrateError(f"folder {path.parent} does not exist")
     if dry_run and not path.exists():
         steps = migrations.plan(0, target)
         return MigrationResult(str(path), 0, target, [_describe(s) for s in steps], None, True)
-    conn = connect_writer(path, busy_timeout_ms=busy_timeout_ms)
     try:
+        # A dry run must not even switch the file to WAL mode: open it read-only.
+        conn = (connect_reader(path, busy_timeout_ms) if dry_run
+                else connect_writer(path, busy_timeout_ms=busy_timeout_ms))
         current = schema_version(conn)
+    except sqlite3.DatabaseError as exc:
+        raise MigrateError(f"{path}: not a usable SQLite database ({exc})") from exc
+    try:
         steps = migrations.plan(current, target)
         result = MigrationResult(str(path), current, current, [], None, dry_run)
         if dry_run:
@@ -60,8 +73,9 @@ def migrate(
             folder = backup_dir or backups.default_backup_dir(path)
             result.backup = str(backups.take_backup(conn, path, folder, current, keep_backups))
         for step in steps:
-            migrations.apply_step(conn, step)
-            result.steps.append(_describe(step))
+            # Skipped when another process applied it meanwhile: report only what ran here.
+            if migrations.apply_step(conn, step):
+                result.steps.append(_describe(step))
         result.to_version = schema_version(conn)
         return result
     finally:
@@ -110,7 +124,10 @@ def main(argv: list[str]) -> int:
     try:
         result = migrate(args.db, args.to, dry_run=args.dry_run, backup_dir=args.backup_dir,
                          keep_backups=args.keep_backups)
-    except (ValueError, sqlite3.Error, backups.BackupError, OSError) as exc:
+    except backups.BackupError as exc:
+        print(f"agentmon migrate: error: {exc}; nothing was migrated", file=sys.stderr)
+        return 1
+    except (ValueError, MigrateError, sqlite3.Error, OSError) as exc:
         print(f"agentmon migrate: error: {exc}", file=sys.stderr)
         return 1
     if args.json:

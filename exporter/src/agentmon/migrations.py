@@ -79,8 +79,9 @@ ORIGINAL_TABLES: dict[str, str] = {
             end_time TIMESTAMP
         )""",
 }
+# Named as the original hook named them, so adopting its files does not duplicate them.
 ORIGINAL_INDEXES = (
-    "CREATE INDEX IF NOT EXISTS idx_agent_tool_uses_agent_tool"
+    "CREATE INDEX IF NOT EXISTS idx_agent_tool_uses_agent"
     " ON agent_tool_uses(agent_name, tool_name)",
     "CREATE INDEX IF NOT EXISTS idx_agent_tool_uses_session ON agent_tool_uses(session_id)",
 )
@@ -153,13 +154,14 @@ def change_tracking_triggers() -> list[str]:
     stmts = []
     for table, (key, columns) in TRACKED.items():
         created = ", agentmon_created_seq = " + _NEXT_SEQ if table == "sessions" else ""
+        # Table and column names come from TRACKED, never from input.
         stmts.append(
-            f"CREATE TRIGGER IF NOT EXISTS agentmon_{table}_ins AFTER INSERT ON {table} BEGIN "
+            f"CREATE TRIGGER IF NOT EXISTS agentmon_{table}_ins AFTER INSERT ON {table} BEGIN "  # noqa: S608
             f"{_BUMP} UPDATE {table} SET agentmon_seq = {_NEXT_SEQ}{created}"
             f" WHERE {key} = NEW.{key}; END"
         )
         stmts.append(
-            f"CREATE TRIGGER IF NOT EXISTS agentmon_{table}_upd AFTER UPDATE OF {columns} "
+            f"CREATE TRIGGER IF NOT EXISTS agentmon_{table}_upd AFTER UPDATE OF {columns} "  # noqa: S608
             f"ON {table} BEGIN {_BUMP} "
             f"UPDATE {table} SET agentmon_seq = {_NEXT_SEQ} WHERE {key} = NEW.{key}; END"
         )
@@ -292,11 +294,11 @@ def plan(current: int, target: int) -> list[PlannedStep]:
             if target < s.version <= current]
 
 
-def apply_step(conn: sqlite3.Connection, step: PlannedStep) -> None:
+def apply_step(conn: sqlite3.Connection, step: PlannedStep) -> bool:
     """Run one planned step and its version bump in one write transaction.
 
     The version is re-read under the write lock: if another process migrated meanwhile, the
-    step is skipped instead of being applied twice.
+    step is skipped instead of being applied twice. Returns whether it ran here.
     """
     by_version = {s.version: s for s in STEPS}
     version = step.version_after if step.direction == "up" else step.version_before
@@ -305,13 +307,14 @@ def apply_step(conn: sqlite3.Connection, step: PlannedStep) -> None:
     try:
         if schema_version(conn) != step.version_before:
             conn.execute("ROLLBACK")
-            return
+            return False
         action(conn)
         conn.execute(f"PRAGMA user_version = {int(step.version_after)}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    return True
 
 
 def has_user_tables(conn: sqlite3.Connection) -> bool:

@@ -1,0 +1,472 @@
+"""Schema migrations on real files built with the original project's DDL."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from agentmon import migrations
+from agentmon.db import connect_writer, table_columns
+from agentmon.migrate_cli import ensure_latest, migrate
+from original_schema import build_original_db, full_dump, original_dump
+
+SHAPES = [
+    pytest.param(dict(sessions_columns=4), id="sessions4"),
+    pytest.param(dict(sessions_columns=6), id="sessions6"),
+    pytest.param(dict(sessions_columns=4, with_tool_uses=True), id="sessions4+tool_uses"),
+    pytest.param(dict(sessions_columns=6, with_tool_uses=True), id="sessions6+tool_uses"),
+    pytest.param(dict(sessions_columns=4, with_agent_tool_uses=False), id="agent-hook-only"),
+]
+
+
+def same_rows(path: Path, before: dict) -> bool:
+    """The original rows of ``path`` equal ``before`` (in ``before``'s sessions shape)."""
+    width = len(before["sessions"][0]) if before.get("sessions") else None
+    after = original_dump(path, width)
+    created = [table for table in after if table not in before]  # by adoption: still empty
+    return {t: after[t] for t in before} == before and not any(after[t] for t in created)
+
+
+def version(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def names(path: Path, kind: str) -> set[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = ?",
+                                           (kind,))}
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_adopt_up_and_down_keeps_every_row_and_value(tmp_path: Path, shape: dict) -> None:
+    db = build_original_db(tmp_path / "agent_workflow.db", **shape)
+    before = original_dump(db)
+    tables_before = names(db, "table")
+
+    result = migrate(db)
+    assert (result.from_version, result.to_version) == (0, migrations.LATEST)
+    assert version(db) == migrations.LATEST
+    assert same_rows(db, before)
+    conn = sqlite3.connect(db)
+    assert {"cwd", "metadata"} <= set(table_columns(conn, "sessions"))
+    assert "tool_use_id" in table_columns(conn, "agent_tool_uses")
+    # rows from before change tracking keep NULL sequence numbers: the cold start counts them
+    assert conn.execute("SELECT count(*) FROM agent_invocations WHERE agentmon_seq IS NOT NULL"
+                        ).fetchone()[0] == 0
+    conn.close()
+
+    down = migrate(db, 0)
+    assert [s.split()[1] for s in down.steps] == ["3->2", "2->1", "1->0"]
+    assert version(db) == 0
+    assert same_rows(db, before)
+    # no down dropped a table; only agentmon's bookkeeping is gone
+    after_tables = names(db, "table")
+    assert tables_before <= after_tables
+    assert not {"agentmon_meta", "agentmon_sequence"} & after_tables
+    assert not names(db, "trigger")
+    assert not {i for i in names(db, "index") if i.startswith("idx_invocations")}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_up_down_up_again_is_stable(tmp_path: Path, shape: dict) -> None:
+    db = build_original_db(tmp_path / "a.db", **shape)
+    before = original_dump(db)
+    migrate(db)
+    first = full_dump(db)
+    migrate(db, 0)
+    migrate(db)
+    again = full_dump(db)
+    assert same_rows(db, before)
+    assert again["schema"] == first["schema"]
+    assert again["user_version"] == migrations.LATEST
+
+
+@pytest.mark.parametrize("make", ["empty-file", "new-path"])
+def test_adopts_an_empty_file_and_a_brand_new_path(tmp_path: Path, make: str) -> None:
+    db = tmp_path / "fresh.db"
+    if make == "empty-file":
+        db.touch()
+    result = migrate(db, backup_dir=tmp_path / "backups")
+    assert result.to_version == migrations.LATEST
+    assert result.backup is None  # nothing to lose yet
+    assert not (tmp_path / "backups").exists()
+    assert {"sessions", "agent_invocations", "agent_tool_uses", "agentmon_meta",
+            "agentmon_sequence"} <= names(db, "table")
+    assert len(names(db, "trigger")) == 8
+    migrate(db, 0)
+    assert version(db) == 0
+
+
+def test_a_second_run_is_a_no_op(tmp_path: Path) -> None:
+    db = build_original_db(tmp_path / "a.db")
+    backups = tmp_path / "b"
+    first = migrate(db, backup_dir=backups)
+    assert first.backup is not None
+    snapshot = full_dump(db)
+    second = migrate(db, backup_dir=backups)
+    assert second.steps == [] and second.backup is None and not second.changed
+    assert (second.from_version, second.to_version) == (migrations.LATEST, migrations.LATEST)
+    assert len(list(backups.iterdir())) == 1
+    assert full_dump(db) == snapshot
+
+
+def test_dry_run_changes_nothing_not_even_the_journal_mode(tmp_path: Path) -> None:
+    db = build_original_db(tmp_path / "a.db")
+    raw = db.read_bytes()
+    result = migrate(db, dry_run=True, backup_dir=tmp_path / "b")
+    assert result.dry_run and not result.changed
+    assert result.steps == ["up 0->1 (adopt)", "up 1->2 (indexes)", "up 2->3 (changes)"]
+    assert result.to_version == migrations.LATEST
+    assert db.read_bytes() == raw
+    assert not (tmp_path / "b").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.db"]
+
+    missing = tmp_path / "nothing-here.db"
+    planned = migrate(missing, dry_run=True)
+    assert len(planned.steps) == migrations.LATEST and not missing.exists()
+
+    migrate(db)
+    at_latest = migrate(db, dry_run=True)
+    assert at_latest.steps == [] and at_latest.to_version == migrations.LATEST
+    down = migrate(db, 1, dry_run=True)
+    assert down.steps == ["down 3->2 (changes)", "down 2->1 (indexes)"]
+    assert version(db) == migrations.LATEST
+
+
+def test_to_a_lower_version_runs_the_downs_one_at_a_time(tmp_path: Path) -> None:
+    db = build_original_db(tmp_path / "a.db")
+    migrate(db)
+    assert migrate(db, 2).steps == ["down 3->2 (changes)"]
+    assert not names(db, "trigger")
+    conn = sqlite3.connect(db)
+    assert "agentmon_seq" not in table_columns(conn, "agent_invocations")
+    assert conn.execute("SELECT value FROM agentmon_meta WHERE key = 'tracking_id'"
+                        ).fetchone() is None
+    conn.close()
+    assert set(migrations.INDEXES) <= names(db, "index")
+    assert migrate(db, 1).steps == ["down 2->1 (indexes)"]
+    assert not set(migrations.INDEXES) & names(db, "index")
+    assert "agentmon_meta" in names(db, "table")
+    assert migrate(db, 0).steps == ["down 1->0 (adopt)"]
+    assert migrate(db, 2).steps == ["up 0->1 (adopt)", "up 1->2 (indexes)"]
+
+
+def test_downs_keep_rows_and_columns_written_after_adoption(tmp_path: Path) -> None:
+    db = build_original_db(tmp_path / "a.db", sessions_columns=4)
+    migrate(db)
+    conn = connect_writer(db)
+    conn.execute("INSERT INTO sessions (session_id, start_time, status, cwd, metadata)"
+                  " VALUES ('new', '2026-01-01T00:00:00+00:00', 'active', '/w', '{}')")
+    conn.execute("INSERT INTO agent_invocations (agent_name, phase, status, start_time,"
+                  " tool_use_id) VALUES ('planner', 'planning', 'running',"
+                  " '2026-01-01T00:00:01+00:00', 'toolu_01abc')")
+    conn.execute("INSERT INTO agent_tool_uses (agent_name, tool_name, status, tool_use_id)"
+                  " VALUES ('planner', 'Read', 'completed', 'toolu_01def')")
+    conn.close()
+    written = original_dump(db)
+    migrate(db, 0)
+    assert same_rows(db, written)
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT tool_use_id FROM agent_invocations WHERE tool_use_id IS NOT NULL"
+                        ).fetchall() == [("toolu_01abc",)]
+    assert conn.execute("SELECT cwd FROM sessions WHERE session_id = 'new'").fetchone() == ("/w",)
+    conn.close()
+
+
+def test_adoption_does_not_duplicate_the_original_indexes(tmp_path: Path) -> None:
+    db = build_original_db(tmp_path / "a.db")
+    before = names(db, "index")
+    migrate(db)
+    conn = sqlite3.connect(db)
+    on_agent_tool = conn.execute(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'agent_tool_uses'"
+        " AND sql LIKE '%(agent_name, tool_name)'").fetchone()[0]
+    conn.close()
+    assert on_agent_tool == 1
+    migrate(db, 0)
+    assert names(db, "index") == before
+
+
+class FailAfterFirstStatement:
+    """Wraps a connection: the first statement runs, the second raises (a step dying half-way)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.statements = 0
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        self.statements += 1
+        if self.statements > 1:
+            raise sqlite3.OperationalError("injected failure after the first statement")
+        return self.conn.execute(sql, *args)
+
+
+@pytest.mark.parametrize("failing", [1, 2, 3])
+def test_a_step_failing_half_way_leaves_version_and_schema_as_before(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: int) -> None:
+    db = build_original_db(tmp_path / "a.db", sessions_columns=4, with_tool_uses=True)
+    if failing > 1:
+        migrate(db, failing - 1)
+    before = full_dump(db)
+    step = migrations.STEPS[failing - 1]
+    original_up = step.up
+
+    def half_way(conn: sqlite3.Connection) -> None:
+        original_up(FailAfterFirstStatement(conn))  # type: ignore[arg-type]
+
+    patched = tuple(replace(s, up=half_way) if s is step else s for s in migrations.STEPS)
+    monkeypatch.setattr(migrations, "STEPS", patched)
+    with pytest.raises(sqlite3.OperationalError, match="injected"):
+        migrate(db, backup_dir=tmp_path / "b")
+    assert full_dump(db) == before
+    monkeypatch.undo()
+    assert migrate(db).to_version == migrations.LATEST
+
+
+def test_a_down_failing_half_way_changes_nothing(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    db = build_original_db(tmp_path / "a.db")
+    migrate(db)
+    before = full_dump(db)
+    step = migrations.STEPS[2]
+    original_down = step.down
+    patched = tuple(replace(s, down=lambda c: original_down(FailAfterFirstStatement(c)))
+                    if s is step else s for s in migrations.STEPS)
+    monkeypatch.setattr(migrations, "STEPS", patched)
+    with pytest.raises(sqlite3.OperationalError):
+        migrate(db, 0)
+    assert full_dump(db) == before
+
+
+def test_two_migrate_processes_at_once_apply_each_step_once(tmp_path: Path) -> None:
+    db = build_original_db(tmp_path / "a.db", with_tool_uses=True)
+    before = original_dump(db)
+    cmd = [sys.executable, "-m", "agentmon.cli", "migrate", "--db", str(db), "--json",
+           "--backup-dir", str(tmp_path / "b")]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    results = [json.loads(out) for out, _ in outs]
+    applied = sorted(step for r in results for step in r["steps"])
+    assert applied == ["up 0->1 (adopt)", "up 1->2 (indexes)", "up 2->3 (changes)"]
+    assert all(r["to_version"] == migrations.LATEST for r in results)
+    assert version(db) == migrations.LATEST
+    assert same_rows(db, before)
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM agentmon_meta WHERE key = 'db_id'"
+                        ).fetchone()[0] == 1
+    conn.close()
+
+
+def test_a_writer_during_the_migration_loses_nothing(tmp_path: Path) -> None:
+    db = build_original_db(tmp_path / "a.db")
+    stop = threading.Event()
+    written: list[int] = []
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        conn = connect_writer(db)
+        try:
+            for i in range(100_000):  # bounded; stops when the migration is done
+                if stop.is_set() and i > 50:
+                    break
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("INSERT INTO agent_tool_uses (agent_name, tool_name, status)"
+                             " VALUES ('tester', 'Bash', 'completed')")
+                conn.execute("COMMIT")
+                written.append(i)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        migrate(db, backup_dir=tmp_path / "b")
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not errors
+    conn = sqlite3.connect(db)
+    count = conn.execute("SELECT count(*) FROM agent_tool_uses WHERE tool_name = 'Bash'"
+                         " AND agent_name = 'tester'").fetchone()[0]
+    conn.close()
+    assert count == len(written) > 50
+
+
+def test_ensure_latest_backs_up_and_migrates_a_database_that_is_behind(tmp_path: Path) -> None:
+    db = build_original_db(tmp_path / "a.db")
+    conn = connect_writer(db)
+    ensure_latest(conn, db)
+    ensure_latest(conn, db)  # at the latest: nothing more
+    conn.close()
+    assert version(db) == migrations.LATEST
+    assert len(list((tmp_path / "backups").iterdir())) == 1
+
+
+def test_plan_refuses_unknown_versions() -> None:
+    with pytest.raises(ValueError, match="outside"):
+        migrations.plan(0, migrations.LATEST + 1)
+    with pytest.raises(ValueError, match="outside"):
+        migrations.plan(0, -1)
+    with pytest.raises(ValueError, match="newer than this agentmon knows"):
+        migrations.plan(migrations.LATEST + 1, 0)
+    assert migrations.plan(2, 2) == []
+
+
+# ---------------------------------------------------------------- change tracking (step 3)
+
+
+@pytest.fixture
+def tracked(tmp_path: Path) -> Path:
+    db = build_original_db(tmp_path / "a.db", sessions_columns=4)
+    migrate(db)
+    return db
+
+
+def seq_of(conn: sqlite3.Connection, table: str, key: str, value: object) -> int | None:
+    column = "session_id" if table == "sessions" else "id"
+    row = conn.execute(f"SELECT {key} FROM {table} WHERE {column} = ?", (value,)).fetchone()
+    return row[0]
+
+
+def sequence(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT value FROM agentmon_sequence").fetchone()[0])
+
+
+def test_inserts_and_metric_updates_bump_the_sequence(tracked: Path) -> None:
+    conn = connect_writer(tracked)
+    start = sequence(conn)
+    cur = conn.execute("INSERT INTO agent_tool_uses (agent_name, tool_name, status, start_time)"
+                       " VALUES ('tester', 'Bash', 'running', '2026-01-01T00:00:00+00:00')")
+    row = cur.lastrowid
+    assert seq_of(conn, "agent_tool_uses", "agentmon_seq", row) == start + 1
+    # a column the metrics do not read: no bump
+    conn.execute("UPDATE agent_tool_uses SET tool_output = '{}', tool_input = '{}' WHERE id = ?",
+                 (row,))
+    assert sequence(conn) == start + 1
+    # completion: bumps
+    conn.execute("UPDATE agent_tool_uses SET status = 'completed', duration_seconds = 1.5,"
+                 " end_time = '2026-01-01T00:00:01.5+00:00' WHERE id = ?", (row,))
+    assert seq_of(conn, "agent_tool_uses", "agentmon_seq", row) == start + 2 == sequence(conn)
+    for column, value in (("agent_name", "x"), ("tool_name", "y"), ("start_time", "z"),
+                          ("duration_seconds", 9.0), ("end_time", "w")):
+        cur = conn.execute("INSERT INTO agent_tool_uses (status) VALUES ('running')")
+        before = sequence(conn)
+        conn.execute(f"UPDATE agent_tool_uses SET {column} = ? WHERE id = ?",
+                     (value, cur.lastrowid))
+        assert sequence(conn) == before + 1, column
+    conn.close()
+
+
+def test_finished_rows_are_frozen(tracked: Path) -> None:
+    conn = connect_writer(tracked)
+    for status in ("completed", "error"):
+        cur = conn.execute("INSERT INTO agent_invocations (agent_name, phase, status,"
+                           " duration_seconds) VALUES ('planner', 'planning', ?, 2.0)", (status,))
+        row = cur.lastrowid
+        seq = sequence(conn)
+        conn.execute("UPDATE agent_invocations SET status = 'running', duration_seconds = 99,"
+                     " raw_output = 'late' WHERE id = ?", (row,))
+        assert conn.execute("SELECT status, duration_seconds, raw_output FROM agent_invocations"
+                            " WHERE id = ?", (row,)).fetchone() == (status, 2.0, None)
+        assert sequence(conn) == seq
+        # columns outside the metric set may still change (no bump)
+        conn.execute("UPDATE agent_invocations SET raw_output = 'ok' WHERE id = ?", (row,))
+        assert seq_of(conn, "agent_invocations", "raw_output", row) == "ok"
+        assert sequence(conn) == seq
+    conn.close()
+
+
+def test_sessions_get_created_seq_once_and_are_not_frozen(tracked: Path) -> None:
+    conn = connect_writer(tracked)
+    conn.execute("INSERT INTO sessions (session_id, status) VALUES ('s1', 'active')")
+    created = seq_of(conn, "sessions", "agentmon_created_seq", "s1")
+    assert created == seq_of(conn, "sessions", "agentmon_seq", "s1") == sequence(conn)
+    conn.execute("UPDATE sessions SET status = 'completed' WHERE session_id = 's1'")
+    conn.execute("UPDATE sessions SET status = 'active' WHERE session_id = 's1'")  # resumed
+    assert seq_of(conn, "sessions", "agentmon_created_seq", "s1") == created
+    assert seq_of(conn, "sessions", "agentmon_seq", "s1") == created + 2 == sequence(conn)
+    assert seq_of(conn, "sessions", "status", "s1") == "active"
+    conn.execute("UPDATE sessions SET end_time = 'x' WHERE session_id = 's1'")  # not tracked
+    assert sequence(conn) == created + 2
+    conn.close()
+
+
+def test_rows_from_before_step_3_keep_null_until_they_change(tracked: Path) -> None:
+    conn = connect_writer(tracked)
+    assert conn.execute("SELECT count(*) FROM agent_invocations WHERE agentmon_seq IS NULL"
+                        ).fetchone()[0] == 5
+    # the running original row completes: now it is tracked
+    conn.execute("UPDATE agent_invocations SET status = 'completed' WHERE id = 3")
+    assert seq_of(conn, "agent_invocations", "agentmon_seq", 3) == sequence(conn)
+    conn.close()
+
+
+def test_sequence_numbers_follow_commit_order(tracked: Path) -> None:
+    order: list[list[int]] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        conn = connect_writer(tracked)
+        try:
+            for _ in range(20):
+                conn.execute("BEGIN IMMEDIATE")
+                ids = []
+                for _ in range(3):
+                    ids.append(conn.execute(
+                        "INSERT INTO agent_tool_uses (agent_name, status) VALUES (?, 'running')",
+                        (f"w{n}",)).lastrowid)
+                with lock:  # we hold the write lock: this is the commit order
+                    order.append(ids)
+                conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    conn = sqlite3.connect(tracked)
+    seqs = [[seq_of(conn, "agent_tool_uses", "agentmon_seq", i) for i in ids] for ids in order]
+    conn.close()
+    flat = [s for group in seqs for s in group]
+    assert len(order) == 80
+    assert flat == sorted(flat) and len(set(flat)) == len(flat)
+
+
+def test_upgrade_of_a_large_original_database_takes_seconds(tmp_path: Path) -> None:
+    from agentmon.seed import SeedOptions, seed
+
+    db = tmp_path / "big.db"
+    seed(db, SeedOptions(invocations=200_000, schema="original", jobs=2))
+    conn = sqlite3.connect(db)
+    counts = [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+              for t in ("agent_invocations", "agent_tool_uses")]
+    conn.close()
+    started = time.perf_counter()
+    result = migrate(db, backup_dir=tmp_path / "b")
+    elapsed = time.perf_counter() - started
+    print(f"\nupgrade of {sum(counts):,} original rows 0 -> {migrations.LATEST}: {elapsed:.1f} s "
+          "(including the verified backup)")
+    assert result.to_version == migrations.LATEST
+    assert counts == [200_000, 600_000]
+    assert elapsed < 60
