@@ -286,22 +286,24 @@ def test_hook_events_appear_in_metrics(host: Any) -> None:
     def delta(text: str, name: str, **labels: str) -> float:
         return value(text, name, **labels) - value(before, name, **labels)
 
+    expected = {
+        ("agentmon_tool_uses_total", (("tool", "mcp__verify__probe"), ("status", "completed"))): 2,
+        ("agentmon_tool_uses_total", (("tool", "mcp__verify__fails"), ("status", "error"))): 2,
+        ("agentmon_tool_uses_total", (("tool", "mcp__verify__probe"), ("status", "error"))): 0,
+        ("agentmon_invocations_total", (("agent", "verify-agent"), ("status", "completed"))): 2,
+        ("agentmon_sessions", (("status", "completed"),)): 2,
+    }
+
+    def seen(text: str) -> dict[Any, float]:
+        return {key: delta(text, key[0], **dict(key[1])) for key in expected}
+
+    # A scrape may show a refresh that ran while the hooks were still writing: poll (bounded).
     deadline = time.monotonic() + 30
-    while True:
-        after = scrape(host)
-        if delta(after, "agentmon_tool_uses_total", tool="mcp__verify__fails") >= 2 \
-                or time.monotonic() > deadline:
-            break
+    after = scrape(host)
+    while seen(after) != expected and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert delta(after, "agentmon_tool_uses_total", tool="mcp__verify__probe",
-                 status="completed") == 2
-    assert delta(after, "agentmon_tool_uses_total", tool="mcp__verify__fails",
-                 status="error") == 2
-    assert delta(after, "agentmon_tool_uses_total", tool="mcp__verify__probe",
-                 status="error") == 0
-    assert delta(after, "agentmon_invocations_total", agent="verify-agent",
-                 status="completed") == 2
-    assert delta(after, "agentmon_sessions", status="completed") == 2
+        after = scrape(host)
+    assert seen(after) == expected
     assert value(after, "agentmon_db_up") == 1
     assert "verify-alice" not in after  # no session id in any label
     assert "verify-bob" not in after
