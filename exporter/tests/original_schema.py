@@ -88,7 +88,8 @@ AGENT_TOOL_USES = """CREATE TABLE IF NOT EXISTS agent_tool_uses (
             FOREIGN KEY (session_id) REFERENCES sessions(session_id)
         )"""
 AGENT_TOOL_USES_INDEXES = (
-    "CREATE INDEX IF NOT EXISTS idx_agent_tool_uses_agent ON agent_tool_uses(agent_name, tool_name)",
+    "CREATE INDEX IF NOT EXISTS idx_agent_tool_uses_agent"
+    " ON agent_tool_uses(agent_name, tool_name)",
     "CREATE INDEX IF NOT EXISTS idx_agent_tool_uses_session ON agent_tool_uses(session_id)",
 )
 
@@ -185,12 +186,12 @@ def build_original_db(
                 conn.execute(ddl)
         if rows:
             width = 6 if sessions_columns == 6 else 4
-            conn.executemany(f"INSERT INTO sessions VALUES ({', '.join('?' * width)})",
+            conn.executemany(f"INSERT INTO sessions VALUES ({', '.join('?' * width)})",  # noqa: S608
                              [row[:width] for row in SESSIONS])
-            conn.executemany(f"INSERT INTO agent_invocations VALUES ({', '.join('?' * 19)})",
+            conn.executemany(f"INSERT INTO agent_invocations VALUES ({', '.join('?' * 19)})",  # noqa: S608
                              INVOCATIONS)
             if with_agent_tool_uses:
-                conn.executemany(f"INSERT INTO agent_tool_uses VALUES ({', '.join('?' * 14)})",
+                conn.executemany(f"INSERT INTO agent_tool_uses VALUES ({', '.join('?' * 14)})",  # noqa: S608
                                  AGENT_TOOL_USE_ROWS)
             if with_tool_uses:
                 conn.executemany("INSERT INTO tool_uses VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -12,11 +12,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from original_schema import build_original_db, full_dump, original_dump
 
 from agentmon import migrations
 from agentmon.db import connect_writer, table_columns
 from agentmon.migrate_cli import ensure_latest, migrate
-from original_schema import build_original_db, full_dump, original_dump
 
 SHAPES = [
     pytest.param(dict(sessions_columns=4), id="sessions4"),
@@ -119,7 +119,9 @@ def test_a_second_run_is_a_no_op(tmp_path: Path) -> None:
     assert first.backup is not None
     snapshot = full_dump(db)
     second = migrate(db, backup_dir=backups)
-    assert second.steps == [] and second.backup is None and not second.changed
+    assert second.steps == []
+    assert second.backup is None
+    assert not second.changed
     assert (second.from_version, second.to_version) == (migrations.LATEST, migrations.LATEST)
     assert len(list(backups.iterdir())) == 1
     assert full_dump(db) == snapshot
@@ -129,7 +131,8 @@ def test_dry_run_changes_nothing_not_even_the_journal_mode(tmp_path: Path) -> No
     db = build_original_db(tmp_path / "a.db")
     raw = db.read_bytes()
     result = migrate(db, dry_run=True, backup_dir=tmp_path / "b")
-    assert result.dry_run and not result.changed
+    assert result.dry_run
+    assert not result.changed
     assert result.steps == ["up 0->1 (adopt)", "up 1->2 (indexes)", "up 2->3 (changes)"]
     assert result.to_version == migrations.LATEST
     assert db.read_bytes() == raw
@@ -138,11 +141,13 @@ def test_dry_run_changes_nothing_not_even_the_journal_mode(tmp_path: Path) -> No
 
     missing = tmp_path / "nothing-here.db"
     planned = migrate(missing, dry_run=True)
-    assert len(planned.steps) == migrations.LATEST and not missing.exists()
+    assert len(planned.steps) == migrations.LATEST
+    assert not missing.exists()
 
     migrate(db)
     at_latest = migrate(db, dry_run=True)
-    assert at_latest.steps == [] and at_latest.to_version == migrations.LATEST
+    assert at_latest.steps == []
+    assert at_latest.to_version == migrations.LATEST
     down = migrate(db, 1, dry_run=True)
     assert down.steps == ["down 3->2 (changes)", "down 2->1 (indexes)"]
     assert version(db) == migrations.LATEST
@@ -343,7 +348,7 @@ def tracked(tmp_path: Path) -> Path:
 
 def seq_of(conn: sqlite3.Connection, table: str, key: str, value: object) -> int | None:
     column = "session_id" if table == "sessions" else "id"
-    row = conn.execute(f"SELECT {key} FROM {table} WHERE {column} = ?", (value,)).fetchone()
+    row = conn.execute(f"SELECT {key} FROM {table} WHERE {column} = ?", (value,)).fetchone()  # noqa: S608
     return row[0]
 
 
@@ -370,7 +375,7 @@ def test_inserts_and_metric_updates_bump_the_sequence(tracked: Path) -> None:
                           ("duration_seconds", 9.0), ("end_time", "w")):
         cur = conn.execute("INSERT INTO agent_tool_uses (status) VALUES ('running')")
         before = sequence(conn)
-        conn.execute(f"UPDATE agent_tool_uses SET {column} = ? WHERE id = ?",
+        conn.execute(f"UPDATE agent_tool_uses SET {column} = ? WHERE id = ?",  # noqa: S608
                      (value, cur.lastrowid))
         assert sequence(conn) == before + 1, column
     conn.close()
@@ -450,7 +455,8 @@ def test_sequence_numbers_follow_commit_order(tracked: Path) -> None:
     conn.close()
     flat = [s for group in seqs for s in group]
     assert len(order) == 80
-    assert flat == sorted(flat) and len(set(flat)) == len(flat)
+    assert flat == sorted(flat)
+    assert len(set(flat)) == len(flat)
 
 
 def test_upgrade_of_a_large_original_database_takes_seconds(tmp_path: Path) -> None:
@@ -459,7 +465,7 @@ def test_upgrade_of_a_large_original_database_takes_seconds(tmp_path: Path) -> N
     db = tmp_path / "big.db"
     seed(db, SeedOptions(invocations=200_000, schema="original", jobs=2))
     conn = sqlite3.connect(db)
-    counts = [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+    counts = [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608
               for t in ("agent_invocations", "agent_tool_uses")]
     conn.close()
     started = time.perf_counter()
@@ -470,3 +476,14 @@ def test_upgrade_of_a_large_original_database_takes_seconds(tmp_path: Path) -> N
     assert result.to_version == migrations.LATEST
     assert counts == [200_000, 600_000]
     assert elapsed < 60
+
+
+def test_a_step_another_process_already_applied_is_skipped(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    stale = migrations.plan(0, 1)[0]  # planned at version 0 ...
+    migrate(db, 1)  # ... but someone else got there first
+    conn = connect_writer(db)
+    assert migrations.apply_step(conn, stale) is False
+    assert not conn.in_transaction
+    conn.close()
+    assert version(db) == 1

@@ -37,8 +37,9 @@ import sqlite3
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from multiprocessing import get_context
@@ -543,10 +544,22 @@ def _generate(frame: _Frame, shard: _Shard) -> tuple[list[tuple[Any, ...]], list
     return sessions, invocations, tool_uses, running
 
 
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Millions of short-lived tuples and no reference cycles: the cyclic GC would only rescan."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _stage(frame: _Frame, shard: _Shard) -> tuple[bytes, int, int, int, int]:
     """Worker: one shard as a serialized in-memory database (plus its row counts)."""
-    gc.disable()
-    sessions, invocations, tool_uses, running = _generate(frame, shard)
+    with _no_gc():
+        sessions, invocations, tool_uses, running = _generate(frame, shard)
     conn = sqlite3.connect(":memory:", isolation_level=None)
     try:
         conn.execute("BEGIN")
@@ -729,14 +742,8 @@ def seed(path: str | Path, opts: SeedOptions, progress: ProgressFn | None = None
         raise SeedError(f"folder {path.parent} does not exist")
     new_file = not path.exists() or path.stat().st_size == 0
     started = time.perf_counter()
-    # Millions of short-lived tuples and no reference cycles: the cyclic GC would only rescan.
-    gc_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _no_gc():
         result = _seed(path, opts, progress, new_file)
-    finally:
-        if gc_enabled:
-            gc.enable()
     result.seconds = time.perf_counter() - started
     return result
 
