@@ -182,5 +182,5 @@ def test_verify_reports_what_integrity_check_found(tmp_path: Path) -> None:
     raw = bytearray(db.read_bytes())
     raw[36:40] = (7).to_bytes(4, "big")  # header: 7 free pages, but the freelist is empty
     db.write_bytes(bytes(raw))
-    with pytest.raises(backups.BackupError, match="failed integrity_check: .*freelist"):
+    with pytest.raises(backups.BackupError, match=r"(?s)failed integrity_check: .*freelist"):
         backups.verify(db)
