@@ -318,6 +318,7 @@ class _Frame:
     t_end: int
     columns: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]  # sessions, inv, tools
     tables: tuple[str, ...] = ()  # the target's CREATE TABLE statements, for staging
+    indexes: tuple[str, ...] = ()  # and the indexes it keeps during the load
 
 
 @dataclass(frozen=True)
@@ -569,6 +570,8 @@ def _stage(frame: _Frame, shard: _Shard) -> tuple[bytes, int, int, int, int]:
             # AUTOINCREMENT, which would rewrite sqlite_sequence after every row here.
             conn.execute(ddl.replace(" AUTOINCREMENT", ""))
             conn.executemany(_insert_sql(table, columns), rows)
+        for ddl in frame.indexes:
+            conn.execute(ddl)
         conn.execute("COMMIT")
         data = conn.serialize()
     finally:
@@ -718,17 +721,21 @@ def _prepare_schema(conn: sqlite3.Connection, path: Path, opts: SeedOptions) -> 
     conn.execute("COMMIT")
 
 
-def _bulk_indexes(conn: sqlite3.Connection) -> list[tuple[str, str]]:
-    """The data tables' indexes, to drop before a big load and build after it.
+def _data_indexes(conn: sqlite3.Connection, partial: bool) -> list[tuple[str, str]]:
+    """The data tables' full (or partial) indexes: (name, CREATE INDEX statement).
 
-    Building is a sort of the finished table, cheaper than maintaining them row by row
-    (measured: even for the partial ones keyed by increasing sequence numbers).
+    Full indexes are dropped before a big load and built after it: a sort of the finished
+    table is cheaper than maintaining them row by row (measured; inserting row by row, even
+    the partial ones are). The parallel loader keeps the partial ones, though: they are tiny
+    (running rows) or keyed by values that grow from shard to shard (sequence numbers,
+    tool_use_id), so each shard's entries, sorted by its worker, are appended by the copy.
     """
     rows = conn.execute(
         "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
         " AND tbl_name IN ('sessions', 'agent_invocations', 'agent_tool_uses') ORDER BY rowid"
     ).fetchall()
-    return [(str(name), str(sql)) for name, sql in rows]
+    return [(str(name), str(sql)) for name, sql in rows
+            if (" WHERE " in str(sql).upper()) == partial]
 
 
 ProgressFn = Callable[[int, int, float], None]
@@ -813,7 +820,11 @@ def _load(conn: sqlite3.Connection, path: Path, opts: SeedOptions,
         expected = frame.n_sessions + opts.invocations * (1 + opts.tools_per_invocation)
         # Rebuilding an index costs a sort of the whole table: worth it only when the load
         # is bigger than what is there already.
-        rebuild = _bulk_indexes(conn) if expected > existing else []
+        rebuild = _data_indexes(conn, False) if expected > existing else []
+        kept = _data_indexes(conn, True)
+        if not parallel and rebuild:
+            rebuild += kept
+            kept = []
         for name, _ in rebuild:
             conn.execute(f"DROP INDEX {name}")
 
@@ -829,7 +840,7 @@ def _load(conn: sqlite3.Connection, path: Path, opts: SeedOptions,
             tables = tuple(str(conn.execute(
                 "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
             ).fetchone()[0]) for table in DATA_TABLES)
-            frame = replace(frame, tables=tables)
+            frame = replace(frame, tables=tables, indexes=tuple(sql for _, sql in kept))
             _run_parallel(conn, frame, shards, opts.jobs, done, result.phases)
         else:
             _run_inline(conn, frame, shards, done)
