@@ -6,6 +6,7 @@ import argparse
 import json
 import sqlite3
 import sys
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,15 +84,29 @@ def migrate(
 
 
 def ensure_latest(conn: sqlite3.Connection, db_path: str | Path) -> None:
-    """Used by writers (the hook): migrate a database that is behind, backing it up first."""
-    current = schema_version(conn)
-    if current == migrations.LATEST:
+    """Used by writers (the hook): migrate a database that is behind, backing it up first.
+
+    Backup and every step run under one write lock, so hook processes that all find the same
+    old database wait for the first one and then see it current: one backup, not one each.
+    """
+    if schema_version(conn) == migrations.LATEST:  # the per-event path: one PRAGMA
         return
-    steps = migrations.plan(current, migrations.LATEST)
-    if migrations.has_user_tables(conn):
-        backups.take_backup(conn, db_path, backups.default_backup_dir(db_path), current)
-    for step in steps:
-        migrations.apply_step(conn, step)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = schema_version(conn)
+        if current != migrations.LATEST:
+            if migrations.has_user_tables(conn):
+                # SQLite refuses to back up from a connection in a write transaction; a second
+                # connection reads the same committed state while we hold the write lock.
+                with closing(sqlite3.connect(str(db_path))) as source:
+                    backups.take_backup(source, db_path, backups.default_backup_dir(db_path),
+                                        current)
+            for step in migrations.plan(current, migrations.LATEST):
+                migrations.apply_step_locked(conn, step)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _describe(step: migrations.PlannedStep) -> str:

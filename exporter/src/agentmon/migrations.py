@@ -300,20 +300,25 @@ def apply_step(conn: sqlite3.Connection, step: PlannedStep) -> bool:
     The version is re-read under the write lock: if another process migrated meanwhile, the
     step is skipped instead of being applied twice. Returns whether it ran here.
     """
-    by_version = {s.version: s for s in STEPS}
-    version = step.version_after if step.direction == "up" else step.version_before
-    action = by_version[version].up if step.direction == "up" else by_version[version].down
     conn.execute("BEGIN IMMEDIATE")
     try:
-        if schema_version(conn) != step.version_before:
-            conn.execute("ROLLBACK")
-            return False
-        action(conn)
-        conn.execute(f"PRAGMA user_version = {int(step.version_after)}")
+        ran = apply_step_locked(conn, step)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    return ran
+
+
+def apply_step_locked(conn: sqlite3.Connection, step: PlannedStep) -> bool:
+    """Run one step inside the caller's write transaction; False if the version moved on."""
+    if schema_version(conn) != step.version_before:
+        return False
+    by_version = {s.version: s for s in STEPS}
+    version = step.version_after if step.direction == "up" else step.version_before
+    action = by_version[version].up if step.direction == "up" else by_version[version].down
+    action(conn)
+    conn.execute(f"PRAGMA user_version = {int(step.version_after)}")
     return True
 
 
@@ -331,6 +336,7 @@ __all__ = [
     "STEPS",
     "PlannedStep",
     "apply_step",
+    "apply_step_locked",
     "change_tracking_triggers",
     "drop_change_tracking_triggers",
     "has_table",
