@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint unit test clean
+.PHONY: help venv lint unit test bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -50,6 +50,9 @@ molecule: $(STAMP) image wheelhouse ## every Molecule scenario on real systemd h
 	  $(BIN)/molecule test $(if $(SCENARIO),--scenario-name $(SCENARIO),--all)
 
 test: lint unit molecule ## everything CI runs
+
+bench: $(STAMP) ## benchmarks (not part of test): serve vs baseline vs query-exporter; BENCH_ARGS=--huge adds 10M
+	cd exporter && ../$(BIN)/python bench/bench_serve.py --svg ../docs/bench-refresh.svg $(BENCH_ARGS)
 
 clean: ## remove the venv and caches
 	rm -rf $(VENV) exporter/.pytest_cache exporter/.coverage .ruff_cache
