@@ -589,3 +589,19 @@ def test_main_in_process_with_the_real_collector(migrated_db: Path, tmp_path: Pa
     assert re.search(rb"^agentmon_db_up 1\.0$", body, re.M)
     assert denied == 401
     assert checkpoint.exists()
+
+
+def test_real_collector_checkpoint_not_saved_exits_1(tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """The real collector answers False (it never raises) when it cannot write its checkpoint:
+    shutdown must still say so and exit 1."""
+    from agentmon.migrate_cli import migrate
+
+    migrate(tmp_path / "agent_workflow.db")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    s = settings(tmp_path, "--checkpoint.file", str(blocker / "ck"))
+    stop = threading.Event()
+    with caplog.at_level(logging.ERROR, logger="agentmon"):
+        assert serve.run(s, None, lambda _: stop.set(), stop) == 1
+    assert f"stopped without saving the checkpoint {blocker / 'ck'}" in caplog.text

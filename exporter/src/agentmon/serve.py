@@ -284,12 +284,16 @@ def _serve(settings: Settings, server: MetricsServer, refresher: Refresher,
                       SHUTDOWN_WAIT)
             return 1
         try:
-            refresher.collector.save_checkpoint()  # the collector logs its own failures
+            # The collector logs its own failures and answers False instead of raising.
+            saved = refresher.collector.save_checkpoint() is not False
             close = getattr(refresher.collector, "close", None)
             if close is not None:
                 close()
         except Exception as exc:  # report, but still stop
             log.error("cannot save the checkpoint %s: %s", settings.checkpoint, _one_line(exc))
+            return 1
+        if not saved:
+            log.error("stopped without saving the checkpoint %s", settings.checkpoint)
             return 1
         log.info("stopped (checkpoint: %s)", settings.checkpoint)
         return 0
