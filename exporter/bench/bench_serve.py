@@ -132,17 +132,22 @@ def running(cmd: list[str], port: int, env: dict[str, str] | None = None,
 # ---------------------------------------------------------------- data
 
 
-def seeded_db(cache: Path, invocations: int) -> Path:
-    """A seeded database for this size, made once and reused from the cache folder."""
+def seeded_db(cache: Path, invocations: int, schema: str = "agentmon") -> Path:
+    """A seeded database for this size, made once and reused from the cache folder.
+
+    ``schema="original"`` writes the same history in the original project's schema (no
+    agentmon indexes): what the peers would run on in a user's existing database.
+    """
     cache.mkdir(parents=True, exist_ok=True)
-    path = cache / f"seed-{invocations}.db"
+    path = cache / f"seed-{schema}-{invocations}.db"
     if not path.exists():
         tmp = path.with_suffix(".tmp.db")
         for p in tmp.parent.glob(tmp.name + "*"):
             p.unlink()
         print(f"seeding {invocations:,} invocations ...", file=sys.stderr, flush=True)
         subprocess.run([AGENTMON, "seed", "--db", str(tmp), "--invocations", str(invocations),
-                        "--tools-per-invocation", "3", "--seed", "1"], check=True)
+                        "--tools-per-invocation", "3", "--seed", "1", "--schema", schema],
+                       check=True)
         with closing(sqlite3.connect(tmp)) as conn:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         tmp.rename(path)
@@ -344,7 +349,7 @@ def query_exporter_config(db: Path, interval: int) -> str:
 
 
 def qe_latency(port: int) -> tuple[float, float]:
-    """(sum of seconds, number of runs) of query-exporter's own query_latency histogram."""
+    """(sum of seconds, successful query runs) from query-exporter's own metrics."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     conn.request("GET", "/metrics")
     text = conn.getresponse().read().decode()
@@ -353,7 +358,7 @@ def qe_latency(port: int) -> tuple[float, float]:
     for line in text.splitlines():
         if line.startswith("query_latency_sum{"):
             total += float(line.rsplit(" ", 1)[1])
-        elif line.startswith("query_latency_count{"):
+        elif line.startswith("queries_total{") and 'status="success"' in line:
             count += float(line.rsplit(" ", 1)[1])
     return total, count
 
@@ -371,7 +376,7 @@ def bench_query_exporter(db: Path, work: Path, scrapes: int, cycles: int) -> dic
         while qe_latency(port)[1] < len(QE_QUERIES) and time.monotonic() < deadline:
             time.sleep(0.2)
         s0, n0 = qe_latency(port)
-        cpu0 = proc_cpu_seconds(proc.pid)
+        cpu0_proc = cpu0 = proc_cpu_seconds(proc.pid)
         # Leave it alone for whole intervals (polling would add scrape work to its CPU).
         time.sleep(cycles * interval)
         target = n0 + cycles * len(QE_QUERIES)
@@ -380,6 +385,7 @@ def bench_query_exporter(db: Path, work: Path, scrapes: int, cycles: int) -> dic
         cpu1 = proc_cpu_seconds(proc.pid)
         s1, n1 = qe_latency(port)
         rounds = (n1 - n0) / len(QE_QUERIES)
+        cpu_delta = cpu1 - cpu0
         lat = scrape_latencies(port, scrapes, {})
         rss = rss_mb(proc.pid)
     # The same four queries run in this process on plain SQLite: their CPU alone, without
@@ -390,10 +396,11 @@ def bench_query_exporter(db: Path, work: Path, scrapes: int, cycles: int) -> dic
             conn.execute(sql).fetchall()
         plain_cpu = time.process_time() - cpu0
     return {
+        "raw": {"cpu0": cpu0_proc, "cpu1": cpu1, "n0": n0, "n1": n1, "s0": s0, "s1": s1},
         "plain_queries_cpu_s": plain_cpu,
-        "cycle_query_s": (s1 - s0) / rounds if rounds else float("nan"),
+        "cycle_query_s": (s1 - s0) / rounds if rounds > 0 else float("nan"),
         # CPU per round: the process does little else between rounds but serve our polling
-        "cycle_cpu_s": (cpu1 - cpu0) / rounds if rounds else float("nan"),
+        "cycle_cpu_s": cpu_delta / rounds if rounds > 0 else float("nan"),
         "scrape_ms_p50": percentile(lat, 0.5), "scrape_ms_p99": percentile(lat, 0.99),
         "rss_mb": rss,
     }
@@ -430,6 +437,8 @@ def table(results: list[dict[str, Any]]) -> str:
          lambda r: fmt(r["query_exporter"]["cycle_cpu_s"] * 1000, "ms")),
         ("its 4 queries, CPU in plain SQLite",
          lambda r: fmt(r["query_exporter"]["plain_queries_cpu_s"] * 1000, "ms")),
+        ("the same on the migrated file (our indexes)",
+         lambda r: fmt(r["query_exporter_migrated"]["plain_queries_cpu_s"] * 1000, "ms")),
         ("query-exporter scrape p50 / p99 (no auth)",
          lambda r: f"{fmt(r['query_exporter']['scrape_ms_p50'], 'ms')} / "
                    f"{fmt(r['query_exporter']['scrape_ms_p99'], 'ms')}"),
@@ -440,6 +449,9 @@ def table(results: list[dict[str, Any]]) -> str:
         ("baseline CPU per cycle", lambda r: fmt(r["baseline"]["cycle_cpu_s"] * 1000, "ms")),
         ("CPU ratio its queries / agentmon refresh",
          lambda r: ratio(r, ("query_exporter", "plain_queries_cpu_s", 1000),
+                         ("agentmon", "refresh_cpu_ms"))),
+        ("same, its queries on the migrated file",
+         lambda r: ratio(r, ("query_exporter_migrated", "plain_queries_cpu_s", 1000),
                          ("agentmon", "refresh_cpu_ms"))),
         ("CPU ratio baseline / agentmon",
          lambda r: ratio(r, ("baseline", "cycle_cpu_s", 1000), ("agentmon", "refresh_cpu_ms"))),
@@ -464,11 +476,16 @@ def svg_plot(results: list[dict[str, Any]]) -> str:
     """Refresh cost (CPU ms per cycle, log scale) against database size, one line per tool."""
     import math
 
+    def get(r: dict[str, Any], tool: str, key: str, scale: float) -> float:
+        return float(r[tool][key]) * scale if tool in r else float("nan")
+
     series = {
-        "agentmon": ("#1f77b4", [r["agentmon"]["refresh_cpu_ms"] for r in results]),
-        "query-exporter's queries": ("#ff7f0e", [r["query_exporter"]["plain_queries_cpu_s"] * 1000
-                                                  for r in results]),
-        "baseline (original)": ("#d62728", [r["baseline"]["cycle_cpu_s"] * 1000 for r in results]),
+        "agentmon": ("#1f77b4", [get(r, "agentmon", "refresh_cpu_ms", 1) for r in results]),
+        "query-exporter's queries": ("#ff7f0e", [get(r, "query_exporter",
+                                                     "plain_queries_cpu_s", 1000)
+                                                 for r in results]),
+        "baseline (original)": ("#d62728", [get(r, "baseline", "cycle_cpu_s", 1000)
+                                            for r in results]),
     }
     w, h, left, bottom, top, right = 560, 320, 70, 50, 20, 150
     xs = [math.log10(r["invocations"]) for r in results]
@@ -522,6 +539,9 @@ def main() -> int:
     parser.add_argument("--scrapes", type=int, default=2000, help="scrapes to time")
     parser.add_argument("--qe-cycles", type=int, default=2, help="query-exporter rounds to time")
     parser.add_argument("--no-baseline", action="store_true", help="skip the original's cycle")
+    parser.add_argument("--peers-max", type=int, default=1_000_000,
+                        help="largest size to run the peers on (the original's cycle holds the "
+                        "whole history in memory: 10M would not fit; agentmon runs at every size)")
     parser.add_argument("--cache", type=Path, default=HERE / "results" / "cache",
                         help="where seeded databases are kept between runs")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "bench_serve.json")
@@ -537,13 +557,18 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="agentmon-bench-") as tmp:
             work = Path(tmp)
             r: dict[str, Any] = {"invocations": n}
-            print(f"[{n:,}] query-exporter ...", file=sys.stderr, flush=True)
-            r["query_exporter"] = bench_query_exporter(
-                working_copy(seed, work), work, args.scrapes, args.qe_cycles)
-            if not args.no_baseline:
-                print(f"[{n:,}] baseline cycle ...", file=sys.stderr, flush=True)
-                wall, cpu, stmts = baseline_cycle(seed)
-                r["baseline"] = {"cycle_s": wall, "cycle_cpu_s": cpu, "statements": stmts}
+            if n <= args.peers_max:
+                original = seeded_db(args.cache, n, "original")
+                print(f"[{n:,}] query-exporter ...", file=sys.stderr, flush=True)
+                # on the user's database as it is (original schema), then on the migrated file
+                r["query_exporter"] = bench_query_exporter(
+                    working_copy(original, work), work, args.scrapes, args.qe_cycles)
+                r["query_exporter_migrated"] = bench_query_exporter(
+                    working_copy(seed, work), work, args.scrapes, args.qe_cycles)
+                if not args.no_baseline:
+                    print(f"[{n:,}] baseline cycle ...", file=sys.stderr, flush=True)
+                    wall, cpu, stmts = baseline_cycle(original)
+                    r["baseline"] = {"cycle_s": wall, "cycle_cpu_s": cpu, "statements": stmts}
             print(f"[{n:,}] agentmon ...", file=sys.stderr, flush=True)
             r["agentmon"] = bench_agentmon(working_copy(seed, work), work, args.cycles,
                                            args.scrapes)
