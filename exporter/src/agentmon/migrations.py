@@ -59,7 +59,8 @@ ORIGINAL_TABLES: dict[str, str] = {
             error TEXT,
             result_summary TEXT,
             raw_input JSON,
-            raw_output JSON
+            raw_output JSON,
+            FOREIGN KEY (session_id) REFERENCES sessions(session_id)
         )""",
     "agent_tool_uses": """
         CREATE TABLE IF NOT EXISTS agent_tool_uses (
@@ -76,9 +77,18 @@ ORIGINAL_TABLES: dict[str, str] = {
             error TEXT,
             sequence_number INTEGER,
             start_time TIMESTAMP,
-            end_time TIMESTAMP
+            end_time TIMESTAMP,
+            FOREIGN KEY (session_id) REFERENCES sessions(session_id)
         )""",
 }
+# The shape the original agent hook created when it ran before the session hook.
+ORIGINAL_SESSIONS_4 = """
+        CREATE TABLE IF NOT EXISTS sessions (
+            session_id TEXT PRIMARY KEY,
+            start_time TIMESTAMP,
+            end_time TIMESTAMP,
+            status TEXT DEFAULT 'active'
+        )"""
 # Named as the original hook named them, so adopting its files does not duplicate them.
 ORIGINAL_INDEXES = (
     "CREATE INDEX IF NOT EXISTS idx_agent_tool_uses_agent"

@@ -582,65 +582,13 @@ def _stage(frame: _Frame, shard: _Shard) -> tuple[bytes, int, int, int, int]:
 # ---------------------------------------------------------------- the original project's DDL
 
 # As the original hooks created it (CREATE TABLE IF NOT EXISTS on every event); user_version 0.
-ORIGINAL_DDL: dict[str, str] = {
-    "sessions6": """CREATE TABLE IF NOT EXISTS sessions (
-            session_id TEXT PRIMARY KEY,
-            start_time TIMESTAMP,
-            end_time TIMESTAMP,
-            status TEXT,
-            cwd TEXT,
-            metadata JSON
-        )""",
-    "sessions4": """CREATE TABLE IF NOT EXISTS sessions (
-            session_id TEXT PRIMARY KEY,
-            start_time TIMESTAMP,
-            end_time TIMESTAMP,
-            status TEXT
-        )""",
-    "agent_invocations": """CREATE TABLE IF NOT EXISTS agent_invocations (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            timestamp TIMESTAMP,
-            session_id TEXT,
-            event_type TEXT,
-            phase TEXT,
-            agent_name TEXT,
-            agent_type TEXT,
-            model TEXT,
-            prompt TEXT,
-            parent_agent TEXT,
-            ticket_id TEXT,
-            start_time TIMESTAMP,
-            end_time TIMESTAMP,
-            duration_seconds REAL,
-            status TEXT,
-            error TEXT,
-            result_summary TEXT,
-            raw_input JSON,
-            raw_output JSON,
-            FOREIGN KEY (session_id) REFERENCES sessions(session_id)
-        )""",
-    "agent_tool_uses": """CREATE TABLE IF NOT EXISTS agent_tool_uses (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            timestamp TIMESTAMP,
-            session_id TEXT,
-            agent_name TEXT,
-            agent_invocation_id INTEGER,
-            tool_name TEXT,
-            tool_input JSON,
-            tool_output JSON,
-            duration_seconds REAL,
-            status TEXT,
-            error TEXT,
-            sequence_number INTEGER,
-            start_time TIMESTAMP,
-            end_time TIMESTAMP,
-            FOREIGN KEY (session_id) REFERENCES sessions(session_id)
-        )""",
-    "idx_agent_tool_uses_agent": "CREATE INDEX IF NOT EXISTS idx_agent_tool_uses_agent"
-        " ON agent_tool_uses(agent_name, tool_name)",
-    "idx_agent_tool_uses_session":
-        "CREATE INDEX IF NOT EXISTS idx_agent_tool_uses_session ON agent_tool_uses(session_id)",
-}
+def _original_ddl(sessions_columns: int) -> list[str]:
+    """The original project's DDL (migrations owns it), in the sessions shape asked for."""
+    sessions = (migrations.ORIGINAL_TABLES["sessions"] if sessions_columns == 6
+                else migrations.ORIGINAL_SESSIONS_4)
+    return [sessions, migrations.ORIGINAL_TABLES["agent_invocations"],
+            migrations.ORIGINAL_TABLES["agent_tool_uses"], *migrations.ORIGINAL_INDEXES]
+
 
 SESSION_COLUMNS = ("session_id", "start_time", "end_time", "status", "cwd", "metadata")
 INVOCATION_COLUMNS = (
@@ -714,10 +662,8 @@ def _prepare_schema(conn: sqlite3.Connection, path: Path, opts: SeedOptions) -> 
         ensure_latest(conn, path)
         return
     conn.execute("BEGIN IMMEDIATE")
-    shape = "sessions6" if opts.sessions_columns == 6 else "sessions4"
-    for name in (shape, "agent_invocations", "agent_tool_uses", "idx_agent_tool_uses_agent",
-                 "idx_agent_tool_uses_session"):
-        conn.execute(ORIGINAL_DDL[name])
+    for ddl in _original_ddl(opts.sessions_columns):
+        conn.execute(ddl)
     conn.execute("COMMIT")
 
 
