@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -196,13 +197,21 @@ def test_downs_keep_rows_and_columns_written_after_adoption(tmp_path: Path) -> N
 def test_adoption_does_not_duplicate_the_original_indexes(tmp_path: Path) -> None:
     db = build_original_db(tmp_path / "a.db")
     before = names(db, "index")
+
+    def on_agent_tool() -> int:
+        with closing(sqlite3.connect(db)) as conn:
+            return int(conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+                " AND tbl_name = 'agent_tool_uses' AND sql LIKE '%(agent_name, tool_name)'"
+            ).fetchone()[0])
+
+    migrate(db, 1)
+    assert on_agent_tool() == 1  # adopted, not duplicated
     migrate(db)
-    conn = sqlite3.connect(db)
-    on_agent_tool = conn.execute(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'agent_tool_uses'"
-        " AND sql LIKE '%(agent_name, tool_name)'").fetchone()[0]
-    conn.close()
-    assert on_agent_tool == 1
+    # step 2 drops it: idx_tool_uses_agent starts with the same two columns
+    assert on_agent_tool() == 0
+    assert migrations.REDUNDANT_ORIGINAL_INDEX not in names(db, "index")
+    assert "idx_tool_uses_agent" in names(db, "index")
     migrate(db, 0)
     assert names(db, "index") == before
 

@@ -28,9 +28,11 @@ EXPECTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "cold_sessions": (("SCAN sessions",), ()),  # cold start only; sessions are few
     "cold_open_sessions": (("SCAN sessions",), ()),
 }
-for table, key2, agg, running in (
-    ("agent_invocations", "phase", "idx_invocations_agent", "idx_invocations_running"),
-    ("agent_tool_uses", "tool_name", "idx_tool_uses_agent", "idx_tool_uses_running"),
+for table, key2, agg, untimed, running in (
+    ("agent_invocations", "phase", "idx_invocations_agent", "idx_invocations_untimed",
+     "idx_invocations_running"),
+    ("agent_tool_uses", "tool_name", "idx_tool_uses_agent", "idx_tool_uses_untimed",
+     "idx_tool_uses_running"),
 ):
     combo = f"agent_name=? AND {key2}=? AND status=?"
     EXPECTED.update({
@@ -42,7 +44,8 @@ for table, key2, agg, running in (
                                  "duration_seconds>? AND duration_seconds<?)",), ()),
         f"{table}.cold_zero": ((f"SEARCH {table} USING COVERING INDEX {agg} ({combo} AND "
                                 "duration_seconds=?)",), ()),
-        f"{table}.cold_timestamps": ((f"SEARCH {table} USING COVERING INDEX {agg} ({combo})",),
+        f"{table}.cold_timestamps": ((f"SEARCH {table} USING COVERING INDEX {untimed} "
+                                      f"({combo})",),
                                      ("TEMP B-TREE",)),
     })
 
@@ -100,3 +103,8 @@ def test_timestamp_subquery_is_not_flattened(conn: sqlite3.Connection) -> None:
     """Flattening would evaluate the duration expression once per bucket instead of once."""
     text = "\n".join(plan(conn, queries.INVOCATIONS.cold_timestamps))
     assert "CO-ROUTINE" in text
+
+
+def test_untimed_condition_matches_the_duration_rule() -> None:
+    """The partial indexes hold exactly the rows the duration rule sends to the timestamps."""
+    assert f"BETWEEN 0 AND {queries.MAX_DURATION:.0f}" in queries.UNTIMED

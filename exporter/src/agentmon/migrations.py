@@ -106,18 +106,26 @@ ADDED_COLUMNS: dict[str, list[tuple[str, str]]] = {
 # Step 2. Each index serves a query in agentmon.queries (tests check EXPLAIN QUERY PLAN).
 # Of the review's P1.3 list, the timestamp and session indexes serve no query we run: the
 # exporter never scans by time window or by session, so they would only slow every insert.
+# Rows whose duration must come from their timestamps (legacy rows; the hook always fills
+# duration_seconds). agentmon.queries uses the very same text, so the partial indexes apply.
+UNTIMED = "duration_seconds IS NULL OR NOT duration_seconds BETWEEN 0 AND 1000000000"
+
 INDEXES: dict[str, str] = {
     # cold-start aggregation over finished invocations: covering, so the table is never read
-    "idx_invocations_agent": "ON agent_invocations(agent_name, phase, status,"
-    " duration_seconds, start_time, end_time)",
+    "idx_invocations_agent": "ON agent_invocations(agent_name, phase, status, duration_seconds)",
+    # ... and for the rows without a usable duration, their timestamps: a partial index that
+    # holds only those rows, so new data does not pay for two timestamps per index entry
+    "idx_invocations_untimed": "ON agent_invocations(agent_name, phase, status,"
+    f" duration_seconds, start_time, end_time) WHERE {UNTIMED}",
     # running-now gauges and sessions active now: only the running rows are in this index, so
     # it stays tiny; session_id and status (SQLite 3.40 needs the WHERE column in the index)
     # make it covering
     "idx_invocations_running": "ON agent_invocations(agent_name, phase, session_id, status)"
     " WHERE status = 'running'",
     # the same two for tool uses
-    "idx_tool_uses_agent": "ON agent_tool_uses(agent_name, tool_name, status,"
-    " duration_seconds, start_time, end_time)",
+    "idx_tool_uses_agent": "ON agent_tool_uses(agent_name, tool_name, status, duration_seconds)",
+    "idx_tool_uses_untimed": "ON agent_tool_uses(agent_name, tool_name, status,"
+    f" duration_seconds, start_time, end_time) WHERE {UNTIMED}",
     "idx_tool_uses_running": "ON agent_tool_uses(agent_name, tool_name, session_id, status)"
     " WHERE status = 'running'",
     # the hook pairs PreToolUse / PostToolUse / PostToolUseFailure by tool_use_id (sessions need
@@ -222,14 +230,21 @@ def _adopt_down(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE IF EXISTS agentmon_meta")
 
 
+# The original's (agent_name, tool_name) index is a prefix of idx_tool_uses_agent: it serves
+# nothing the covering index does not, and costs every insert. Step 2 drops it, down restores it.
+REDUNDANT_ORIGINAL_INDEX = "idx_agent_tool_uses_agent"
+
+
 def _indexes_up(conn: sqlite3.Connection) -> None:
     for name, body in INDEXES.items():
         conn.execute(f"CREATE INDEX IF NOT EXISTS {name} {body}")
+    conn.execute(f"DROP INDEX IF EXISTS {REDUNDANT_ORIGINAL_INDEX}")
 
 
 def _indexes_down(conn: sqlite3.Connection) -> None:
     for name in INDEXES:
         conn.execute(f"DROP INDEX IF EXISTS {name}")
+    conn.execute(ORIGINAL_INDEXES[0])
 
 
 def _changes_up(conn: sqlite3.Connection) -> None:

@@ -18,6 +18,8 @@ rounded to the millisecond, which is SQLite's time resolution.
 
 from __future__ import annotations
 
+from agentmon.migrations import UNTIMED
+
 MAX_DURATION = 1e9  # seconds (~31 years): anything outside [0, MAX_DURATION] is garbage
 
 # Histogram bucket upper bounds (seconds; +Inf is implicit). Invocations run seconds to hours,
@@ -56,7 +58,7 @@ class TableQueries:
     """
 
     def __init__(
-        self, table: str, key2: str, agg_index: str, running_index: str,
+        self, table: str, key2: str, agg_index: str, untimed_index: str, running_index: str,
         buckets: tuple[float, ...],
     ) -> None:
         self.table = table
@@ -100,22 +102,22 @@ class TableQueries:
         # from flattening it, which would recompute the expression for every bucket), then
         # counted per bucket (cumulative) in SQL.
         sums = ", ".join(f"SUM(d <= {bound!r})" for bound in buckets)
+        # The condition is the partial index's own text, so the planner can use that index.
         self.cold_timestamps = (
             f"SELECT COUNT(*), TOTAL(d), {sums} FROM (SELECT {TIMESTAMP_DURATION} AS d"
             f" FROM {table}"
-            f" INDEXED BY {agg_index} WHERE {combo} AND (duration_seconds IS NULL"
-            f" OR NOT duration_seconds BETWEEN 0 AND {MAX_DURATION:.0f}) LIMIT -1)"
+            f" INDEXED BY {untimed_index} WHERE {combo} AND ({UNTIMED}) LIMIT -1)"
             f" WHERE d BETWEEN 0 AND {MAX_DURATION:.0f}"
         )
 
 
 INVOCATIONS = TableQueries(
-    "agent_invocations", "phase", "idx_invocations_agent", "idx_invocations_running",
-    INVOCATION_BUCKETS,
+    "agent_invocations", "phase", "idx_invocations_agent", "idx_invocations_untimed",
+    "idx_invocations_running", INVOCATION_BUCKETS,
 )
 TOOL_USES = TableQueries(
-    "agent_tool_uses", "tool_name", "idx_tool_uses_agent", "idx_tool_uses_running",
-    TOOL_USE_BUCKETS,
+    "agent_tool_uses", "tool_name", "idx_tool_uses_agent", "idx_tool_uses_untimed",
+    "idx_tool_uses_running", TOOL_USE_BUCKETS,
 )
 
 # --- sessions (not frozen: resumed sessions change status again) -------------------------------
