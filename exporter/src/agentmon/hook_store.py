@@ -116,11 +116,12 @@ class Store:
             return
         self._ensure_session(sid, event)
         if name in ("PreToolUse", "PostToolUse", "PostToolUseFailure"):
-            agent_tool = event["tool_name"] in AGENT_TOOLS
+            table = ("agent_invocations" if event["tool_name"] in AGENT_TOOLS
+                     else "agent_tool_uses")
             if name == "PreToolUse":
-                (self._invocation_start if agent_tool else self._tool_start)(sid, event)
+                self._start(table, sid, event)
             else:
-                (self._invocation_finish if agent_tool else self._tool_finish)(sid, event)
+                self._finish(table, sid, event)
         elif name == "SubagentStop":
             self._subagent_stop(sid, event)
 
@@ -216,13 +217,6 @@ class Store:
             "tool_use_id": event["tool_use_id"],
         }
 
-    def _invocation_start(self, sid: str, event: dict[str, Any]) -> None:
-        if self._find("agent_invocations", sid, event["tool_use_id"]):
-            return  # a repeated PreToolUse
-        row = self._invocation_columns(sid, event)
-        row.update(start_time=self.now, status="running")
-        self._insert("agent_invocations", row)
-
     def _finish_values(self, event: dict[str, Any], start: Any) -> dict[str, Any]:
         failed = event["hook_event_name"] == "PostToolUseFailure"
         response = event.get("tool_response")
@@ -237,26 +231,44 @@ class Store:
             "output": None if failed else redact.payload(response, self.max_payload),
         }
 
-    def _invocation_finish(self, sid: str, event: dict[str, Any]) -> None:
-        found = self._find("agent_invocations", sid, event["tool_use_id"])
+    # Pre / Post / PostToolUseFailure, the same for both tables -------------------------
+
+    def _columns(self, table: str, sid: str, event: dict[str, Any]) -> dict[str, Any]:
+        if table == "agent_invocations":
+            return self._invocation_columns(sid, event)
+        return self._tool_columns(sid, event)
+
+    def _start(self, table: str, sid: str, event: dict[str, Any]) -> None:
+        if self._find(table, sid, event["tool_use_id"]):
+            return  # a repeated PreToolUse
+        row = self._columns(table, sid, event)
+        row.update(start_time=self.now, status="running")
+        self._insert(table, row)
+
+    def _finish(self, table: str, sid: str, event: dict[str, Any]) -> None:
+        found = self._find(table, sid, event["tool_use_id"])
         if found is not None and found[1] in FINAL:
             return  # a repeated Post: the row is final
+        done = self._finish_values(event, None if found is None else found[2])
+        if table == "agent_invocations":
+            outputs = {"raw_output": done["output"],
+                       "result_summary": result_summary(event.get("tool_response"))}
+        else:
+            outputs = {"tool_output": done["output"]}
         if found is None:
             # A Post without its Pre (hook installed mid-call, Pre rejected...): keep it anyway.
-            row = self._invocation_columns(sid, event)
-            done = self._finish_values(event, None)
-            row.update(self._finished_row(done), raw_output=done["output"],
-                       result_summary=result_summary(event.get("tool_response")))
-            self._insert("agent_invocations", row)
+            row = self._columns(table, sid, event)
+            row.update(self._finished_row(done), **outputs)
+            self._insert(table, row)
             return
-        done = self._finish_values(event, found[2])
+        values = {"status": done["status"], "end_time": done["end_time"],
+                  "duration_seconds": done["duration_seconds"], "error": done["error"], **outputs}
+        assignments = ", ".join(f"{column} = ?" for column in values)
         # One UPDATE: the freeze trigger ignores any later change to a finished row.
         self.conn.execute(
-            "UPDATE agent_invocations SET status = ?, end_time = ?, duration_seconds = ?,"
-            " error = ?, raw_output = ?, result_summary = ?"
-            " WHERE id = ? AND (status IS NULL OR status NOT IN ('completed', 'error'))",
-            (done["status"], done["end_time"], done["duration_seconds"], done["error"],
-             done["output"], result_summary(event.get("tool_response")), found[0]),
+            f"UPDATE {table} SET {assignments} WHERE id = ?"  # noqa: S608 - fixed names
+            " AND (status IS NULL OR status NOT IN ('completed', 'error'))",
+            (*values.values(), found[0]),
         )
 
     def _finished_row(self, done: dict[str, Any]) -> dict[str, Any]:
@@ -297,32 +309,6 @@ class Store:
             "sequence_number": sequence,
             "tool_use_id": event["tool_use_id"],
         }
-
-    def _tool_start(self, sid: str, event: dict[str, Any]) -> None:
-        if self._find("agent_tool_uses", sid, event["tool_use_id"]):
-            return
-        row = self._tool_columns(sid, event)
-        row.update(start_time=self.now, status="running")
-        self._insert("agent_tool_uses", row)
-
-    def _tool_finish(self, sid: str, event: dict[str, Any]) -> None:
-        found = self._find("agent_tool_uses", sid, event["tool_use_id"])
-        if found is not None and found[1] in FINAL:
-            return
-        if found is None:
-            row = self._tool_columns(sid, event)
-            done = self._finish_values(event, None)
-            row.update(self._finished_row(done), tool_output=done["output"])
-            self._insert("agent_tool_uses", row)
-            return
-        done = self._finish_values(event, found[2])
-        self.conn.execute(
-            "UPDATE agent_tool_uses SET status = ?, end_time = ?, duration_seconds = ?,"
-            " error = ?, tool_output = ?"
-            " WHERE id = ? AND (status IS NULL OR status NOT IN ('completed', 'error'))",
-            (done["status"], done["end_time"], done["duration_seconds"], done["error"],
-             done["output"], found[0]),
-        )
 
     def _insert(self, table: str, row: dict[str, Any]) -> None:
         columns = ", ".join(row)
