@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 import agentmon
-from agentmon.hook_store import Store
-from agentmon.migrate_cli import migrate
+from agentmon.hook.store import Store
+from agentmon.schema.migrate import migrate
 
 TOOLS = ["Read", "Bash", "Edit", "Grep", "Glob", "Write", "mcp__github__get_issue",
          "mcp__filesystem__read_file"]
@@ -125,7 +125,7 @@ def timed(cmd: list[str], payload: bytes, env: dict[str, str]) -> tuple[float, f
 
 def prefill(db: Path, events: int) -> None:
     """History so the database is not empty: written in-process, one transaction per event."""
-    from agentmon.db import connect_writer
+    from agentmon.schema.db import connect_writer
 
     conn = connect_writer(db)
     try:

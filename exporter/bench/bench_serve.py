@@ -42,8 +42,8 @@ from typing import Any
 import bcrypt
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from agentmon.collector import ExporterCollector
-from agentmon.db import connect_writer
+from agentmon.collector.collector import ExporterCollector
+from agentmon.schema.db import connect_writer
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from agentmon.collector import ExporterCollector
-from agentmon.db import connect_writer
-from agentmon.migrate_cli import migrate
+from agentmon.collector.collector import ExporterCollector
+from agentmon.schema.db import connect_writer
+from agentmon.schema.migrate import migrate
 
 _TEMPLATES: dict[int, Path] = {}
 

@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from agentmon import hook
+from agentmon.hook import main as hook
 
 BASE = {
     "transcript_path": "/home/dev/.claude/projects/p/0b1c.jsonl",

@@ -1,7 +1,7 @@
 """Databases as the ORIGINAL agent-workflow hooks left them, for migration tests.
 
 The DDL below is the original project's, written out here on purpose instead of taken from
-``agentmon.migrations``: the tests must not trust the code under test to know what users have
+``agentmon.schema.migrations``: the tests must not trust the code under test to know what users have
 on disk. Each hook ran ``CREATE TABLE IF NOT EXISTS`` for its own tables on every event, so:
 
 * ``sessions`` has 4 columns when the agent hook created it first, 6 (``cwd``, ``metadata``)

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from original_schema import build_original_db, full_dump, original_dump
 
-from agentmon import backup as backups
-from agentmon import migrations
 from agentmon.cli import main as cli
-from agentmon.db import connect_writer
-from agentmon.migrate_cli import migrate
+from agentmon.schema import backup as backups
+from agentmon.schema import migrations
+from agentmon.schema.db import connect_writer
+from agentmon.schema.migrate import migrate
 
 NAME = re.compile(r"^agent_workflow\.db\.v(\d+)\.(\d{8}T\d{6}\.\d{6}Z)\.bak$")
 

@@ -21,9 +21,9 @@ from collector_db import (
 )
 from prometheus_client import CollectorRegistry
 
-from agentmon.collector import ExporterCollector
-from agentmon.labels import LabelFolder
-from agentmon.state import Histogram, State, usable_duration
+from agentmon.collector.collector import ExporterCollector
+from agentmon.collector.labels import LabelFolder
+from agentmon.collector.state import Histogram, State, usable_duration
 
 
 @pytest.fixture

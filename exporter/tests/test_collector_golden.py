@@ -23,7 +23,7 @@ from collector_db import (
     writer,
 )
 
-from agentmon.collector import ExporterCollector
+from agentmon.collector.collector import ExporterCollector
 
 GOLDEN = Path(__file__).parent / "golden" / "exposition.prom"
 VOLATILE = re.compile(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agentmon.db import connect_reader, connect_writer
+from agentmon.schema.db import connect_reader, connect_writer
 
 
 def rollback_journal_db(path: Path) -> sqlite3.Connection:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from collector_db import add_invocation, make_db, samples, value, writer
 
-from agentmon.collector import ExporterCollector
-from agentmon.migrate_cli import migrate
-from agentmon.state import State
+from agentmon.collector.collector import ExporterCollector
+from agentmon.collector.state import State
+from agentmon.schema.migrate import migrate
 
 
 def invocations(collector: ExporterCollector) -> float:

@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 from hook_events import event, rows, run_hook
 
-from agentmon import cli, hook, hook_store, migrations
-from agentmon.migrate_cli import migrate
+from agentmon import cli
+from agentmon.hook import main as hook
+from agentmon.hook import store as hook_store
+from agentmon.schema import migrations
+from agentmon.schema.migrate import migrate
 
 AGENTMON = Path(sys.executable).with_name("agentmon")
 
@@ -214,7 +217,7 @@ def test_the_hook_path_does_not_import_heavy_modules(tmp_path: Path) -> None:
             "sys.stdin = io.TextIOWrapper(io.BytesIO(sys.argv[2].encode()))\n"
             "cli.main(['hook', '--db', sys.argv[1]])\n"
             "heavy = {'jsonschema', 'argparse', 'typing', 'pathlib', 'prometheus_client', 'yaml',"
-            " 'bcrypt', 'agentmon.migrations', 'urllib.parse', 'dataclasses'}\n"
+            " 'bcrypt', 'agentmon.schema.migrations', 'urllib.parse', 'dataclasses'}\n"
             "print(sorted(heavy & set(sys.modules)))\n")
     payload = hook_json(event("PreToolUse", tool_input={"password": "x"}))
     proc = subprocess.run([sys.executable, "-c", code, str(db), payload.decode()],

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from hook_events import event, rows, run_hook
 
-from agentmon import migrations
-from agentmon.migrate_cli import migrate
+from agentmon.schema import migrations
+from agentmon.schema.migrate import migrate
 
 PROCESSES = 16
 EVENTS_EACH = 500

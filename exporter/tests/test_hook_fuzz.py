@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from hook_events import EVENT_NAMES, event, run_hook
 
-from agentmon.hook_validate import SCHEMA
+from agentmon.hook.validate import SCHEMA
 
 AGENTMON = Path(sys.executable).with_name("agentmon")
 SMALL_CAP = 4096  # the "too-large" category runs with a small input cap, to stay cheap

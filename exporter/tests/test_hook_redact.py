@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentmon import redact
-from agentmon.redact import REDACTED, is_secret_key, payload, redact_text, truncate_json
+from agentmon.hook import redact
+from agentmon.hook.redact import REDACTED, is_secret_key, payload, redact_text, truncate_json
 
 
 @pytest.mark.parametrize("key", [

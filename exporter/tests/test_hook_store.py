@@ -13,10 +13,11 @@ from hook_events import event, rows, run_hook
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentmon import hook_store, migrations
-from agentmon.db import connect_writer
-from agentmon.hook_store import Store
-from agentmon.migrate_cli import migrate
+from agentmon.hook import store as hook_store
+from agentmon.hook.store import Store
+from agentmon.schema import migrations
+from agentmon.schema.db import connect_writer
+from agentmon.schema.migrate import migrate
 
 
 def send(db: Path, *events: dict[str, Any], env: dict[str, str] | None = None) -> None:

@@ -12,8 +12,8 @@ from hook_events import EVENT_NAMES, event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentmon import hook_validate
-from agentmon.hook_validate import (
+from agentmon.hook import validate as hook_validate
+from agentmon.hook.validate import (
     SCHEMA,
     SUPPORTED_KEYWORDS,
     SchemaError,
@@ -210,5 +210,5 @@ def test_describe_is_short_and_printable() -> None:
 
 
 def test_schema_file_ships_in_the_package() -> None:
-    assert hook_validate.SCHEMA_PATH.endswith("hook_schema.json")
+    assert hook_validate.SCHEMA_PATH.endswith("schema.json")
     assert hook_validate.load_schema() == SCHEMA

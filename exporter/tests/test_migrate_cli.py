@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from original_schema import build_original_db, full_dump
 
-from agentmon import migrations
 from agentmon.cli import main as cli
+from agentmon.schema import migrations
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

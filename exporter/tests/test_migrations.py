@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from original_schema import build_original_db, full_dump, original_dump
 
-from agentmon import migrations
-from agentmon.db import connect_writer, table_columns
-from agentmon.migrate_cli import ensure_latest, migrate
+from agentmon.schema import migrations
+from agentmon.schema.db import connect_writer, table_columns
+from agentmon.schema.migrate import ensure_latest, migrate
 
 SHAPES = [
     pytest.param(dict(sessions_columns=4), id="sessions4"),
@@ -469,7 +469,7 @@ def test_sequence_numbers_follow_commit_order(tracked: Path) -> None:
 
 
 def test_upgrade_of_a_large_original_database_takes_seconds(tmp_path: Path) -> None:
-    from agentmon.seed import SeedOptions, seed
+    from agentmon.seed.main import SeedOptions, seed
 
     db = tmp_path / "big.db"
     seed(db, SeedOptions(invocations=200_000, schema="original", jobs=2))

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from collector_db import add_invocation, add_session, add_tool_use, make_db, writer
 
-from agentmon import queries
-from agentmon.migrations import INDEXES
+from agentmon.collector import queries
+from agentmon.schema.migrations import INDEXES
 
 # query name -> (substrings every plan must contain, substrings it must not contain)
 EXPECTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from original_schema import build_original_db, full_dump, original_dump
 
-from agentmon import migrations, seed
 from agentmon.cli import main as cli
-from agentmon.migrate_cli import migrate
-from agentmon.seed import SeedError, SeedOptions
+from agentmon.schema import migrations
+from agentmon.schema.migrate import migrate
+from agentmon.seed import main as seed
+from agentmon.seed.main import SeedError, SeedOptions
 
 END = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$")

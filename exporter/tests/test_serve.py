@@ -19,7 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 from webtls import HASH, PASSWORD, TOKEN, USER, Pki, basic, client_context, get, make_pki
 
 from agentmon import serve
-from agentmon.web import Exposition, MetricsServer
+from agentmon.web.server import Exposition, MetricsServer
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -488,7 +488,7 @@ def wait_for_line(lines: queue.Queue[str], pattern: str, log: list[str],
 
 @pytest.fixture
 def migrated_db(tmp_path: Path) -> Path:
-    from agentmon.migrate_cli import migrate
+    from agentmon.schema.migrate import migrate
 
     db = tmp_path / "data" / "agent_workflow.db"
     db.parent.mkdir()
@@ -595,7 +595,7 @@ def test_real_collector_checkpoint_not_saved_exits_1(tmp_path: Path,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     """The real collector answers False (it never raises) when it cannot write its checkpoint:
     shutdown must still say so and exit 1."""
-    from agentmon.migrate_cli import migrate
+    from agentmon.schema.migrate import migrate
 
     migrate(tmp_path / "agent_workflow.db")
     blocker = tmp_path / "not-a-folder"

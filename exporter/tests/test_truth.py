@@ -22,8 +22,8 @@ from collector_db import add_session, make_db, samples, writer
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from agentmon.collector import ExporterCollector
-from agentmon.migrate_cli import migrate
+from agentmon.collector.collector import ExporterCollector
+from agentmon.schema.migrate import migrate
 
 INV_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
 TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)

@@ -17,7 +17,8 @@ import bcrypt
 import pytest
 from webtls import HASH, PASSWORD, TOKEN, USER, Pki, basic, bearer, client_context, get, make_pki
 
-from agentmon.web import (
+from agentmon.web.config import TLSSettings, WebConfig
+from agentmon.web.server import (
     CONTENT_TYPE,
     Authenticator,
     Exposition,
@@ -25,7 +26,6 @@ from agentmon.web import (
     MetricsServer,
     parse_listen_address,
 )
-from agentmon.webconfig import TLSSettings, WebConfig
 
 BODY = b"# HELP agentmon_db_up 1 if the database was readable\n# TYPE agentmon_db_up gauge\n" \
        b"agentmon_db_up 1.0\n"

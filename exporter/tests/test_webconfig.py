@@ -9,7 +9,7 @@ import pytest
 import yaml
 from webtls import HASH, PASSWORD, TOKEN, USER, Pki, make_pki
 
-from agentmon.webconfig import WebConfigError, load_web_config
+from agentmon.web.config import WebConfigError, load_web_config
 
 
 @pytest.fixture(scope="module")

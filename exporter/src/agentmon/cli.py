@@ -15,10 +15,10 @@ from agentmon import __version__
 
 # subcommand -> (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "hook": ("agentmon.hook", "log one Claude Code hook event (JSON on stdin) to the database"),
-    "migrate": ("agentmon.migrate_cli", "bring the database schema to a version, with backups"),
+    "hook": ("agentmon.hook.main", "log one Claude Code hook event (JSON on stdin) to SQLite"),
+    "migrate": ("agentmon.schema.cli", "bring the database schema to a version, with backups"),
     "serve": ("agentmon.serve", "serve Prometheus metrics kept incrementally from the database"),
-    "seed": ("agentmon.seed", "write realistic synthetic history, for demos and benchmarks"),
+    "seed": ("agentmon.seed.main", "write realistic synthetic history, for demos and benchmarks"),
 }
 
 USAGE = "usage: agentmon [-h] [--version] {" + ",".join(COMMANDS) + "} ..."

@@ -26,14 +26,14 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
-from agentmon.web import (
+from agentmon.web.config import WebConfig, WebConfigError, load_web_config
+from agentmon.web.server import (
     Exposition,
     ListenAddress,
     ListenAddressError,
     MetricsServer,
     parse_listen_address,
 )
-from agentmon.webconfig import WebConfig, WebConfigError, load_web_config
 
 DEFAULT_LISTEN = "127.0.0.1:9477"
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
@@ -169,7 +169,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def _default_collector(settings: Settings) -> Collector:
-    from agentmon.collector import ExporterCollector
+    from agentmon.collector.collector import ExporterCollector
 
     return ExporterCollector(settings.db, checkpoint_path=settings.checkpoint,
                              label_cap=settings.label_cap,

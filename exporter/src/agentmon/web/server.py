@@ -29,7 +29,7 @@ from typing import Any
 
 import bcrypt
 
-from agentmon.webconfig import WebConfig
+from agentmon.web.config import WebConfig
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REALM = "agentmon"

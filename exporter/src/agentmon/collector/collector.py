@@ -30,11 +30,13 @@ from prometheus_client.core import (
     Metric,
 )
 
-from agentmon import __version__, checkpoint, queries
-from agentmon.db import connect_reader
-from agentmon.labels import LabelFolder
-from agentmon.migrations import LATEST
-from agentmon.state import COMPLETED, TABLES, Histogram, State, session_key, usable_duration
+from agentmon import __version__
+from agentmon.collector import checkpoint, queries
+from agentmon.collector.labels import LabelFolder
+from agentmon.collector.state import TABLES, Histogram, State, session_key, usable_duration
+from agentmon.schema.db import connect_reader
+from agentmon.schema.migrations import LATEST
+from agentmon.schema.statuses import COMPLETED
 
 REASONS = ("missing", "unreadable", "locked", "corrupt", "not_migrated", "other", "checkpoint")
 MIN_SCHEMA = 3  # change tracking

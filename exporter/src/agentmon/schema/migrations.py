@@ -9,7 +9,7 @@ at the same time simply wait on the lock.
 1. adopt   - create the original tables when missing, add the columns agentmon writes
              (``sessions.cwd``/``metadata`` for the 4-column shape, ``tool_use_id`` for pairing)
              and the ``agentmon_meta`` table holding this database's identity. Changes no row.
-2. indexes - the indexes the exporter's queries use (see ``agentmon.queries``).
+2. indexes - the indexes the exporter's queries use (see ``agentmon.collector.queries``).
 3. changes - change tracking for the incremental exporter (see ``CHANGE_TRACKING`` below).
 
 No ``down`` drops a table or a column that holds user rows: it removes only what agentmon
@@ -23,9 +23,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agentmon.db import has_table, quote_ident, schema_version, table_columns
+from agentmon.schema.db import has_table, quote_ident, schema_version, table_columns
 
-# Statuses after which a row no longer changes (see the freeze triggers of step 3).
+# Statuses after which a row no longer changes, as step 3's freeze triggers were written. A
+# step is history and never changes: a later step that adds a final status to
+# agentmon.schema.statuses.FINAL re-creates the triggers with it.
 FINAL_STATUSES = ("completed", "error")
 
 # The original project's tables, in the 6-column sessions shape (the session hook's).
@@ -103,11 +105,12 @@ ADDED_COLUMNS: dict[str, list[tuple[str, str]]] = {
     "agent_tool_uses": [("tool_use_id", "TEXT")],
 }
 
-# Step 2. Each index serves a query in agentmon.queries (tests check EXPLAIN QUERY PLAN).
+# Step 2. Each index serves a query in agentmon.collector.queries (tests check EXPLAIN QUERY PLAN).
 # Of the review's P1.3 list, the timestamp and session indexes serve no query we run: the
 # exporter never scans by time window or by session, so they would only slow every insert.
 # Rows whose duration must come from their timestamps (legacy rows; the hook always fills
-# duration_seconds). agentmon.queries uses the very same text, so the partial indexes apply.
+# duration_seconds). agentmon.collector.queries uses the very same text, so the partial
+# indexes apply.
 UNTIMED = "duration_seconds IS NULL OR NOT duration_seconds BETWEEN 0 AND 1000000000"
 
 INDEXES: dict[str, str] = {

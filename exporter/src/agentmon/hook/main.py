@@ -1,7 +1,7 @@
 """``agentmon hook``: log one Claude Code hook event (JSON on stdin) to the database.
 
 Claude Code starts this command once per event, so the path here is kept lean: no argparse,
-no jsonschema (``agentmon.hook_validate`` interprets the packaged schema), and the migration
+no jsonschema (``agentmon.hook.validate`` interprets the packaged schema), and the migration
 code is imported only when the database is not at the current schema version.
 
 The exit code is 0 for every input and every fault: exit 2 would block the agent's tool call
@@ -160,7 +160,7 @@ def _no_constants(text: str) -> Any:
 
 def parse_event(data: bytes) -> dict[str, Any]:
     """Decode and validate one event; raises Rejected with a one-line reason."""
-    from agentmon.hook_validate import validate
+    from agentmon.hook.validate import validate
 
     try:
         text = data.decode("utf-8")
@@ -181,8 +181,8 @@ def parse_event(data: bytes) -> dict[str, Any]:
 
 def store(event: dict[str, Any], config: dict[str, Any]) -> None:
     """Write one validated event. Raises sqlite3.Error / OSError when the database fails."""
-    from agentmon.db import connect_writer
-    from agentmon.hook_store import Store
+    from agentmon.hook.store import Store
+    from agentmon.schema.db import connect_writer
 
     path = config["db"]
     parent = os.path.dirname(path)
@@ -195,7 +195,7 @@ def store(event: dict[str, Any], config: dict[str, Any]) -> None:
     try:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         if version != SCHEMA_VERSION:
-            from agentmon.migrate_cli import ensure_latest
+            from agentmon.schema.migrate import ensure_latest
 
             ensure_latest(conn, path)
         Store(conn, max_payload_bytes=config["--max-payload-bytes"],

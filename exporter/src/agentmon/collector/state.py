@@ -10,16 +10,16 @@ import bisect
 import hashlib
 from dataclasses import dataclass, field
 
-from agentmon.labels import NONE, UNKNOWN, LabelFolder
-from agentmon.queries import INVOCATION_BUCKETS, MAX_DURATION, TOOL_USE_BUCKETS
+from agentmon.collector.labels import NONE, UNKNOWN, LabelFolder
+from agentmon.collector.queries import INVOCATION_BUCKETS, MAX_DURATION, TOOL_USE_BUCKETS
+from agentmon.schema.statuses import COMPLETED
 
 TABLES = ("agent_invocations", "agent_tool_uses", "sessions")
 LABELS = {"agent": UNKNOWN, "phase": NONE, "tool": UNKNOWN, "status": UNKNOWN}
-COMPLETED = "completed"
 
 
 def usable_duration(duration_seconds: object, timestamp_duration: object) -> float | None:
-    """The duration rule of ``agentmon.queries`` applied to one row's two candidates."""
+    """The duration rule of ``agentmon.collector.queries`` applied to one row's two candidates."""
     for value in (duration_seconds, timestamp_duration):
         if isinstance(value, int | float) and not isinstance(value, bool) \
                 and 0 <= value <= MAX_DURATION:

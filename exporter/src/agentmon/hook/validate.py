@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     # (instance, path) -> None when valid, else a one-line reason
     Check = Callable[[Any, str], str | None]
 
-SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "hook_schema.json")
+SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "schema.json")
 
 # Keywords that only annotate; they never affect validity.
 ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "title", "description"})

@@ -13,14 +13,14 @@ import re
 import sqlite3
 from datetime import UTC, datetime
 
-from agentmon import redact
+from agentmon.hook import redact
+from agentmon.schema.statuses import FINAL
 
 TYPE_CHECKING = False  # typing costs ~3 ms of import per hook process; only checkers need it
 if TYPE_CHECKING:
     from typing import Any
 
 AGENT_TOOLS = frozenset({"Task", "Agent"})
-FINAL = ("completed", "error")
 SUMMARY_BYTES = 1024
 _LABEL_DROP = re.compile(r"[^A-Za-z0-9_.:-]+")
 _MAX_DURATION_S = 10 * 365 * 86400.0

@@ -46,9 +46,9 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import IO, Any
 
-from agentmon import migrations
-from agentmon.db import connect_writer, has_table, schema_version, table_columns
-from agentmon.migrate_cli import ensure_latest
+from agentmon.schema import migrations
+from agentmon.schema.db import connect_writer, has_table, schema_version, table_columns
+from agentmon.schema.migrate import ensure_latest
 
 # ---------------------------------------------------------------- the synthetic world
 

@@ -18,7 +18,9 @@ rounded to the millisecond, which is SQLite's time resolution.
 
 from __future__ import annotations
 
-from agentmon.migrations import UNTIMED
+from agentmon.schema import statuses
+from agentmon.schema.migrations import UNTIMED
+from agentmon.schema.statuses import sql_list
 
 MAX_DURATION = 1e9  # seconds (~31 years): anything outside [0, MAX_DURATION] is garbage
 
@@ -39,7 +41,7 @@ TIMESTAMP_DURATION = (
     " THEN round((julianday(end_time) - julianday(start_time)) * 86400.0, 3) END"
 )
 
-FINAL = "('completed', 'error')"
+FINAL = sql_list(statuses.FINAL)
 
 # --- read at the start of every refresh, in the same read transaction as the rest -----------
 USER_VERSION = "PRAGMA user_version"

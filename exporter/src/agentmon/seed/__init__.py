@@ -1,0 +1,1 @@
+"""``agentmon seed``: realistic synthetic history, for demos, tests and benchmarks."""
