@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentmon import migrations
+from agentmon.schema import migrations
 
 HOST = "agentmon-agent-host"
 testinfra_hosts = [f"podman://{HOST}"]
