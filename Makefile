@@ -20,16 +20,20 @@ $(STAMP): requirements-dev.txt exporter/pyproject.toml
 
 venv: $(STAMP) ## create .venv with the package and every test tool
 
-lint: $(STAMP) ## ruff (with security rules), yamllint, ansible-lint (production), role specs check
+lint: $(STAMP) ## ruff (with security rules), yamllint, ansible-lint (production), role specs, dashboards
 	cd exporter && ../$(BIN)/ruff check src tests bench
 	$(BIN)/yamllint --strict .
-	$(BIN)/ruff check --config exporter/pyproject.toml tools roles
+	$(BIN)/ruff check --config exporter/pyproject.toml --exclude tools/tests tools roles
+	$(BIN)/ruff check tools/tests
 	$(BIN)/ruff check molecule
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ansible-lint
 	$(BIN)/python tools/check_argument_specs.py roles
+	$(BIN)/python tools/dashboards.py --check
+	$(BIN)/python tools/check_dashboards.py
 
 unit: $(STAMP) ## unit and property tests with line+branch coverage (fails below 90%)
 	cd exporter && ../$(BIN)/pytest --cov=agentmon --cov-report=term --cov-fail-under=90 tests
+	$(BIN)/pytest -q -p no:cacheprovider tools/tests
 
 # Molecule test hosts: podman (runc, see .ci/containers.conf) running a local Debian 12 image.
 export CONTAINERS_CONF ?= $(CURDIR)/.ci/containers.conf
