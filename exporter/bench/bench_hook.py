@@ -6,7 +6,10 @@ against a migrated database holding some history, and prints p50/p90/p99/max wal
 event next to the floor, `python -c pass` with the same interpreter, plus the CPU time of each
 process (user + sys), which shows the cost without the noise of other work on the machine.
 
-    ../.venv/bin/python bench/bench_hook.py [-n 300] [--json FILE]
+    ../.venv/bin/python bench/bench_hook.py [-n 300] [--secrets] [--json FILE]
+
+--secrets makes every fifth tool call carry credentials and config text (synthetic values), so
+every redaction pattern is compiled and run in those processes.
 """
 
 from __future__ import annotations
@@ -32,7 +35,27 @@ TOOLS = ["Read", "Bash", "Edit", "Grep", "Glob", "Write", "mcp__github__get_issu
          "mcp__filesystem__read_file"]
 
 
-def tool_input(tool: str, i: int) -> dict:
+# Synthetic credentials in the shapes agents handle: a token in a header, a URL password, a
+# .env file, a key block. Not real secrets.
+SECRET_COMMANDS = [
+    "curl -H 'Authorization: Bearer ghp_4kQw8ZpR2mN7vX1cL9sT3yB6hJ0dF5gA2eU8' https://api.github.com/user",
+    "psql postgres://app:Harbor2291!xQe@db:5432/app -c 'select 1' && mysql -u root -pMarble8812",
+    "export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY && aws s3 ls",
+]
+SECRET_CONTENT = (
+    "# local settings\nDATABASE_URL=postgres://app:Quartz7713#pLm@localhost/app\n"
+    "SECRET_KEY='x9Lm2Qv8Zr4Tn6Wp1Ks3Yb7Hd5Fg0Ja'\nSTRIPE_SECRET_KEY=sk_live_51Hx9Zq8Lm2Nv4Rt6Yw\n"
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAAB\n"
+    "-----END OPENSSH PRIVATE KEY-----\n"
+)
+
+
+def tool_input(tool: str, i: int, secrets: bool = False) -> dict:
+    if secrets and i % 5 == 0:
+        if tool in ("Edit", "Write"):
+            return {"file_path": f"/home/dev/project/.env.{i % 7}", "old_string": "DEBUG=1\n",
+                    "new_string": SECRET_CONTENT}
+        return {"command": SECRET_COMMANDS[i % len(SECRET_COMMANDS)], "description": "deploy"}
     if tool == "Bash":
         return {"command": f"pytest -q tests/test_{i % 40}.py", "description": "run tests"}
     if tool in ("Edit", "Write"):
@@ -42,7 +65,7 @@ def tool_input(tool: str, i: int) -> dict:
     return {"file_path": f"/home/dev/project/src/module_{i % 50}.py", "pattern": "TODO"}
 
 
-def event_mix(count: int) -> list[dict]:
+def event_mix(count: int, secrets: bool = False) -> list[dict]:
     """Events in a plausible order: sessions open, tools run in pairs, subagents start/stop."""
     events: list[dict] = []
     base = {"transcript_path": "/home/dev/.claude/projects/p/t.jsonl", "cwd": "/home/dev/p",
@@ -68,7 +91,8 @@ def event_mix(count: int) -> list[dict]:
                 name = TOOLS[(i + k) % len(TOOLS)]
                 uid = f"toolu_{i}_{k}"
                 common = {**base, "session_id": sid, "tool_name": name, "tool_use_id": uid,
-                          "tool_input": tool_input(name, i), "agent_type": "code-reviewer"}
+                          "tool_input": tool_input(name, i, secrets),
+                          "agent_type": "code-reviewer"}
                 events.append({**common, "hook_event_name": "PreToolUse"})
                 events.append({**common, "hook_event_name": "PostToolUse",
                                "tool_response": {"stdout": "ok\n" * 200, "exitCode": 0}})
@@ -81,7 +105,7 @@ def event_mix(count: int) -> list[dict]:
             continue
         name = TOOLS[i % len(TOOLS)]
         common = {**base, "session_id": sid, "tool_name": name, "tool_use_id": f"toolu_{i}",
-                  "tool_input": tool_input(name, i)}
+                  "tool_input": tool_input(name, i, secrets)}
         events.append({**common, "hook_event_name": "PreToolUse"})
         if i % 19 == 0:
             events.append({**common, "hook_event_name": "PostToolUseFailure",
@@ -142,6 +166,8 @@ def main() -> int:
     parser.add_argument("--prefill", type=int, default=5000,
                         help="history events written first, default 5000")
     parser.add_argument("--agentmon", default=None, help="console script (default: beside python)")
+    parser.add_argument("--secrets", action="store_true",
+                        help="every fifth tool call carries credentials to redact")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args()
 
@@ -156,20 +182,22 @@ def main() -> int:
         migrate(db)
         prefill(db, args.prefill)
         env = {**os.environ, "AGENTMON_DB": str(db)}
-        payloads = [json.dumps(e).encode() for e in event_mix(args.n)]
+        payloads = [json.dumps(e).encode() for e in event_mix(args.n, args.secrets)]
         hook: list[tuple[float, float]] = []
         floor: list[tuple[float, float]] = []
         for payload in payloads:  # interleaved, so both see the same machine load
             hook.append(timed([script, "hook"], payload, env))
             floor.append(timed([sys.executable, "-c", "pass"], b"", env))
     result = {
-        "events": args.n, "script": script, "loadavg_1m": os.getloadavg()[0],
+        "events": args.n, "secrets": args.secrets, "script": script,
+        "loadavg_1m": os.getloadavg()[0],
         "hook_ms": percentiles([w for w, _ in hook]),
         "python_pass_ms": percentiles([w for w, _ in floor]),
         "hook_cpu_ms": percentiles([c for _, c in hook]),
         "python_pass_cpu_ms": percentiles([c for _, c in floor]),
     }
-    print(f"agentmon hook, {args.n} events, one process each; load average "
+    print(f"agentmon hook, {args.n} events{' (with secrets)' if args.secrets else ''}, one "
+          f"process each; load average "
           f"{result['loadavg_1m']:.2f} on {os.cpu_count()} CPUs")
     print(f"{'':>6} {'hook wall':>10} {'pass wall':>10} {'hook cpu':>10} {'pass cpu':>10}   (ms)")
     for key in ("p50", "p90", "p99", "max", "mean"):

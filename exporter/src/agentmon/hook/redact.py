@@ -18,6 +18,7 @@ The pattern has no nested unbounded repetition, so a scan is linear in the text'
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 
@@ -42,7 +43,7 @@ _NOT_A_VALUE_WORDS = frozenset(("stdin", "file", "path", "env", "prompt", "helpe
 _TYPE_NAMES = frozenset(("str", "string", "String", "bytes", "SecretStr", "SecretBytes",
                          "Optional[str]", "Optional[SecretStr]"))
 _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
-_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
 
 # Values: a quoted string (also with JSON-escaped quotes), else one shell word.
 _QUOTED = r""""(?:[^"\\\n]|\\.)*"|'[^'\n]*'|\\"(?:[^\\\n]|\\[^"])*\\\""""
@@ -60,7 +61,7 @@ _MARKER = r"(?:pass|pw|secret|token|key|auth|cookie|credential|dsn|url|conn)"
 # pair of a Cookie header goes.
 _NAMES = (
     rf"(?i)(?P<name>(?:{_MARKER}[\w.-]{{0,40}}|identified[ \t]+by)"
-    r"(?:\\?[\"']?[ \t]*(?::[ \t]*[\w.|\[\], ]{1,40}?[ \t]=(?!=)|[:=]=?|=>)(?![:=])[ \t]*"
+    r"(?:\\?[\"']?[ \t]*(?::[ \t]*[\w.|\[\], ]{1,40}?[ \t]=(?!=)|=>|[:=]=?)(?![:=])[ \t]*"
     r"|[ \t]+|>(?=[^<\s])))"
     rf"(?P<namev>{_QUOTED}|(?:bearer|basic|token|digest)[ \t]+{_WORD}"
     r"|(?<=[:=][ \t])[^\s\"'\\]+(?:[ \t]+[^\s\"'\\]+){0,16}"
@@ -94,7 +95,7 @@ _TOKENS_TRIGGERS = (
 
 # Passwords in URLs (scheme://user:password@host), signed URLs, webhook URLs.
 _URLS = (
-    r"(?i)(?P<url>://[^\s/?#@:\"'<>\\]{0,128}:)(?P<urlv>[^\s/?#\"'<>\\]{1,256}(?=@))"
+    r"(?i)(?P<url>://[^\s/?#@:\"'<>\\]{0,128}:)(?P<urlv>[^\s/\"'<>\\]{1,256}(?=@))"
     r"|(?P<qp>[?&](?:sig|(?:x-amz-|x-goog-)?signature)=)(?P<qpv>[^&\s\"'#<>]+)"
     r"|(?P<hook>hooks\.slack\.com/(?:services|workflows|triggers)/"
     r"|discord(?:app)?\.com/api/webhooks/|webhook\.office\.com/webhookb2/)(?P<hookv>[\w/@+-]+)"
@@ -125,6 +126,7 @@ _RULES = (
 _compiled: list[re.Pattern[str] | None] = [None] * len(_RULES)
 
 
+@functools.lru_cache(maxsize=4096)  # the same keys and names come again and again
 def is_secret_key(key: str) -> bool:
     """True when a mapping key names a secret: ``api_key``, ``X-Api-Key``, ``DB_PASS``...
 
@@ -148,13 +150,9 @@ def _command_family(word: str) -> str:
 
 def _full_name(text: str, start: int, matched: str) -> str:
     """An assignment's name: its matched part up to the separator, extended to the left."""
-    end = 0
-    while end < len(matched) and matched[end] in _NAME_CHARS:
-        end += 1
-    begin = start
-    while begin > 0 and start - begin < 64 and text[begin - 1] in _NAME_CHARS:
-        begin -= 1
-    return text[begin:start] + matched[:end]
+    before = text[max(0, start - 64):start]
+    left = before[len(before.rstrip(_NAME_CHARS)):]
+    return left + matched[:len(matched) - len(matched.lstrip(_NAME_CHARS))]
 
 
 def _is_type_annotation(value: str) -> bool:
@@ -176,27 +174,33 @@ def _keep(m: re.Match[str], kind: str, context: tuple[str, int]) -> bool:
         return False
     text, start, matched, value = m.string, m.start(), m.group("name"), m.group("namev")
     name = _full_name(text, start, matched)
-    words = [w.lower() for w in _WORD_SPLIT.split(name) if w]
     if matched.endswith(">"):  # <password>pw</password>
         begin = start - len(name) + len(matched) - 1
         return text[begin - 1:begin] != "<" or not is_secret_key(name)
     if "=" in matched or ":" in matched:
+        if not is_secret_key(name):
+            return True
         # PWD=/home/dev/project in `env` output is the working directory, not a password
-        if words == ["pwd"] or words == ["oldpwd"]:
+        if name.upper() in ("PWD", "OLDPWD"):
             return value[:1] in ("/", "~")
         # a type annotation, `password: str`, is not a value
-        return not is_secret_key(name) or _is_type_annotation(value)
+        return _is_type_annotation(value)
     # the name and its value are separated by blanks only
     if matched[:10].lower() == "identified":
         return False
+    words = [w.lower() for w in _WORD_SPLIT.split(name) if w]
     if name.startswith("-"):  # a command-line flag: --password pw, -storepass pw
         return (value.startswith("-") or not is_secret_key(name) or words[0] == "no"
                 or words[-1] in _NOT_A_VALUE_WORDS)
     if "_" in name:  # a machine name, not prose: aws configure set aws_secret_access_key KEY
         return not is_secret_key(name)
     if words[-1] in ("password", "passwd", "pass"):
-        # SQL's PASSWORD 'pw'; .netrc's `machine h login bob password pw`
-        return value[:1] not in ("'", '"') and "login" not in text[max(0, start - 200):start]
+        # SQL's PASSWORD 'pw'; .netrc's `machine h login bob password pw`, also one line of it
+        if value[:1] in ("'", '"') or "login" in text[max(0, start - 200):start]:
+            return False
+        line_start = text.rfind("\n", 0, start) + 1
+        rest = text[m.end():m.end() + 200].lstrip(" \t")
+        return bool(text[line_start:start].strip(" \t+-")) or rest[:1] not in ("", "\n", "\r")
     return True
 
 
@@ -260,8 +264,24 @@ def redact(value: Any, depth: int = 0) -> Any:
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [redact(v, depth + 1) for v in value]
+        return _key_block_lines([redact(v, depth + 1) for v in value], value)
     return value
+
+
+def _key_block_lines(out: list[Any], items: list[Any]) -> list[Any]:
+    """Blank the lines of a key block split over list items (an Edit's ``structuredPatch``)."""
+    inside = False
+    for index, item in enumerate(items):
+        if not isinstance(item, str):
+            continue
+        if inside:
+            if "-----END" in item:
+                inside = False
+            else:
+                out[index] = REDACTED
+        elif "PRIVATE KEY" in item and "-----BEGIN" in item:
+            inside = "-----END" not in item
+    return out
 
 
 def dump(value: Any) -> str:
