@@ -69,6 +69,7 @@ def test_assignments_in_text_lose_their_value(text: str, expected: str) -> None:
     ("PWD=/home/dev\nOLDPWD=~/x\nPWD=relative", "PWD=/home/dev\nOLDPWD=~/x\nPWD=[REDACTED]"),
     # config lines: the rest of the line; annotations and comparisons
     ("password: two words # c", "password: [REDACTED]"),
+    ("password:    aligned two words", "password:    [REDACTED]"),
     ("password: str = 'pw'", "password: str = [REDACTED]"),
     ("def f(password: str) -> bool:", "def f(password: str) -> bool:"),
     ("password: String Pass Word", "password: [REDACTED]"),

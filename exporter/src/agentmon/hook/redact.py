@@ -2,18 +2,21 @@
 
 - Values under keys that name a secret (:func:`is_secret_key`; any case and spelling of
   separators, nested anywhere) become ``"[REDACTED]"``, whatever their type.
-- Inside strings (:func:`redact_text`), one scan with one compiled pattern blanks:
-  assignments ``name=value`` / ``name: value`` / ``"name": "value"`` whose name is a secret name
-  wherever the secret word sits in it (``AWS_SECRET_ACCESS_KEY=``, ``export PGPASSWORD=``);
-  whole ``Authorization``/``Cookie`` header values; command-line secrets (``--password pw``,
+- Inside strings (:func:`redact_text`) a few combined patterns blank: assignments
+  ``name=value`` / ``name: value`` / ``"name": "value"`` whose name is a secret name wherever
+  the secret word sits in it (``AWS_SECRET_ACCESS_KEY=``, ``export PGPASSWORD=``); whole
+  ``Authorization``/``Cookie`` header values; command-line secrets (``--password pw``,
   ``mysql -ppw``, ``curl -u user:pw``, ``sshpass -p pw``); passwords in URLs
   (``postgres://app:pw@host``); private-key blocks; ``.netrc`` and SQL passwords; signed-URL
   signatures and webhook URLs; and tokens recognisable by their shape wherever they stand
   (``AKIA...``, ``ghp_...``, ``glpat-...``, ``xoxb-...``, ``sk-...``, ``sk_live_...``, JWTs...).
+  Each pattern is compiled and run only when its trigger substrings occur in the text: compiling
+  is a cost every hook process pays anew.
 - Serialised JSON longer than the byte budget is replaced by a still-valid JSON object carrying a
   visible ``[TRUNCATED ...]`` marker and a prefix of the original text.
 
-The pattern has no nested unbounded repetition, so a scan is linear in the text's length.
+The patterns have no nested unbounded repetition and every candidate match moves the scan
+forward, so redaction is linear in the text's length.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ _NAMES = (
     r"(?:\\?[\"']?[ \t]*(?::[ \t]*[\w.|\[\], ]{1,40}?[ \t]=(?!=)|=>|[:=]=?)(?![:=])[ \t]*"
     r"|[ \t]+|>(?=[^<\s])))"
     rf"(?P<namev>{_QUOTED}|(?:bearer|basic|token|digest)[ \t]+{_WORD}"
-    r"|(?<=[:=][ \t])[^\s\"'\\]+(?:[ \t]+[^\s\"'\\]+){0,16}"
+    r"|(?:(?<=[:=][ \t])|(?<=[ \t]{2}))[^\s\"'\\]+(?:[ \t]+[^\s\"'\\]+){0,16}"
     rf"|{_WORD})"
 )
 _NAMES_TRIGGERS = ("pass", "pw", "secret", "token", "key", "auth", "cookie", "credential",
