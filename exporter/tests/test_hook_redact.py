@@ -88,7 +88,8 @@ def test_assignments_in_text_lose_their_value(text: str, expected: str) -> None:
     ("the token expired; pass the key", "the token expired; pass the key"),
     ("machine h login bob password pw", "machine h login bob password [REDACTED]"),
     ("  password pw\nPassword reset link", "  password [REDACTED]\nPassword reset link"),
-    ("WITH PASSWORD 'pw' IDENTIFIED BY \"pw\"", "WITH PASSWORD [REDACTED] IDENTIFIED BY [REDACTED]"),
+    ("WITH PASSWORD 'pw' IDENTIFIED BY \"pw\"",
+     "WITH PASSWORD [REDACTED] IDENTIFIED BY [REDACTED]"),
     # short flags after their commands only, within one shell segment
     ("mysql -uroot -ppw -P 3306; mkdir -p /x", "mysql -uroot -p[REDACTED] -P 3306; mkdir -p /x"),
     ("zip -P pw -p a.zip", "zip -P [REDACTED] -p a.zip"),
@@ -106,6 +107,15 @@ def test_assignments_in_text_lose_their_value(text: str, expected: str) -> None:
      "a\n-----BEGIN RSA PRIVATE KEY-----[REDACTED]\nb"),
     ("-----BEGIN PRIVATE KEY-----\nMII", "-----BEGIN PRIVATE KEY-----[REDACTED]"),
     ("-----BEGIN CERTIFICATE-----\nMII", "-----BEGIN CERTIFICATE-----\nMII"),
+    # tokens: whole, not inside longer words; the ones anchored in their middle
+    ("x ghp_" + "a1" * 18 + " xghp_" + "a1" * 18, "x [REDACTED] xghp_" + "a1" * 18),
+    ("bot1234567890:AA" + "b" * 33 + "/getMe", "[REDACTED]/getMe"),
+    ("1234567:AA" + "b" * 33, "1234567:AA" + "b" * 33),
+    ("abc8Q~" + "c" * 34 + " Q~" + "c" * 34, "[REDACTED] Q~" + "c" * 34),
+    ("x" * 14 + ".atlasv1." + "d" * 60 + " -.atlasv1." + "d" * 60,
+     "[REDACTED] -.atlasv1." + "d" * 60),
+    # lower-casing that changes lengths does not shift what is blanked
+    ("\u0130\u0130 PASSWORD=pw \u0130", "\u0130\u0130 PASSWORD=[REDACTED] \u0130"),
 ])
 def test_secrets_in_text(text: str, expected: str) -> None:
     assert redact_text(text) == expected

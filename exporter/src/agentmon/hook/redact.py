@@ -51,42 +51,57 @@ _NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-
 # Values: a quoted string (also with JSON-escaped quotes), else one shell word.
 _QUOTED = r""""(?:[^"\\\n]|\\.)*"|'[^'\n]*'|\\"(?:[^\\\n]|\\[^"])*\\\""""
 _WORD = r"""[^\s"',;&|<]+"""
-_MARKER = r"(?:pass|pw|secret|token|key|auth|cookie|credential|dsn|url|conn)"
 
-# The text rules, a few combined patterns. Each is compiled (a cost of every hook process that
-# needs it) and run only on text holding one of its trigger substrings. In each alternative the
-# last group, named ``*v`` or ``tok``, is the secret; m.lastgroup says which alternative matched.
+# The text rules: a few combined patterns. Each is compiled (a cost every hook process pays
+# anew) and run only on text holding one of its trigger substrings. Every alternative starts
+# with a literal, so the regex engine skips most positions at C speed; boundaries that cannot be
+# said that way are checked in Python on the (rare) candidates. The last group of a match names
+# its alternative (m.lastgroup); the secret is that group (``*v``) or the whole match (tags).
 #
-# name=value, name: value, "name": "value", name => value, `--name value`, `PASSWORD 'pw'`,
-# `IDENTIFIED BY 'pw'`, .netrc's `login x password pw`. The match starts at a marker; _keep
-# extends the name to the left and checks it with is_secret_key. After "name: " or "name = "
-# (a config line, an HTTP header) the value is the words up to the end of the line, so every
-# pair of a Cookie header goes.
+# name=value, name: value, "name": "value", name => value, <name>value, `--name value`,
+# `PASSWORD 'pw'`, `IDENTIFIED BY 'pw'`, .netrc's `login x password pw`. Run on the lower-cased
+# text; the match starts at a marker and _keep extends the name to the left and checks it with
+# is_secret_key. After "name: " or "name = " (a config line, an HTTP header) the value is the
+# words up to the end of the line, so every pair of a Cookie header goes.
 _NAMES = (
-    rf"(?i)(?P<name>(?:{_MARKER}[\w.-]{{0,40}}|identified[ \t]+by)"
+    r"(?P<name>(?:pass|pw|secret|token|key|auth|cookie|credential|dsn|url|conn"
+    r"|identified[ \t]+by)[\w.-]{0,40}"
     r"(?:\\?[\"']?[ \t]*(?::[ \t]*[\w.|\[\], ]{1,40}?[ \t]=(?!=)|=>|[:=]=?)(?![:=])[ \t]*"
     r"|[ \t]+|>(?=[^<\s])))"
     rf"(?P<namev>{_QUOTED}|(?:bearer|basic|token|digest)[ \t]+{_WORD}"
     r"|(?:(?<=[:=][ \t])|(?<=[ \t]{2}))[^\s\"'\\]+(?:[ \t]+[^\s\"'\\]+){0,16}"
-    rf"|{_WORD})"
+    rf"|{_WORD}|[\"'][^\s\"'<]+)"
 )
 _NAMES_TRIGGERS = ("pass", "pw", "secret", "token", "key", "auth", "cookie", "credential",
                    "dsn", "url", "conn", "identified")
 
 # Private-key blocks and tokens recognisable by their shape wherever they stand (case matters).
-_TOKENS = (
-    r"(?P<pem>-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----)"
-    r"(?P<pemv>(?:[^-]|-(?!----END))*(?:-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----)?)"
-    r"|(?<![\w-])(?P<tok>(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}"
-    r"|(?:gh[pousr]_|npm_|hf_)[A-Za-z0-9]{30,}"
-    r"|(?:github_pat_|gl(?:pat|dt|ptt|rt|cbt|soat|ft)-|sk-|dckr_pat_|ATBB|ATATT|xox[abposre]-"
-    r"|xapp-|[rs]k_(?:live|test)_|whsec_|pypi-AgE|GOCSPX-|ya29\.|AIza|hv[sb]\.|glsa_|glc_"
-    r"|sntry[su]_|lin_api_|sbp_|dop_v1_|shp(?:at|ss|ca|pa)_|rubygems_|dp\.pt\.|oy2|dapi"
-    r"|NRAK-|PMAK-)[\w-]{20,}"
-    r"|SK[0-9a-f]{32}|key-[0-9a-z]{32}|SG\.[\w-]{16,}\.[\w-]{16,}|AGE-SECRET-KEY-1[0-9A-Z]{50,}"
-    r"|\w{14}\.atlasv1\.[\w-]{60,}|eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]*|(?:bot)?\d{8,10}:AA[\w-]{30,}"
-    r"|[\w~.]{3}\dQ~[\w~.-]{31,})"
+_WORD_TOKEN_PREFIXES = (  # followed by 20 or more of [A-Za-z0-9_-]
+    "github_pat_", "glpat-", "gldt-", "glptt-", "glrt-", "glcbt-", "glsoat-", "glft-", "glsa_",
+    "glc_", "sk-", "sk_live_", "sk_test_", "sntry[su]_", "sbp_", "shp(?:at|ss|ca|pa)_",
+    "rk_live_", "rk_test_", "rubygems_", "dckr_pat_", "dop_v1_", "dp\\.pt\\.", "dapi", "ATBB",
+    "ATATT", "AIza", "xox[abposre]-", "xapp-", "whsec_", "pypi-AgE", "GOCSPX-", "ya29\\.",
+    "hv[sb]\\.", "lin_api_", "oy2", "NRAK-", "PMAK-",
 )
+_FIRST: dict[str, list[str]] = {}
+for _prefix in _WORD_TOKEN_PREFIXES:
+    _FIRST.setdefault(_prefix[0], []).append(_prefix[1:])
+_TOKEN_SHAPES = (  # one branch per first character keeps the pattern short to compile
+    "A(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}",
+    *(f"{p}[A-Za-z0-9]{{30,}}" for p in ("gh[pousr]_", "npm_", "hf_")),
+    *(f"{first}(?:{'|'.join(rests)})[\\w-]{{20,}}" for first, rests in _FIRST.items()),
+    "SK[0-9a-f]{32}", "key-[0-9a-z]{32}", r"SG\.[\w-]{16,}\.[\w-]{16,}",
+    "AGE-SECRET-KEY-1[0-9A-Z]{50,}", r"eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]*",
+)
+_TOKENS = "|".join((
+    r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----"
+    r"(?P<pemv>(?:[^-]|-(?!----END))*(?:-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----)?)",
+    *(f"{shape}(?P<tok{n}>)" for n, shape in enumerate(_TOKEN_SHAPES)),
+    # anchored on their middle; _token_start finds where they begin
+    r"\.atlasv1\.[\w-]{60,}(?P<atlas>)",  # Terraform Cloud: 14 characters, .atlasv1., ...
+    r":AA[\w-]{30,}(?P<telegram>)",  # Telegram bot: [bot]123456789:AA...
+    r"Q~[\w~.-]{31,}(?P<azure>)",  # Azure AD client secret: abc8Q~...
+))
 _TOKENS_TRIGGERS = (
     "PRIVATE KEY", "AKIA", "ASIA", "ABIA", "ACCA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_",
     "npm_", "hf_", "github_pat_", "glpat-", "gldt-", "glptt-", "glrt-", "glcbt-", "glsoat-",
@@ -96,37 +111,48 @@ _TOKENS_TRIGGERS = (
     "NRAK-", "PMAK-", "SK", "key-", "SG.", "AGE-SECRET-KEY-", "atlasv1", "eyJ", ":AA", "Q~",
 )
 
-# Passwords in URLs (scheme://user:password@host), signed URLs, webhook URLs.
+# Passwords in URLs (scheme://user:password@host), signed URLs, webhook URLs (lower-cased text).
+_SIGNATURE = r"(?:sig|(?:x-amz-|x-goog-)?signature)=(?P<{}>[^&\s\"'#<>]+)"
 _URLS = (
-    r"(?i)(?P<url>://[^\s/?#@:\"'<>\\]{0,128}:)(?P<urlv>[^\s/\"'<>\\]{1,256}(?=@))"
-    r"|(?P<qp>[?&](?:sig|(?:x-amz-|x-goog-)?signature)=)(?P<qpv>[^&\s\"'#<>]+)"
-    r"|(?P<hook>hooks\.slack\.com/(?:services|workflows|triggers)/"
-    r"|discord(?:app)?\.com/api/webhooks/|webhook\.office\.com/webhookb2/)(?P<hookv>[\w/@+-]+)"
+    r"://(?P<url>[^\s/?#@:\"'<>\\]{0,128}:)(?P<urlv>[^\s/\"'<>\\]{1,256}(?=@))"
+    r"|\?" + _SIGNATURE.format("sigv") + r"|&" + _SIGNATURE.format("sigv2")
+    + r"|hooks\.slack\.com/(?:services|workflows|triggers)/(?P<hookv>[\w/@+-]+)"
+    r"|discord(?:app)?\.com/api/webhooks/(?P<hookv2>[\w/@+-]+)"
+    r"|webhook\.office\.com/webhookb2/(?P<hookv3>[\w/@+-]+)"
 )
 _URLS_TRIGGERS = ("://", "sig=", "signature=")
 
 # Short flags whose value is a secret only after certain commands: mysql -ppw, curl -u a:b.
+# _keep looks for the command in the flag's shell segment.
 _COMMANDS = (
-    r"(?P<cmd>(?<![\w-])(?:mysql[a-z]*|mariadb[a-z-]*|sshpass|mongo[a-z]*|login|7z[a-z]*"
-    r"|zip|unzip|redis-cli|curl)(?![\w-]))"
-    r"|(?P<short>(?<=[ \t])(?:-[pPabuU]|--(?:proxy-)?user(?=[ \t=]))[ \t]*=?[ \t]*)"
+    r"-(?<=[ \t]-)(?P<short>(?:[pPabuU]|-(?:proxy-)?user(?=[ \t=]))[ \t]*=?[ \t]*)"
     rf"(?P<shortv>(?!-)(?:{_QUOTED}|{_WORD}))"
 )
 _COMMANDS_TRIGGERS = ("mysql", "mariadb", "sshpass", "mongo", "login", "7z", "zip", "redis-cli",
                       "curl")
-_SHORT_FLAGS = {"p": ("-p",), "zip": ("-P",), "redis-cli": ("-a",),
+_COMMAND_WORD = (r"(?<![\w-])(mysql[a-z]*|mariadb[a-z-]*|sshpass|mongo[a-z]*|login|7z[a-z]*"
+                 r"|zip|unzip|redis-cli|curl)(?![\w-])")
+_SHORT_FLAGS = {"p": ("-p",), "zip": ("-P",), "unzip": ("-P",), "redis-cli": ("-a",),
                 "curl": ("-u", "-U", "--user", "--proxy-user", "-b")}
-_SEGMENT_END = re.compile(r"[\n|;&]")
 
-# (pattern, its triggers, whether triggers are looked for in the lower-cased text, minimum
-# length of a text that can hold a match); compiled on first use.
+# (pattern, its triggers, whether it runs on the lower-cased text, shortest text it can match);
+# compiled on first use. Above this length the triggers are not looked for: scanning for them
+# would cost about as much as the patterns themselves.
 _RULES = (
     (_TOKENS, _TOKENS_TRIGGERS, False, 20),
     (_URLS, _URLS_TRIGGERS, True, 8),
     (_COMMANDS, _COMMANDS_TRIGGERS, True, 8),
     (_NAMES, _NAMES_TRIGGERS, True, 4),
 )
-_compiled: list[re.Pattern[str] | None] = [None] * len(_RULES)
+_ALWAYS_SCAN = 32 * 1024
+_compiled: dict[str, re.Pattern[str]] = {}
+
+
+def _pattern(source: str) -> re.Pattern[str]:
+    pattern = _compiled.get(source)
+    if pattern is None:
+        pattern = _compiled[source] = re.compile(source)
+    return pattern
 
 
 @functools.lru_cache(maxsize=4096)  # the same keys and names come again and again
@@ -146,16 +172,12 @@ def is_secret_key(key: str) -> bool:
     return any(word.endswith("token") for word in words)
 
 
-def _command_family(word: str) -> str:
-    word = word.lower()
-    return word if word in _SHORT_FLAGS else "p"
-
-
-def _full_name(text: str, start: int, matched: str) -> str:
-    """An assignment's name: its matched part up to the separator, extended to the left."""
+def _full_name(text: str, start: int, end: int) -> str:
+    """An assignment's name: ``text[start:end]`` up to the separator, extended to the left."""
     before = text[max(0, start - 64):start]
-    left = before[len(before.rstrip(_NAME_CHARS)):]
-    return left + matched[:len(matched) - len(matched.lstrip(_NAME_CHARS))]
+    matched = text[start:end]
+    return (before[len(before.rstrip(_NAME_CHARS)):]
+            + matched[:len(matched) - len(matched.lstrip(_NAME_CHARS))])
 
 
 def _is_type_annotation(value: str) -> bool:
@@ -165,18 +187,51 @@ def _is_type_annotation(value: str) -> bool:
     return word.rstrip(",;)") in _TYPE_NAMES and (len(first) == 1 or word[-1] in ",;)")
 
 
-def _keep(m: re.Match[str], kind: str, context: tuple[str, int]) -> bool:
-    """True when a candidate is not a secret after all: its value is kept (and scanned on)."""
-    if kind == "shortv":
-        family, end = context
-        flag = m.group("short").strip(" \t=")
-        if m.start() >= end or flag not in _SHORT_FLAGS[family]:
-            return True
-        return flag in ("-u", "-U", "--user", "--proxy-user") and ":" not in m.group("shortv")
-    if kind != "namev":
-        return False
-    text, start, matched, value = m.string, m.start(), m.group("name"), m.group("namev")
-    name = _full_name(text, start, matched)
+def _glued(text: str, start: int) -> bool:
+    """True when ``text[start]`` continues a word: the token is part of something longer."""
+    return start < 0 or (start > 0 and (text[start - 1].isalnum() or text[start - 1] in "_-"))
+
+
+def _token_start(kind: str, text: str, start: int) -> int:
+    """Where the token anchored at ``start`` begins, or -1 when it is not one."""
+    if kind == "atlas":
+        begin = start - 14
+        return begin if begin >= 0 and text[begin:start].isidentifier() else -1
+    if kind == "telegram":
+        begin = start
+        while begin > 0 and start - begin < 10 and text[begin - 1] in "0123456789":
+            begin -= 1
+        if start - begin < 8:
+            return -1
+        return begin - 3 if text[max(0, begin - 3):begin] == "bot" else begin
+    if kind == "azure":
+        begin = start - 4
+        head = text[max(0, begin):start]
+        ok = begin >= 0 and head[3].isdigit() and all(c.isalnum() or c in "_~." for c in head)
+        return begin if ok else -1
+    return start
+
+
+def _keep_short(text: str, lowered: str, m: re.Match[str]) -> bool:
+    """True unless the short flag carries a secret after the command of its shell segment."""
+    start = m.start()
+    limit = max(0, start - 1024)  # a bounded look back keeps the scan linear
+    segment = max(limit, max(lowered.rfind(c, limit, start) for c in "\n|;&") + 1)
+    commands = _pattern(_COMMAND_WORD).findall(lowered, segment, start)
+    if not commands:
+        return True
+    family = commands[-1] if commands[-1] in _SHORT_FLAGS else "p"
+    flag = text[start:m.end("short")].strip(" \t=")  # the "-" starts the match
+    if flag not in _SHORT_FLAGS[family]:
+        return True
+    return flag in ("-u", "-U", "--user", "--proxy-user") and ":" not in m.group("shortv")
+
+
+def _keep_name(text: str, lowered: str, m: re.Match[str]) -> bool:
+    """True unless the name before the value names a secret (in the way its separator says)."""
+    start, matched = m.start(), m.group("name")
+    value = text[m.start("namev"):m.end("namev")]
+    name = _full_name(text, start, m.end("name"))
     if matched.endswith(">"):  # <password>pw</password>
         begin = start - len(name) + len(matched) - 1
         return text[begin - 1:begin] != "<" or not is_secret_key(name)
@@ -189,7 +244,7 @@ def _keep(m: re.Match[str], kind: str, context: tuple[str, int]) -> bool:
         # a type annotation, `password: str`, is not a value
         return _is_type_annotation(value)
     # the name and its value are separated by blanks only
-    if matched[:10].lower() == "identified":
+    if matched.startswith("identified"):
         return False
     words = [w.lower() for w in _WORD_SPLIT.split(name) if w]
     if name.startswith("-"):  # a command-line flag: --password pw, -storepass pw
@@ -199,7 +254,7 @@ def _keep(m: re.Match[str], kind: str, context: tuple[str, int]) -> bool:
         return not is_secret_key(name)
     if words[-1] in ("password", "passwd", "pass"):
         # SQL's PASSWORD 'pw'; .netrc's `machine h login bob password pw`, also one line of it
-        if value[:1] in ("'", '"') or "login" in text[max(0, start - 200):start]:
+        if value[:1] in ("'", '"') or "login" in lowered[max(0, start - 200):start]:
             return False
         line_start = text.rfind("\n", 0, start) + 1
         rest = text[m.end():m.end() + 200].lstrip(" \t")
@@ -207,49 +262,57 @@ def _keep(m: re.Match[str], kind: str, context: tuple[str, int]) -> bool:
     return True
 
 
-def _apply(pattern: re.Pattern[str], text: str) -> str:
-    """``text`` with the secret group of every accepted match of ``pattern`` replaced."""
+def _apply(pattern: re.Pattern[str], text: str, haystack: str) -> str:
+    """``text`` with the secret of every accepted match of ``pattern`` in ``haystack`` (``text``
+    or its lower-cased copy, index for index) replaced."""
     search = pattern.search
-    m = search(text)
+    m = search(haystack)
     if m is None:
         return text
     parts: list[str] = []
     done = 0  # text[:done] is settled and in parts
-    context = ("p", -1)  # command family of the current shell segment and where it ends
     while m is not None:
         kind = m.lastgroup or ""
-        if kind == "cmd":
-            end = _SEGMENT_END.search(text, m.end())
-            context = (_command_family(m.group("cmd")), end.start() if end else len(text))
-            m = search(text, m.end())
+        if not kind.startswith("tok") and kind not in ("atlas", "telegram", "azure"):
+            secret = m.start(kind)
+            keep = ((kind == "namev" and _keep_name(text, haystack, m))
+                    or (kind == "shortv" and _keep_short(text, haystack, m)))
+            resume = secret
+        else:  # a token: the whole match, or more to its left
+            secret = _token_start(kind, text, m.start())
+            keep = secret < done or _glued(text, secret)
+            resume = m.start() + 1
+        if keep:
+            m = search(haystack, resume)  # what follows may itself hold a secret
             continue
-        value_start = m.start(kind)
-        if _keep(m, kind, context):
-            m = search(text, value_start)  # the value may itself hold a secret
-            continue
-        parts.append(text[done:value_start])
+        parts.append(text[done:secret])
         parts.append(REDACTED)
         done = m.end()
-        m = search(text, done)
+        m = search(haystack, done)
     parts.append(text[done:])
     return "".join(parts)
+
+
+def _lower(text: str) -> str:
+    """``text`` lower-cased character for character, so indexes stay valid."""
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)  # e.g. "İ"
 
 
 def redact_text(text: str) -> str:
     """``text`` with every secret the text rules recognise replaced by ``[REDACTED]``."""
     lowered = ""
-    for index, (source, triggers, fold, shortest) in enumerate(_RULES):
+    for source, triggers, fold, shortest in _RULES:
         if len(text) < shortest:
             continue
         if fold and not lowered:
-            lowered = text.lower()
+            lowered = _lower(text)
         haystack = lowered if fold else text
-        if not any(trigger in haystack for trigger in triggers):
+        if len(text) < _ALWAYS_SCAN and not any(trigger in haystack for trigger in triggers):
             continue
-        pattern = _compiled[index]
-        if pattern is None:
-            pattern = _compiled[index] = re.compile(source)
-        redacted = _apply(pattern, text)
+        redacted = _apply(_pattern(source), text, haystack)
         if redacted != text:
             text, lowered = redacted, ""
     return text
