@@ -10,8 +10,8 @@
   (``postgres://app:pw@host``); private-key blocks; ``.netrc`` and SQL passwords; signed-URL
   signatures and webhook URLs; and tokens recognisable by their shape wherever they stand
   (``AKIA...``, ``ghp_...``, ``glpat-...``, ``xoxb-...``, ``sk-...``, ``sk_live_...``, JWTs...).
-  Each pattern is compiled and run only when its trigger substrings occur in the text: compiling
-  is a cost every hook process pays anew.
+  Each pattern is compiled and run only when its trigger substrings occur in the text (or the
+  text is long): compiling is a cost every hook process pays anew.
 - Serialised JSON longer than the byte budget is replaced by a still-valid JSON object carrying a
   visible ``[TRUNCATED ...]`` marker and a prefix of the original text.
 
