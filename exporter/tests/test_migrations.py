@@ -72,7 +72,7 @@ def test_adopt_up_and_down_keeps_every_row_and_value(tmp_path: Path, shape: dict
     conn.close()
 
     down = migrate(db, 0)
-    assert [s.split()[1] for s in down.steps] == ["3->2", "2->1", "1->0"]
+    assert [s.split()[1] for s in down.steps] == ["4->3", "3->2", "2->1", "1->0"]
     assert version(db) == 0
     assert same_rows(db, before)
     # no down dropped a table; only agentmon's bookkeeping is gone
@@ -108,7 +108,7 @@ def test_adopts_an_empty_file_and_a_brand_new_path(tmp_path: Path, make: str) ->
     assert not (tmp_path / "backups").exists()
     assert {"sessions", "agent_invocations", "agent_tool_uses", "agentmon_meta",
             "agentmon_sequence"} <= names(db, "table")
-    assert len(names(db, "trigger")) == 8
+    assert len(names(db, "trigger")) == 13  # 8 change tracking + 5 removals
     migrate(db, 0)
     assert version(db) == 0
 
@@ -134,7 +134,8 @@ def test_dry_run_changes_nothing_not_even_the_journal_mode(tmp_path: Path) -> No
     result = migrate(db, dry_run=True, backup_dir=tmp_path / "b")
     assert result.dry_run
     assert not result.changed
-    assert result.steps == ["up 0->1 (adopt)", "up 1->2 (indexes)", "up 2->3 (changes)"]
+    assert result.steps == ["up 0->1 (adopt)", "up 1->2 (indexes)", "up 2->3 (changes)",
+                            "up 3->4 (removals)"]
     assert result.to_version == migrations.LATEST
     assert db.read_bytes() == raw
     assert not (tmp_path / "b").exists()
@@ -150,13 +151,18 @@ def test_dry_run_changes_nothing_not_even_the_journal_mode(tmp_path: Path) -> No
     assert at_latest.steps == []
     assert at_latest.to_version == migrations.LATEST
     down = migrate(db, 1, dry_run=True)
-    assert down.steps == ["down 3->2 (changes)", "down 2->1 (indexes)"]
+    assert down.steps == ["down 4->3 (removals)", "down 3->2 (changes)", "down 2->1 (indexes)"]
     assert version(db) == migrations.LATEST
 
 
 def test_to_a_lower_version_runs_the_downs_one_at_a_time(tmp_path: Path) -> None:
     db = build_original_db(tmp_path / "a.db")
     migrate(db)
+    assert migrate(db, 3).steps == ["down 4->3 (removals)"]
+    assert names(db, "trigger") == {
+        f"agentmon_{table}_{suffix}" for table in migrations.TRACKED for suffix in
+        ("ins", "upd", *(("frozen",) if table in migrations.FROZEN_TABLES else ()))}
+    assert "agentmon_removals" not in names(db, "table")
     assert migrate(db, 2).steps == ["down 3->2 (changes)"]
     assert not names(db, "trigger")
     conn = sqlite3.connect(db)
@@ -230,7 +236,7 @@ class FailAfterFirstStatement:
         return self.conn.execute(sql, *args)
 
 
-@pytest.mark.parametrize("failing", [1, 2, 3])
+@pytest.mark.parametrize("failing", [1, 2, 3, 4])
 def test_a_step_failing_half_way_leaves_version_and_schema_as_before(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: int) -> None:
     db = build_original_db(tmp_path / "a.db", sessions_columns=4, with_tool_uses=True)
@@ -257,7 +263,7 @@ def test_a_down_failing_half_way_changes_nothing(tmp_path: Path,
     db = build_original_db(tmp_path / "a.db")
     migrate(db)
     before = full_dump(db)
-    step = migrations.STEPS[2]
+    step = migrations.STEPS[-1]  # the first down a migration to 0 runs
     original_down = step.down
     patched = tuple(replace(s, down=lambda c: original_down(FailAfterFirstStatement(c)))
                     if s is step else s for s in migrations.STEPS)
@@ -278,7 +284,8 @@ def test_two_migrate_processes_at_once_apply_each_step_once(tmp_path: Path) -> N
     assert [p.returncode for p in procs] == [0, 0], outs
     results = [json.loads(out) for out, _ in outs]
     applied = sorted(step for r in results for step in r["steps"])
-    assert applied == ["up 0->1 (adopt)", "up 1->2 (indexes)", "up 2->3 (changes)"]
+    assert applied == ["up 0->1 (adopt)", "up 1->2 (indexes)", "up 2->3 (changes)",
+                       "up 3->4 (removals)"]
     assert all(r["to_version"] == migrations.LATEST for r in results)
     assert version(db) == migrations.LATEST
     assert same_rows(db, before)
@@ -421,6 +428,63 @@ def test_sessions_get_created_seq_once_and_are_not_frozen(tracked: Path) -> None
     assert seq_of(conn, "sessions", "status", "s1") == "active"
     conn.execute("UPDATE sessions SET end_time = 'x' WHERE session_id = 's1'")  # not tracked
     assert sequence(conn) == created + 2
+    conn.close()
+
+
+# ---------------------------------------------------------------- removals (step 4)
+
+
+def removals(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT value FROM agentmon_removals").fetchone()[0])
+
+
+@pytest.mark.parametrize("table", ["agent_invocations", "agent_tool_uses"])
+def test_removing_a_row_that_may_be_counted_bumps_removals(tracked: Path, table: str) -> None:
+    conn = connect_writer(tracked)
+    insert = f"INSERT INTO {table} (agent_name, status) VALUES ('a', ?)"  # noqa: S608
+    done = conn.execute(insert, ("completed",)).lastrowid
+    running = conn.execute(insert, ("running",)).lastrowid
+    assert removals(conn) == 0  # inserts without an id (the hook's) are not removals
+    conn.execute(f"DELETE FROM {table} WHERE id = ?", (running,))  # noqa: S608 - a gauge row
+    assert removals(conn) == 0
+    conn.execute(f"INSERT OR REPLACE INTO {table} (id, agent_name, status)"  # noqa: S608
+                 " VALUES (?, 'b', 'completed')", (done,))
+    assert removals(conn) == 1
+    conn.execute(f"DELETE FROM {table} WHERE id = ?", (done,))  # noqa: S608
+    assert removals(conn) == 2
+    # a statement that fails takes its bump with it
+    other = conn.execute(insert, ("error",)).lastrowid
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute(f"INSERT INTO {table} (id, status) VALUES (?, 'x')", (other,))  # noqa: S608
+    assert removals(conn) == 2
+    conn.close()
+
+
+def test_deleting_a_session_bumps_removals_and_upserts_do_not(tracked: Path) -> None:
+    conn = connect_writer(tracked)
+    conn.execute("INSERT INTO sessions (session_id, status) VALUES ('s1', 'active')")
+    for _ in range(2):  # the hook's upserts, on every event
+        conn.execute("INSERT INTO sessions (session_id, status) VALUES ('s1', 'active')"
+                     " ON CONFLICT (session_id) DO NOTHING")
+        conn.execute("INSERT INTO sessions (session_id, status) VALUES ('s1', 'completed')"
+                     " ON CONFLICT (session_id) DO UPDATE SET status = 'completed'")
+    assert removals(conn) == 0
+    conn.execute("DELETE FROM sessions WHERE session_id = 's1'")
+    assert removals(conn) == 1
+    conn.close()
+
+
+def test_removals_survive_the_down_and_up_of_step_4(tracked: Path) -> None:
+    migrate(tracked, 3)
+    conn = sqlite3.connect(tracked)
+    conn.execute("DELETE FROM agent_invocations")  # no counter: nothing to bump, no error
+    conn.commit()
+    conn.close()
+    assert migrate(tracked).steps == ["up 3->4 (removals)"]
+    conn = connect_writer(tracked)
+    assert removals(conn) == 0
+    conn.execute("DELETE FROM agent_tool_uses WHERE status IS NOT 'running'")
+    assert removals(conn) == conn.execute("SELECT changes()").fetchone()[0] > 0
     conn.close()
 
 

@@ -11,6 +11,8 @@ at the same time simply wait on the lock.
              and the ``agentmon_meta`` table holding this database's identity. Changes no row.
 2. indexes - the indexes the exporter's queries use (see ``agentmon.collector.queries``).
 3. changes - change tracking for the incremental exporter (see ``CHANGE_TRACKING`` below).
+4. removals - a counter of removed rows, so the exporter notices deletes and replaces (see "Step 4"
+             below).
 
 No ``down`` drops a table or a column that holds user rows: it removes only what agentmon
 derived (indexes, triggers, sequence columns, its own metadata).
@@ -291,10 +293,72 @@ def _changes_down(conn: sqlite3.Connection) -> None:
     conn.execute("DELETE FROM agentmon_meta WHERE key = 'tracking_id'")
 
 
+# Step 4: removals.
+#
+# Counters never go down, so a refresh cannot subtract a row it no longer sees. Instead every
+# removal of a row the exporter may have counted bumps ``agentmon_removals``, and the exporter
+# rebuilds its state when that value differs from the one it last read. Counted are: a DELETE
+# of an invocation or tool use that is not running (running rows are only in the gauges, which
+# are re-read on every refresh) and of any session; an INSERT that names the id of such an
+# invocation or tool use (``INSERT OR REPLACE`` deletes the old row without firing delete
+# triggers unless ``recursive_triggers`` is on; an ``OR IGNORE`` or upsert naming such an id is
+# counted too, which costs a needless rebuild, never a wrong number). The condition does not
+# list final statuses, so a status added later is covered without re-creating these triggers.
+# A replaced session is not visible to a trigger (the hook upserts sessions on every event,
+# and a BEFORE INSERT trigger cannot tell an upsert from a replace): the exporter checks the
+# session count whenever it reads a new session instead. The hook inserts without an id, so
+# its inserts cost one primary-key probe (of id -1).
+_REMOVED = "UPDATE agentmon_removals SET value = value + 1 WHERE id = 1;"
+
+
+def removal_triggers() -> list[str]:
+    """The CREATE TRIGGER statements of step 4 (also used by the seeder after a bulk load)."""
+    stmts = []
+    for table in FROZEN_TABLES:
+        # Table names come from FROZEN_TABLES, never from input.
+        stmts.append(
+            f"CREATE TRIGGER IF NOT EXISTS agentmon_{table}_del AFTER DELETE ON {table}"
+            f" WHEN OLD.status IS NOT 'running' BEGIN {_REMOVED} END"
+        )
+        stmts.append(
+            f"CREATE TRIGGER IF NOT EXISTS agentmon_{table}_replace BEFORE INSERT ON {table}"  # noqa: S608
+            f" WHEN EXISTS (SELECT 1 FROM {table} WHERE id = NEW.id AND status IS NOT 'running')"
+            f" BEGIN {_REMOVED} END"
+        )
+    stmts.append(
+        f"CREATE TRIGGER IF NOT EXISTS agentmon_sessions_del AFTER DELETE ON sessions"
+        f" BEGIN {_REMOVED} END"
+    )
+    return stmts
+
+
+def drop_removal_triggers(conn: sqlite3.Connection) -> None:
+    for table in FROZEN_TABLES:
+        conn.execute(f"DROP TRIGGER IF EXISTS agentmon_{table}_del")
+        conn.execute(f"DROP TRIGGER IF EXISTS agentmon_{table}_replace")
+    conn.execute("DROP TRIGGER IF EXISTS agentmon_sessions_del")
+
+
+def _removals_up(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS agentmon_removals"
+        " (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)"
+    )
+    conn.execute("INSERT OR IGNORE INTO agentmon_removals (id, value) VALUES (1, 0)")
+    for stmt in removal_triggers():
+        conn.execute(stmt)
+
+
+def _removals_down(conn: sqlite3.Connection) -> None:
+    drop_removal_triggers(conn)
+    conn.execute("DROP TABLE IF EXISTS agentmon_removals")
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "adopt", _adopt_up, _adopt_down),
     Step(2, "indexes", _indexes_up, _indexes_down),
     Step(3, "changes", _changes_up, _changes_down),
+    Step(4, "removals", _removals_up, _removals_down),
 )
 LATEST = STEPS[-1].version
 
@@ -367,7 +431,9 @@ __all__ = [
     "apply_step_locked",
     "change_tracking_triggers",
     "drop_change_tracking_triggers",
+    "drop_removal_triggers",
     "has_table",
     "has_user_tables",
     "plan",
+    "removal_triggers",
 ]

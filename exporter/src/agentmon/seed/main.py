@@ -16,8 +16,8 @@ without a journal (if the load fails the file is deleted); an existing one keeps
 so a failure rolls back.
 
 With ``--schema agentmon`` the database is first migrated to the latest version; the
-change-tracking triggers are dropped for the load and re-created before the commit. The
-seeder writes ``agentmon_seq``/``agentmon_created_seq`` itself, with exactly the values the
+change-tracking and removal triggers are dropped for the load and re-created before the commit.
+The seeder writes ``agentmon_seq``/``agentmon_created_seq`` itself, with exactly the values the
 triggers would have given the same events written one by one (session start, each
 invocation's insert, each tool call's insert and completion, each invocation's completion,
 session end), so the result cannot be told apart from a database the hook wrote. With
@@ -761,6 +761,7 @@ def _load(conn: sqlite3.Connection, path: Path, opts: SeedOptions,
             first_seq = int(conn.execute(
                 "SELECT value FROM agentmon_sequence WHERE id = 1").fetchone()[0])
             migrations.drop_change_tracking_triggers(conn)
+            migrations.drop_removal_triggers(conn)  # a bulk load removes nothing
         frame, shards, final_seq = _plan(opts, _next_id(conn, "agent_invocations"),
                                          _next_id(conn, "agent_tool_uses"), first_seq, columns)
         expected = frame.n_sessions + opts.invocations * (1 + opts.tools_per_invocation)
@@ -802,7 +803,7 @@ def _load(conn: sqlite3.Connection, path: Path, opts: SeedOptions,
             time.perf_counter() - started - result.phases["load_s"], 2)
         if tracked:
             conn.execute("UPDATE agentmon_sequence SET value = ? WHERE id = 1", (final_seq,))
-            for stmt in migrations.change_tracking_triggers():
+            for stmt in migrations.change_tracking_triggers() + migrations.removal_triggers():
                 conn.execute(stmt)
             result.sequence = final_seq
         conn.execute("COMMIT")
