@@ -13,11 +13,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from agentmon.collector.collector import ExporterCollector
 from agentmon.schema.db import connect_writer
 from agentmon.schema.migrate import migrate
+from agentmon.schema.migrations import LATEST
 
 _TEMPLATES: dict[int, Path] = {}
 
 
-def make_db(path: Path, version: int = 3) -> Path:
+def make_db(path: Path, version: int = LATEST) -> Path:
     """A fresh database at ``version`` (copied from a template migrated once per process)."""
     template = _TEMPLATES.get(version)
     if template is None:

@@ -20,13 +20,21 @@ from agentmon.schema.migrations import INDEXES
 # query name -> (substrings every plan must contain, substrings it must not contain)
 EXPECTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "meta": (("agentmon_sequence USING INTEGER PRIMARY KEY",
-              "agentmon_meta USING INDEX sqlite_autoindex_agentmon_meta_1"), ()),
+              "agentmon_meta USING INDEX sqlite_autoindex_agentmon_meta_1",
+              "agentmon_removals USING INTEGER PRIMARY KEY"), ()),
     "active_sessions": (("SCAN agent_invocations USING COVERING INDEX idx_invocations_running",
                          "SCAN agent_tool_uses USING COVERING INDEX idx_tool_uses_running"), ()),
     "sessions_changed": (("SEARCH sessions USING INDEX idx_sessions_agentmon_seq "
                           "(agentmon_seq>? AND agentmon_seq<?)",), ("TEMP B-TREE",)),
     "cold_sessions": (("SCAN sessions",), ()),  # cold start only; sessions are few
     "cold_open_sessions": (("SCAN sessions",), ()),
+    # only after a refresh read a new session; the narrowest index holds just the ids
+    "session_count": (("SCAN sessions USING COVERING INDEX sqlite_autoindex_sessions_1",), ()),
+    "session_last_changed": (("SEARCH sessions USING INDEX idx_sessions_agentmon_seq "
+                              "(agentmon_seq<?)",), ("TEMP B-TREE",)),
+    "session_seq_of": (("SEARCH sessions USING INTEGER PRIMARY KEY (rowid=?)",), ()),
+    "session_stamped": (("SEARCH sessions USING COVERING INDEX idx_sessions_agentmon_seq "
+                         "(agentmon_seq=?)",), ()),
 }
 for table, key2, agg, untimed, running in (
     ("agent_invocations", "phase", "idx_invocations_agent", "idx_invocations_untimed",
@@ -47,6 +55,11 @@ for table, key2, agg, untimed, running in (
         f"{table}.cold_timestamps": ((f"SEARCH {table} USING COVERING INDEX {untimed} "
                                       f"({combo})",),
                                      ("TEMP B-TREE",)),
+        f"{table}.last_counted": ((f"SEARCH {table} USING INDEX idx_{table}_agentmon_seq "
+                                   "(agentmon_seq<?)",), ("TEMP B-TREE",)),
+        f"{table}.seq_of": ((f"SEARCH {table} USING INTEGER PRIMARY KEY (rowid=?)",), ()),
+        f"{table}.stamped": ((f"SEARCH {table} USING COVERING INDEX idx_{table}_agentmon_seq "
+                              "(agentmon_seq=?)",), ()),
     })
 
 FULL_SCAN = re.compile(r"^SCAN (agent_invocations|agent_tool_uses)$")

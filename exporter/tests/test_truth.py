@@ -199,7 +199,7 @@ class TruthMachine(RuleBasedStateMachine):
             conn.execute("INSERT INTO sessions (session_id, status) VALUES ('s0', 'active')")
             conn.execute("INSERT INTO sessions (session_id, status) VALUES ('old', 'completed')")
             conn.close()
-            migrate(self.db, 3, backup_dir=self.dir / "backups")
+            migrate(self.db, backup_dir=self.dir / "backups")
         else:
             make_db(self.db)
         self.conn = writer(self.db)

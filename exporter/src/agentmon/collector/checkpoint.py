@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 
-FORMAT = 1
+FORMAT = 2  # 2: removals, witnesses and head (see collector.reading)
 
 
 class CheckpointError(Exception):
@@ -55,9 +56,22 @@ def load(path: Path) -> dict[str, object] | None:
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror}") from None
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_float=_finite, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError):
         raise CheckpointError(f"checkpoint {path} is not valid JSON") from None
+    except RecursionError:
+        raise CheckpointError(f"checkpoint {path} is nested too deeply") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} has an unknown format")
     return data
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: we never write it
+        raise ValueError(f"number out of range: {text[:20]}")
+    return value
+
+
+def _no_constant(text: str) -> float:
+    raise ValueError(f"{text} is not JSON")

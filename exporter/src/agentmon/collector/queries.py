@@ -49,7 +49,9 @@ META = (
     "SELECT (SELECT value FROM agentmon_sequence WHERE id = 1),"
     # identity of the file and of this run of change tracking (a new one after down + up)
     " (SELECT value FROM agentmon_meta WHERE key = 'db_id')"
-    " || ':' || COALESCE((SELECT value FROM agentmon_meta WHERE key = 'tracking_id'), '')"
+    " || ':' || COALESCE((SELECT value FROM agentmon_meta WHERE key = 'tracking_id'), ''),"
+    # deletes and replaces of rows that may have been counted (migration step 4)
+    " (SELECT value FROM agentmon_removals WHERE id = 1)"
 )
 
 
@@ -69,7 +71,7 @@ class TableQueries:
         seq_index = f"idx_{table}_agentmon_seq"
         # Incremental: finished rows whose sequence number is in (watermark, snapshot].
         self.changed = (
-            f"SELECT agentmon_seq, agent_name, {key2}, status, duration_seconds,"
+            f"SELECT agentmon_seq, id, agent_name, {key2}, status, duration_seconds,"
             f" {TIMESTAMP_DURATION} FROM {table} INDEXED BY {seq_index}"
             f" WHERE agentmon_seq > ? AND agentmon_seq <= ? AND status IN {FINAL}"
             " ORDER BY agentmon_seq LIMIT ?"
@@ -82,6 +84,14 @@ class TableQueries:
         self.running_sessions = (
             f"SELECT session_id FROM {table} INDEXED BY {running_index} WHERE status = 'running'"
         )
+        # Witness (see collector.reading): the counted row with the highest sequence number,
+        # then, on each refresh, its sequence number now (finished rows are frozen).
+        self.last_counted = (
+            f"SELECT id, agentmon_seq FROM {table} INDEXED BY {seq_index}"
+            f" WHERE agentmon_seq <= ? AND status IN {FINAL} ORDER BY agentmon_seq DESC LIMIT 1"
+        )
+        self.seq_of = f"SELECT agentmon_seq FROM {table} WHERE id = ?"
+        self.stamped = f"SELECT id FROM {table} INDEXED BY {seq_index} WHERE agentmon_seq = ?"
         # Cold start, step 1: the label combinations with their row counts (covering scan).
         self.cold_groups = (
             f"SELECT agent_name, {key2}, status, COUNT(*) FROM {table} INDEXED BY {agg_index}"
@@ -124,13 +134,25 @@ TOOL_USES = TableQueries(
 
 # --- sessions (not frozen: resumed sessions change status again) -------------------------------
 SESSIONS_CHANGED = (
-    "SELECT agentmon_seq, agentmon_created_seq, session_id, status FROM sessions"
+    "SELECT agentmon_seq, rowid, agentmon_created_seq, session_id, status FROM sessions"
     " INDEXED BY idx_sessions_agentmon_seq WHERE agentmon_seq > ? AND agentmon_seq <= ?"
     " ORDER BY agentmon_seq"
 )
 # Cold start only: the sessions table is small next to the invocation tables.
 COLD_SESSIONS = "SELECT status, COUNT(*) FROM sessions GROUP BY status"
 COLD_OPEN_SESSIONS = "SELECT session_id, status FROM sessions WHERE status IS NOT 'completed'"
+# Only after a refresh read a new session: an INSERT OR REPLACE of a session looks like a new one.
+SESSION_COUNT = "SELECT COUNT(*) FROM sessions"
+# Witness: the session changed last, and on each refresh its sequence numbers now.
+SESSION_LAST_CHANGED = (
+    "SELECT rowid, agentmon_seq, agentmon_created_seq FROM sessions"
+    " INDEXED BY idx_sessions_agentmon_seq WHERE agentmon_seq <= ? ORDER BY agentmon_seq DESC"
+    " LIMIT 1"
+)
+SESSION_SEQ_OF = "SELECT agentmon_seq, agentmon_created_seq FROM sessions WHERE rowid = ?"
+SESSION_STAMPED = (
+    "SELECT rowid FROM sessions INDEXED BY idx_sessions_agentmon_seq WHERE agentmon_seq = ?"
+)
 
 ACTIVE_SESSIONS = (
     "SELECT COUNT(*) FROM (" + INVOCATIONS.running_sessions + " UNION "
@@ -143,10 +165,14 @@ ALL_QUERIES: dict[str, str] = {
     "sessions_changed": SESSIONS_CHANGED,
     "cold_sessions": COLD_SESSIONS,
     "cold_open_sessions": COLD_OPEN_SESSIONS,
+    "session_count": SESSION_COUNT,
+    "session_last_changed": SESSION_LAST_CHANGED,
+    "session_seq_of": SESSION_SEQ_OF,
+    "session_stamped": SESSION_STAMPED,
     **{
         f"{q.table}.{name}": getattr(q, name)
         for q in (INVOCATIONS, TOOL_USES)
         for name in ("changed", "running", "cold_groups", "cold_range", "cold_zero",
-                     "cold_timestamps")
+                     "cold_timestamps", "last_counted", "seq_of", "stamped")
     },
 }

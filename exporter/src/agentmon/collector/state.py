@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import math
 from dataclasses import dataclass, field
 
 from agentmon.collector.labels import NONE, UNKNOWN, LabelFolder
@@ -84,6 +85,12 @@ class State:
         self.tool_use_hist: dict[str, Histogram] = {}
         self.sessions: dict[str, int] = {}
         self.open_sessions: dict[str, str] = {}  # session digest -> status label, if not completed
+        # How the database looked when it was read (see collector.reading, "Divergence"): its
+        # removal counter, per table the row read last as [rowid, seq] (sessions: [rowid, seq,
+        # created seq]), and the row stamped with ``seq`` as [table index, rowid].
+        self.removals = 0
+        self.witness: dict[str, list[int]] = {}
+        self.head: list[int] | None = None
         # Gauges, re-read on every refresh (never stored).
         self.invocations_running: dict[tuple[str, str], int] = {}
         self.tool_uses_running: dict[tuple[str, str], int] = {}
@@ -165,6 +172,9 @@ class State:
             "tool_use_hist": {k: [h.counts, h.total] for k, h in self.tool_use_hist.items()},
             "sessions": self.sessions,
             "open_sessions": self.open_sessions,
+            "removals": self.removals,
+            "witness": self.witness,
+            "head": self.head,
         }
 
     @classmethod
@@ -172,7 +182,7 @@ class State:
         """Rebuild a state from ``to_json()`` output; raises ValueError on anything odd."""
         try:
             return cls._from_json(data, label_cap)
-        except (KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, TypeError, AttributeError, IndexError, OverflowError) as exc:
             raise ValueError(f"malformed state ({type(exc).__name__}: {exc})") from None
 
     @classmethod
@@ -199,8 +209,18 @@ class State:
                                  for k, v in data["invocation_hist"].items()}
         state.tool_use_hist = {str(k): Histogram(TOOL_USE_BUCKETS, *_hist(v))
                                for k, v in data["tool_use_hist"].items()}
-        state.sessions = {str(k): int(v) for k, v in data["sessions"].items()}
+        state.sessions = {str(k): _count(v) for k, v in data["sessions"].items()}
         state.open_sessions = {str(k): str(v) for k, v in data["open_sessions"].items()}
+        state.removals = _count(data["removals"])
+        witness = data["witness"]
+        if not isinstance(witness, dict) or not set(witness) <= set(TABLES):
+            raise ValueError("witness is not an object of tables")
+        state.witness = {str(k): _ints(v, 3 if k == "sessions" else 2)
+                         for k, v in witness.items()}
+        head = data["head"]
+        state.head = None if head is None else _ints(head, 2)
+        if state.head is not None and state.head[0] >= len(TABLES):
+            raise ValueError("head names no table")
         return state
 
 
@@ -216,10 +236,17 @@ def _count(value: object) -> int:
     return value
 
 
+def _ints(value: object, length: int) -> list[int]:
+    if not isinstance(value, list) or len(value) != length \
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ValueError("witness is not a list of integers")
+    return list(value)
+
+
 def _hist(value: list[object]) -> tuple[list[int], float]:
     counts, total = value
     if not isinstance(counts, list) or not all(isinstance(c, int) and c >= 0 for c in counts):
         raise ValueError("histogram counts are not counts")
-    if not isinstance(total, int | float):
+    if not isinstance(total, int | float) or not math.isfinite(total):
         raise ValueError("histogram sum is not a number")
     return counts, float(total)

@@ -1,0 +1,243 @@
+"""Reading the database into a ``State``: SQL in, changes to the state out.
+
+Nothing here knows about HTTP, files or health; the caller (``collector``) owns the connection
+and the read transaction, and turns exceptions into fault reasons.
+
+Divergence. Incremental reading is only right while the database's history since the last read
+is a continuation of what was read. Before each incremental read, ``rebuild_reason`` compares
+what the state recorded with what the database says now, with a handful of primary-key lookups:
+
+- the removal counter (migration step 4): a delete or replace of a row that may have been
+  counted; counters never go down, so the state is rebuilt and the exported values equal SQL
+  again (Prometheus sees a counter reset);
+- witnesses: per frozen table the counted row with the highest sequence number, which must
+  still exist with that very number (finished rows are frozen); the session changed last, which
+  must still exist with the same creation number and the same or a later sequence number; and
+  the row stamped with the state's sequence number (the head), which must still carry it or a
+  later one. A backup restored over the live file rolls these rows back or removes them, even
+  when writes after the restore have carried the sequence past the state's;
+- and, whenever a refresh reads a new session, the number of sessions: an ``INSERT OR
+  REPLACE`` of a session looks like a new one, and no trigger can tell it from the hook's
+  upserts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agentmon.collector import queries
+from agentmon.collector.labels import LabelFolder
+from agentmon.collector.state import TABLES, State, session_key, usable_duration
+from agentmon.schema.migrations import LATEST, STEPS
+from agentmon.schema.statuses import COMPLETED
+
+# Needs change tracking (step 3) and the removal counter (the "removals" step).
+MIN_SCHEMA = next(s.version for s in STEPS if s.name == "removals")
+FROZEN = (queries.INVOCATIONS, queries.TOOL_USES)
+
+
+class DbFault(Exception):
+    """An expected database fault: a reason label and a one-line message."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Head:
+    """What a refresh reads first: the sequence value, identity and removal counter."""
+
+    seq: int
+    db_id: str
+    removals: int
+
+
+def read_head(conn: sqlite3.Connection, name: object) -> Head:
+    version = int(conn.execute(queries.USER_VERSION).fetchone()[0])
+    if version < MIN_SCHEMA:
+        raise DbFault("not_migrated", f"{name} is at schema version {version},"
+                      f" needs {MIN_SCHEMA}..{LATEST}: run agentmon migrate")
+    if version > LATEST:
+        raise DbFault("not_migrated", f"{name} is at schema version {version}, newer than this"
+                      f" agentmon knows ({LATEST}): upgrade agentmon")
+    seq, db_id, removals = conn.execute(queries.META).fetchone()
+    if not isinstance(seq, int) or not isinstance(db_id, str) or not isinstance(removals, int):
+        raise DbFault("not_migrated", f"{name} lacks agentmon's sequence, id or removal counter")
+    return Head(seq, db_id, removals)
+
+
+class Reader:
+    """Cold starts and incremental reads; counts the rows it read per table."""
+
+    def __init__(self, label_cap: int, batch_size: int) -> None:
+        self.label_cap = label_cap
+        self.batch = batch_size
+        self.rows_read = dict.fromkeys(TABLES, 0)
+        # Called between two batches' transactions (tests write to the database there).
+        self.between_batches: Callable[[], None] | None = None
+
+    # --- divergence ------------------------------------------------------------------------
+    @staticmethod
+    def rebuild_reason(conn: sqlite3.Connection, state: State | None, head: Head) -> str | None:
+        """Why ``state`` cannot be brought forward incrementally, or None when it can."""
+        if state is None:
+            return "no checkpoint"
+        if state.db_id != head.db_id:
+            return "another database"
+        if head.seq < max(state.marks.values()):
+            return "sequence went backwards"
+        if head.removals != state.removals:
+            return "rows were deleted or replaced"
+        for q in FROZEN:
+            seen = state.witness.get(q.table)
+            if seen is not None and _one(conn, q.seq_of, seen[0]) != seen[1]:
+                return "history differs from what was counted (a restored backup?)"
+        seen = state.witness.get("sessions")
+        if seen is not None:
+            now = conn.execute(queries.SESSION_SEQ_OF, (seen[0],)).fetchone()
+            if now is None or _created(now[1]) != seen[2] or not (
+                    now[0] == seen[1] or now[0] > state.marks["sessions"]):
+                return "history differs from what was counted (a restored backup?)"
+        if state.head is not None:
+            table, rowid = state.head
+            now_seq = _one(conn, _SEQ_OF[table], rowid)
+            if now_seq is None or now_seq < state.seq:
+                return "history differs from what was counted (a restored backup?)"
+        return None
+
+    # --- incremental -----------------------------------------------------------------------
+    def incremental(self, conn: sqlite3.Connection, state: State, head: Head) -> str | None:
+        """Bring ``state`` to snapshot ``head.seq``: sessions and gauges in the caller's
+        transaction, the frozen tables in batches of short transactions (finished rows never
+        change again, so a row read in a later snapshot is still the row as of ``head.seq``).
+
+        Returns a reason to rebuild, leaving ``state`` as it was, when the sessions would not
+        add up."""
+        seq = head.seq
+        mark = state.marks["sessions"]
+        rows = conn.execute(queries.SESSIONS_CHANGED, (mark, seq)).fetchall()
+        self.rows_read["sessions"] += len(rows)
+        new = sum(1 for row in rows if row[2] is not None and row[2] > mark)
+        # A changed session moves between statuses, a new one adds one: checked before applying.
+        if new and int(conn.execute(queries.SESSION_COUNT).fetchone()[0]) \
+                != sum(state.sessions.values()) + new:
+            return "the sessions do not add up (a replaced session?)"
+        for _, _, created, session_id, status in rows:
+            state.session_changed(session_id, status, created is not None and created > mark)
+        if rows:
+            last_seq, rowid, created = rows[-1][:3]
+            state.witness["sessions"] = [rowid, last_seq, _created(created)]
+        state.marks["sessions"] = seq
+        self.read_gauges(conn, state)
+        for q, finished in ((queries.INVOCATIONS, state.finished_invocation),
+                            (queries.TOOL_USES, state.finished_tool_use)):
+            while True:
+                rows = conn.execute(q.changed, (state.marks[q.table], seq, self.batch)).fetchall()
+                for _, _, agent, key2, status, duration, from_times in rows:
+                    finished(agent, key2, status, usable_duration(duration, from_times))
+                self.rows_read[q.table] += len(rows)
+                if rows:
+                    state.witness[q.table] = [rows[-1][1], rows[-1][0]]
+                if len(rows) < self.batch:
+                    state.marks[q.table] = seq
+                    break
+                state.marks[q.table] = rows[-1][0]
+                conn.execute("COMMIT")  # a big backlog must not hold one long read transaction
+                if self.between_batches is not None:
+                    self.between_batches()
+                conn.execute("BEGIN")
+        state.seq = seq
+        state.head = self._stamped(conn, seq)
+        return None
+
+    @staticmethod
+    def read_gauges(conn: sqlite3.Connection, state: State) -> None:
+        state.set_running(
+            conn.execute(queries.INVOCATIONS.running).fetchall(),
+            conn.execute(queries.TOOL_USES.running).fetchall(),
+            int(conn.execute(queries.ACTIVE_SESSIONS).fetchone()[0]),
+        )
+
+    @staticmethod
+    def _stamped(conn: sqlite3.Connection, seq: int) -> list[int] | None:
+        """The row stamped with ``seq`` as [table index, rowid], if it still carries it."""
+        for table, sql in enumerate(_STAMPED):
+            rowid = _one(conn, sql, seq)
+            if rowid is not None:
+                return [table, rowid]
+        return None
+
+    # --- cold start ------------------------------------------------------------------------
+    def cold_start(self, conn: sqlite3.Connection, head: Head) -> State:
+        """One aggregated pass over the covering indexes, in the caller's read transaction."""
+        state = State(self.label_cap, head.db_id, head.seq)
+        state.removals = head.removals
+        for q, add, histogram in (
+            (queries.INVOCATIONS, state.add_invocations, state.invocation_histogram),
+            (queries.TOOL_USES, state.add_tool_uses, state.tool_use_histogram),
+        ):
+            for agent, key2, status, rows in conn.execute(q.cold_groups).fetchall():
+                label = add(agent, key2, status, rows)
+                self.rows_read[q.table] += rows
+                cumulative, count, total = self._cold_durations(conn, q, (agent, key2, status),
+                                                                rows)
+                if count:
+                    histogram(label).add_cumulative(cumulative, count, total)
+            last = conn.execute(q.last_counted, (head.seq,)).fetchone()
+            if last is not None:
+                state.witness[q.table] = [last[0], last[1]]
+        status_folder: LabelFolder = state.folders["status"]
+        for status, rows in conn.execute(queries.COLD_SESSIONS).fetchall():
+            label = COMPLETED if status == COMPLETED else status_folder.fold(status, rows)
+            state.sessions[label] = state.sessions.get(label, 0) + rows
+            self.rows_read["sessions"] += rows
+        for session_id, status in conn.execute(queries.COLD_OPEN_SESSIONS):
+            state.open_sessions[session_key(session_id)] = status_folder.fold(status, 0)
+        last = conn.execute(queries.SESSION_LAST_CHANGED, (head.seq,)).fetchone()
+        if last is not None:
+            state.witness["sessions"] = [last[0], last[1], _created(last[2])]
+        state.head = self._stamped(conn, head.seq)
+        self.read_gauges(conn, state)
+        return state
+
+    @staticmethod
+    def _cold_durations(conn: sqlite3.Connection, q: queries.TableQueries,
+                        combo: tuple[object, object, object],
+                        rows: int) -> tuple[list[int], int, float]:
+        """Cumulative bucket counts, count and sum of the usable durations of one combination."""
+        count = conn.execute(q.cold_zero, combo).fetchone()[0]
+        total = 0.0
+        cumulative = []
+        bounds = (0.0, *q.buckets, queries.MAX_DURATION)
+        for low, high in itertools.pairwise(bounds):
+            n, s = conn.execute(q.cold_range, (*combo, low, high)).fetchone()
+            count += n
+            total += s
+            cumulative.append(count)
+        cumulative.pop()  # the last range is the +Inf bucket, which is the count
+        if count < rows:  # some rows lack a usable duration_seconds: try their timestamps
+            n, s, *at_most = conn.execute(q.cold_timestamps, combo).fetchone()
+            count += n
+            total += s
+            cumulative = [c + (extra or 0) for c, extra in zip(cumulative, at_most, strict=True)]
+        return cumulative, count, total
+
+
+# Indexed by the head's table number (the order of state.TABLES).
+_SEQ_OF = (queries.INVOCATIONS.seq_of, queries.TOOL_USES.seq_of, queries.SESSION_SEQ_OF)
+_STAMPED = (queries.INVOCATIONS.stamped, queries.TOOL_USES.stamped, queries.SESSION_STAMPED)
+
+
+def _one(conn: sqlite3.Connection, sql: str, arg: object) -> Any:
+    row = conn.execute(sql, (arg,)).fetchone()
+    return None if row is None else row[0]
+
+
+def _created(value: object) -> int:
+    """A session's creation number; -1 for rows from before change tracking (NULL)."""
+    return value if isinstance(value, int) else -1
