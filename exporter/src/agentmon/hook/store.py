@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import sqlite3
+import time
 from datetime import UTC, datetime
 
 from agentmon.hook import redact
@@ -49,7 +50,21 @@ def parse_time(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo is not None else parsed.astimezone()
+    return parsed if parsed.tzinfo is not None else local_to_utc(parsed)
+
+
+def local_to_utc(naive: datetime) -> datetime:
+    """A naive local time in UTC, exactly as SQLite's ``julianday(x, 'utc')`` (the exporter's
+    rule) finds it: guess, ask localtime(), correct, at most four times. A wall time that a
+    daylight-saving change skips or repeats thus gets the same instant in both places."""
+    wall = int(naive.replace(tzinfo=UTC, microsecond=0).timestamp())
+    guess, error = wall, 0
+    for _ in range(4):
+        guess -= error
+        error = int(datetime(*time.localtime(guess)[:6], tzinfo=UTC).timestamp()) - wall
+        if not error:
+            break
+    return datetime.fromtimestamp(guess, UTC).replace(microsecond=naive.microsecond)
 
 
 def seconds_between(start: Any, end: datetime) -> float | None:
