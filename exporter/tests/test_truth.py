@@ -93,8 +93,10 @@ def truth_duration(duration: object, start: object, end: object) -> float | None
         begin, finish = datetime.fromisoformat(start), datetime.fromisoformat(end)
     except ValueError:
         return None
-    begin = begin if begin.tzinfo else begin.replace(tzinfo=UTC)
-    finish = finish if finish.tzinfo else finish.replace(tzinfo=UTC)
+    # naive: the host's local time (the machine's times never fall in a daylight-saving change;
+    # tests/test_timezones.py covers those)
+    begin = begin if begin.tzinfo else begin.astimezone()
+    finish = finish if finish.tzinfo else finish.astimezone()
     seconds = round((finish - begin).total_seconds(), 3)
     return seconds if 0 <= seconds <= 1e9 else None
 

@@ -11,9 +11,12 @@ Duration rule (one definition, used by the cold start and by the incremental pat
 ``duration_seconds`` when it is a number in [0, 1e9]; otherwise ``end_time - start_time`` when
 both are text that starts like an ISO-8601 date-time (``YYYY-MM-DD[T ]HH:MM``) and the difference
 is in [0, 1e9]; otherwise unknown (counted, not observed). Times are compared with SQLite's
-``julianday``: a time with an offset is converted to UTC, one without an offset is taken as it
-is (legacy rows hold local time on both ends, so their difference is right), and the result is
-rounded to the millisecond, which is SQLite's time resolution.
+``julianday``: a time with an offset is converted to UTC, one without an offset is the host's
+local time (what the original hooks wrote: ``datetime.now().isoformat()``) and is converted to
+UTC with the ``'utc'`` modifier, which asks the C library (so it honours ``TZ``): a duration that
+spans a daylight-saving change is right. A wall time that a change skips or repeats is read with
+the UTC offset in force after the change; the hook resolves naive times the same way. The result
+is rounded to the millisecond, which is SQLite's time resolution.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ _TS_GLOB = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9][T ][0-9][0-9]:[0-9][0-9]
 TIMESTAMP_DURATION = (
     "CASE WHEN typeof(start_time) = 'text' AND typeof(end_time) = 'text'"
     f" AND start_time GLOB {_TS_GLOB} AND end_time GLOB {_TS_GLOB}"
-    " THEN round((julianday(end_time) - julianday(start_time)) * 86400.0, 3) END"
+    " THEN round((julianday(end_time, 'utc') - julianday(start_time, 'utc')) * 86400.0, 3) END"
 )
 
 FINAL = sql_list(statuses.FINAL)
