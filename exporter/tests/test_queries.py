@@ -32,7 +32,7 @@ EXPECTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "session_count": (("SCAN sessions USING COVERING INDEX sqlite_autoindex_sessions_1",), ()),
     "session_last_changed": (("SEARCH sessions USING INDEX idx_sessions_agentmon_seq "
                               "(agentmon_seq<?)",), ("TEMP B-TREE",)),
-    "session_seq_of": (("SEARCH sessions USING INTEGER PRIMARY KEY (rowid=?)",), ()),
+    "session_row_at": (("SEARCH sessions USING INTEGER PRIMARY KEY (rowid=?)",), ()),
     "session_stamped": (("SEARCH sessions USING COVERING INDEX idx_sessions_agentmon_seq "
                          "(agentmon_seq=?)",), ()),
 }
@@ -57,7 +57,7 @@ for table, key2, agg, untimed, running in (
                                      ("TEMP B-TREE",)),
         f"{table}.last_counted": ((f"SEARCH {table} USING INDEX idx_{table}_agentmon_seq "
                                    "(agentmon_seq<?)",), ("TEMP B-TREE",)),
-        f"{table}.seq_of": ((f"SEARCH {table} USING INTEGER PRIMARY KEY (rowid=?)",), ()),
+        f"{table}.row_at": ((f"SEARCH {table} USING INTEGER PRIMARY KEY (rowid=?)",), ()),
         f"{table}.stamped": ((f"SEARCH {table} USING COVERING INDEX idx_{table}_agentmon_seq "
                               "(agentmon_seq=?)",), ()),
     })

@@ -87,13 +87,16 @@ class TableQueries:
         self.running_sessions = (
             f"SELECT session_id FROM {table} INDEXED BY {running_index} WHERE status = 'running'"
         )
-        # Witness (see collector.reading): the counted row with the highest sequence number,
-        # then, on each refresh, its sequence number now (finished rows are frozen).
+        # Witnesses (see collector.reading): the counted row with the highest sequence number,
+        # a row as it is now (by id), and the row stamped with a sequence number.
         self.last_counted = (
             f"SELECT id, agentmon_seq FROM {table} INDEXED BY {seq_index}"
             f" WHERE agentmon_seq <= ? AND status IN {FINAL} ORDER BY agentmon_seq DESC LIMIT 1"
         )
-        self.seq_of = f"SELECT agentmon_seq FROM {table} WHERE id = ?"
+        self.row_at = (
+            f"SELECT agentmon_seq, agent_name, {key2}, status, duration_seconds, start_time,"
+            f" end_time FROM {table} WHERE id = ?"
+        )
         self.stamped = f"SELECT id FROM {table} INDEXED BY {seq_index} WHERE agentmon_seq = ?"
         # Cold start, step 1: the label combinations with their row counts (covering scan).
         self.cold_groups = (
@@ -152,7 +155,9 @@ SESSION_LAST_CHANGED = (
     " INDEXED BY idx_sessions_agentmon_seq WHERE agentmon_seq <= ? ORDER BY agentmon_seq DESC"
     " LIMIT 1"
 )
-SESSION_SEQ_OF = "SELECT agentmon_seq, agentmon_created_seq FROM sessions WHERE rowid = ?"
+SESSION_ROW_AT = (
+    "SELECT agentmon_seq, agentmon_created_seq, session_id, status FROM sessions WHERE rowid = ?"
+)
 SESSION_STAMPED = (
     "SELECT rowid FROM sessions INDEXED BY idx_sessions_agentmon_seq WHERE agentmon_seq = ?"
 )
@@ -170,12 +175,12 @@ ALL_QUERIES: dict[str, str] = {
     "cold_open_sessions": COLD_OPEN_SESSIONS,
     "session_count": SESSION_COUNT,
     "session_last_changed": SESSION_LAST_CHANGED,
-    "session_seq_of": SESSION_SEQ_OF,
+    "session_row_at": SESSION_ROW_AT,
     "session_stamped": SESSION_STAMPED,
     **{
         f"{q.table}.{name}": getattr(q, name)
         for q in (INVOCATIONS, TOOL_USES)
         for name in ("changed", "running", "cold_groups", "cold_range", "cold_zero",
-                     "cold_timestamps", "last_counted", "seq_of", "stamped")
+                     "cold_timestamps", "last_counted", "row_at", "stamped")
     },
 }

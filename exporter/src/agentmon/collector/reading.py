@@ -23,6 +23,7 @@ what the state recorded with what the database says now, with a handful of prima
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import sqlite3
 from collections.abc import Callable
@@ -93,22 +94,34 @@ class Reader:
             return "sequence went backwards"
         if head.removals != state.removals:
             return "rows were deleted or replaced"
-        for q in FROZEN:
+        diverged = "history differs from what was counted (a restored backup?)"
+        for table, q in enumerate(FROZEN):
             seen = state.witness.get(q.table)
-            if seen is not None and _one(conn, q.seq_of, seen[0]) != seen[1]:
-                return "history differs from what was counted (a restored backup?)"
+            # a finished row is frozen: the same sequence number and the same values
+            if seen is not None and _row(conn, table, seen[0]) != (seen[1], seen[2], seen[2]):
+                return diverged
         seen = state.witness.get("sessions")
         if seen is not None:
-            now = conn.execute(queries.SESSION_SEQ_OF, (seen[0],)).fetchone()
-            if now is None or _created(now[1]) != seen[2] or not (
-                    now[0] == seen[1] or now[0] > state.marks["sessions"]):
-                return "history differs from what was counted (a restored backup?)"
+            now = _row(conn, SESSIONS, seen[0])
+            # the same session, as it was or changed since (a later sequence number)
+            if now is None or now[1] != seen[2] or not (
+                    (now[0], now[2]) == (seen[1], seen[3]) or now[0] > state.marks["sessions"]):
+                return diverged
         if state.head is not None:
-            table, rowid = state.head
-            now_seq = _one(conn, _SEQ_OF[table], rowid)
-            if now_seq is None or now_seq < state.seq:
-                return "history differs from what was counted (a restored backup?)"
+            table, rowid, full = state.head
+            now = _row(conn, table, rowid)
+            if now is None or not ((now[0], now[2]) == (state.seq, full) or now[0] > state.seq):
+                return diverged
         return None
+
+    def _witness(self, conn: sqlite3.Connection, state: State, table: int, rowid: int) -> None:
+        now = _row(conn, table, rowid)
+        if now is None:  # cannot happen inside one read transaction; be safe
+            state.witness.pop(TABLES[table], None)
+        elif table == SESSIONS:
+            state.witness[TABLES[table]] = [rowid, now[0], now[1], now[2]]
+        else:
+            state.witness[TABLES[table]] = [rowid, now[0], now[2]]
 
     # --- incremental -----------------------------------------------------------------------
     def incremental(self, conn: sqlite3.Connection, state: State, head: Head) -> str | None:
@@ -130,19 +143,18 @@ class Reader:
         for _, _, created, session_id, status in rows:
             state.session_changed(session_id, status, created is not None and created > mark)
         if rows:
-            last_seq, rowid, created = rows[-1][:3]
-            state.witness["sessions"] = [rowid, last_seq, _created(created)]
+            self._witness(conn, state, SESSIONS, rows[-1][1])
         state.marks["sessions"] = seq
         self.read_gauges(conn, state)
-        for q, finished in ((queries.INVOCATIONS, state.finished_invocation),
-                            (queries.TOOL_USES, state.finished_tool_use)):
+        for table, (q, finished) in enumerate(((queries.INVOCATIONS, state.finished_invocation),
+                                               (queries.TOOL_USES, state.finished_tool_use))):
             while True:
                 rows = conn.execute(q.changed, (state.marks[q.table], seq, self.batch)).fetchall()
                 for _, _, agent, key2, status, duration, from_times in rows:
                     finished(agent, key2, status, usable_duration(duration, from_times))
                 self.rows_read[q.table] += len(rows)
-                if rows:
-                    state.witness[q.table] = [rows[-1][1], rows[-1][0]]
+                if rows:  # frozen: the row as read is the row now, in this transaction too
+                    self._witness(conn, state, table, rows[-1][1])
                 if len(rows) < self.batch:
                     state.marks[q.table] = seq
                     break
@@ -165,11 +177,13 @@ class Reader:
 
     @staticmethod
     def _stamped(conn: sqlite3.Connection, seq: int) -> list[int] | None:
-        """The row stamped with ``seq`` as [table index, rowid], if it still carries it."""
+        """The row stamped with ``seq`` as [table index, rowid, fingerprint], if one still
+        carries it (in a later snapshot it may have changed again)."""
         for table, sql in enumerate(_STAMPED):
-            rowid = _one(conn, sql, seq)
-            if rowid is not None:
-                return [table, rowid]
+            found = conn.execute(sql, (seq,)).fetchone()
+            if found is not None:
+                now = _row(conn, table, found[0])
+                return None if now is None else [table, found[0], now[2]]
         return None
 
     # --- cold start ------------------------------------------------------------------------
@@ -190,7 +204,7 @@ class Reader:
                     histogram(label).add_cumulative(cumulative, count, total)
             last = conn.execute(q.last_counted, (head.seq,)).fetchone()
             if last is not None:
-                state.witness[q.table] = [last[0], last[1]]
+                self._witness(conn, state, TABLES.index(q.table), last[0])
         status_folder: LabelFolder = state.folders["status"]
         for status, rows in conn.execute(queries.COLD_SESSIONS).fetchall():
             label = COMPLETED if status == COMPLETED else status_folder.fold(status, rows)
@@ -200,7 +214,7 @@ class Reader:
             state.open_sessions[session_key(session_id)] = status_folder.fold(status, 0)
         last = conn.execute(queries.SESSION_LAST_CHANGED, (head.seq,)).fetchone()
         if last is not None:
-            state.witness["sessions"] = [last[0], last[1], _created(last[2])]
+            self._witness(conn, state, SESSIONS, last[0])
         state.head = self._stamped(conn, head.seq)
         self.read_gauges(conn, state)
         return state
@@ -228,16 +242,23 @@ class Reader:
         return cumulative, count, total
 
 
-# Indexed by the head's table number (the order of state.TABLES).
-_SEQ_OF = (queries.INVOCATIONS.seq_of, queries.TOOL_USES.seq_of, queries.SESSION_SEQ_OF)
+# Indexed by table number (the order of state.TABLES).
+SESSIONS = TABLES.index("sessions")
+_ROW_AT = (queries.INVOCATIONS.row_at, queries.TOOL_USES.row_at, queries.SESSION_ROW_AT)
 _STAMPED = (queries.INVOCATIONS.stamped, queries.TOOL_USES.stamped, queries.SESSION_STAMPED)
 
 
-def _one(conn: sqlite3.Connection, sql: str, arg: object) -> Any:
-    row = conn.execute(sql, (arg,)).fetchone()
-    return None if row is None else row[0]
+def _row(conn: sqlite3.Connection, table: int, rowid: object) -> tuple[Any, int, int] | None:
+    """A row as it is now: (sequence number, fingerprint of what never changes, fingerprint of
+    everything the metrics read). A finished invocation or tool use never changes at all; a
+    session keeps its id and creation number."""
+    row = conn.execute(_ROW_AT[table], (rowid,)).fetchone()
+    if row is None:
+        return None
+    full = _fingerprint(row[1:])
+    return row[0], (_fingerprint(row[1:3]) if table == SESSIONS else full), full
 
 
-def _created(value: object) -> int:
-    """A session's creation number; -1 for rows from before change tracking (NULL)."""
-    return value if isinstance(value, int) else -1
+def _fingerprint(values: tuple[object, ...]) -> int:
+    digest = hashlib.blake2b(repr(values).encode("utf-8", "backslashreplace"), digest_size=7)
+    return int.from_bytes(digest.digest(), "big")

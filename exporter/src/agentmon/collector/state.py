@@ -86,8 +86,9 @@ class State:
         self.sessions: dict[str, int] = {}
         self.open_sessions: dict[str, str] = {}  # session digest -> status label, if not completed
         # How the database looked when it was read (see collector.reading, "Divergence"): its
-        # removal counter, per table the row read last as [rowid, seq] (sessions: [rowid, seq,
-        # created seq]), and the row stamped with ``seq`` as [table index, rowid].
+        # removal counter, per table a witness row as [rowid, seq, fingerprint] (sessions:
+        # [rowid, seq, identity fingerprint, fingerprint]), and the row stamped with ``seq``
+        # as [table index, rowid, fingerprint].
         self.removals = 0
         self.witness: dict[str, list[int]] = {}
         self.head: list[int] | None = None
@@ -215,11 +216,11 @@ class State:
         witness = data["witness"]
         if not isinstance(witness, dict) or not set(witness) <= set(TABLES):
             raise ValueError("witness is not an object of tables")
-        state.witness = {str(k): _ints(v, 3 if k == "sessions" else 2)
+        state.witness = {str(k): _ints(v, 4 if k == "sessions" else 3)
                          for k, v in witness.items()}
         head = data["head"]
-        state.head = None if head is None else _ints(head, 2)
-        if state.head is not None and state.head[0] >= len(TABLES):
+        state.head = None if head is None else _ints(head, 3)
+        if state.head is not None and not 0 <= state.head[0] < len(TABLES):
             raise ValueError("head names no table")
         return state
 
