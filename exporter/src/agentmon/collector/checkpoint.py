@@ -2,12 +2,14 @@
 
 A new version goes to an unpredictable temporary name in the same folder (``tempfile.mkstemp``:
 no symlink games), is flushed to disk, then renamed over the old one, so a crash leaves either
-the old or the new checkpoint, never a torn one.
+the old or the new checkpoint, never a torn one. A digest of the content is stored with it: a
+damaged or hand-edited checkpoint is not trusted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -22,7 +24,11 @@ class CheckpointError(Exception):
 
 
 def save(path: Path, payload: dict[str, object]) -> None:
-    data = json.dumps({"format": FORMAT, **payload}, separators=(",", ":")).encode()
+    content = {"format": FORMAT, **payload}
+    try:
+        data = json.dumps({**content, "digest": _digest(content)}, separators=(",", ":")).encode()
+    except ValueError as exc:  # a non-finite number: it could not be read back
+        raise CheckpointError(f"cannot write checkpoint {path}: {exc}") from None
     folder = path.absolute().parent
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
@@ -63,7 +69,15 @@ def load(path: Path) -> dict[str, object] | None:
         raise CheckpointError(f"checkpoint {path} is nested too deeply") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} has an unknown format")
+    digest = data.pop("digest", None)
+    if digest != _digest(data):  # a damaged or edited file would be trusted state otherwise
+        raise CheckpointError(f"checkpoint {path} does not match its digest")
     return data
+
+
+def _digest(content: dict[str, object]) -> str:
+    text = json.dumps(content, separators=(",", ":"), allow_nan=False).encode()
+    return hashlib.blake2b(text, digest_size=16).hexdigest()
 
 
 def _finite(text: str) -> float:
