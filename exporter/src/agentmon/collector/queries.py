@@ -93,9 +93,11 @@ class TableQueries:
             f"SELECT id, agentmon_seq FROM {table} INDEXED BY {seq_index}"
             f" WHERE agentmon_seq <= ? AND status IN {FINAL} ORDER BY agentmon_seq DESC LIMIT 1"
         )
+        # the metric columns, and two the hook writes once at insert (the event's time and
+        # session), so a row written after a restore does not pass for the one counted
         self.row_at = (
             f"SELECT agentmon_seq, agent_name, {key2}, status, duration_seconds, start_time,"
-            f" end_time FROM {table} WHERE id = ?"
+            f" end_time, timestamp, session_id FROM {table} WHERE id = ?"
         )
         self.stamped = f"SELECT id FROM {table} INDEXED BY {seq_index} WHERE agentmon_seq = ?"
         # Cold start, step 1: the label combinations with their row counts (covering scan).
@@ -156,7 +158,8 @@ SESSION_LAST_CHANGED = (
     " LIMIT 1"
 )
 SESSION_ROW_AT = (
-    "SELECT agentmon_seq, agentmon_created_seq, session_id, status FROM sessions WHERE rowid = ?"
+    "SELECT agentmon_seq, agentmon_created_seq, session_id, start_time, status FROM sessions"
+    " WHERE rowid = ?"
 )
 SESSION_STAMPED = (
     "SELECT rowid FROM sessions INDEXED BY idx_sessions_agentmon_seq WHERE agentmon_seq = ?"

@@ -250,13 +250,13 @@ _STAMPED = (queries.INVOCATIONS.stamped, queries.TOOL_USES.stamped, queries.SESS
 
 def _row(conn: sqlite3.Connection, table: int, rowid: object) -> tuple[Any, int, int] | None:
     """A row as it is now: (sequence number, fingerprint of what never changes, fingerprint of
-    everything the metrics read). A finished invocation or tool use never changes at all; a
-    session keeps its id and creation number."""
+    everything). A finished invocation or tool use never changes its metric columns; a session
+    keeps its id, creation number and start time."""
     row = conn.execute(_ROW_AT[table], (rowid,)).fetchone()
     if row is None:
         return None
     full = _fingerprint(row[1:])
-    return row[0], (_fingerprint(row[1:3]) if table == SESSIONS else full), full
+    return row[0], (_fingerprint(row[1:4]) if table == SESSIONS else full), full
 
 
 def _fingerprint(values: tuple[object, ...]) -> int:
