@@ -33,6 +33,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from agentmon.collector.collector import ExporterCollector
 from agentmon.schema.migrate import migrate
+from agentmon.schema.statuses import FINAL
 
 INV_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
 TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -46,7 +47,9 @@ AGENTS = st.sampled_from(["planner", "coder", "mcp__srv__x", None, "", "bad agen
 PHASES = st.sampled_from(["plan", "build", None, "two words"])
 TOOLS = st.sampled_from(["Bash", "Read", "mcp__github__create_issue", None, "rm -rf /"])
 SESSIONS = st.sampled_from(["s1", "s2", "s3", "s4"])
-FINISHED = st.sampled_from(["completed", "error"])
+# The final statuses are a definition (one place), not a computation the recount must redo.
+FINISHED = st.sampled_from(FINAL)
+FINAL_SQL = "(" + ", ".join(f"'{status}'" for status in FINAL) + ")"
 BASE = datetime(2025, 3, 1, 12, 0, 0)
 
 
@@ -120,13 +123,13 @@ def recount(db: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         out[key] = out.get(key, 0) + value
 
     for agent, phase, status, n in conn.execute(
-            "SELECT agent_name, phase, status, COUNT(*) FROM agent_invocations"
-            " WHERE status IN ('completed', 'error') GROUP BY 1, 2, 3"):
+            "SELECT agent_name, phase, status, COUNT(*) FROM agent_invocations"  # noqa: S608
+            f" WHERE status IN {FINAL_SQL} GROUP BY 1, 2, 3"):
         add("agentmon_invocations_total", n, agent=truth_label(agent),
             phase=truth_label(phase, "none"), status=status)
     for agent, tool, status, n in conn.execute(
-            "SELECT agent_name, tool_name, status, COUNT(*) FROM agent_tool_uses"
-            " WHERE status IN ('completed', 'error') GROUP BY 1, 2, 3"):
+            "SELECT agent_name, tool_name, status, COUNT(*) FROM agent_tool_uses"  # noqa: S608
+            f" WHERE status IN {FINAL_SQL} GROUP BY 1, 2, 3"):
         add("agentmon_tool_uses_total", n, agent=truth_label(agent), tool=truth_label(tool),
             status=status)
     for agent, phase, n in conn.execute(
@@ -146,7 +149,7 @@ def recount(db: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     ):
         for key, duration, start, end in conn.execute(
                 f"SELECT {column}, duration_seconds, start_time, end_time FROM {table}"  # noqa: S608
-                " WHERE status IN ('completed', 'error')"):
+                f" WHERE status IN {FINAL_SQL}"):
             seconds = truth_duration(duration, start, end)
             if seconds is None:
                 continue
@@ -274,13 +277,12 @@ class TruthMachine(RuleBasedStateMachine):
         ids = [r[0] for r in self.conn.execute(sql)]
         return ids[pick % len(ids)] if ids else None
 
-    @rule(agent=AGENTS, phase=PHASES, status=st.sampled_from(["running", "completed", "error",
-                                                              "pending"]),
+    @rule(agent=AGENTS, phase=PHASES, status=st.sampled_from(["running", *FINAL, "pending"]),
           duration=DURATIONS, when=times(), session=SESSIONS)
     def insert_invocation(self, agent, phase, status, duration, when, session) -> None:
         self._insert("agent_invocations", agent, phase, status, duration, when, session)
 
-    @rule(agent=AGENTS, tool=TOOLS, status=st.sampled_from(["running", "completed", "error"]),
+    @rule(agent=AGENTS, tool=TOOLS, status=st.sampled_from(["running", *FINAL]),
           duration=DURATIONS, when=times(), session=SESSIONS)
     def insert_tool_use(self, agent, tool, status, duration, when, session) -> None:
         self._insert("agent_tool_uses", agent, tool, status, duration, when, session)
@@ -290,7 +292,7 @@ class TruthMachine(RuleBasedStateMachine):
               [None, "2025-03-01T12:30:00.250", "2025-03-01T11:00:00+00:00", "junk"]))
     def finish(self, table, pick, status, duration, end) -> None:
         ids = [r[0] for r in self.conn.execute(
-            f"SELECT id FROM {table} WHERE status NOT IN ('completed', 'error')"  # noqa: S608
+            f"SELECT id FROM {table} WHERE status NOT IN {FINAL_SQL}"  # noqa: S608
             " OR status IS NULL ORDER BY id DESC")]
         if ids:
             self.conn.execute(
@@ -298,11 +300,11 @@ class TruthMachine(RuleBasedStateMachine):
                 " end_time = ? WHERE id = ?", (status, duration, end, ids[pick % len(ids)]))
 
     @rule(table=st.sampled_from(["agent_invocations", "agent_tool_uses"]), pick=st.integers(0, 50),
-          status=st.sampled_from(["completed", "error", "running"]), duration=DURATIONS)
+          status=st.sampled_from([*FINAL, "running"]), duration=DURATIONS)
     def finish_again(self, table, pick, status, duration) -> None:
         """A duplicate PostToolUse: the freeze trigger must make it a no-op."""
         ids = [r[0] for r in self.conn.execute(
-            f"SELECT id FROM {table} WHERE status IN ('completed', 'error') ORDER BY id DESC")]  # noqa: S608
+            f"SELECT id FROM {table} WHERE status IN {FINAL_SQL} ORDER BY id DESC")]  # noqa: S608
         if ids:
             self.conn.execute(
                 f"UPDATE {table} SET status = ?, duration_seconds = ?, agent_name = 'late'"  # noqa: S608
@@ -333,7 +335,7 @@ class TruthMachine(RuleBasedStateMachine):
             self.conn.execute(f"DELETE FROM {table} WHERE id = ?", (row,))  # noqa: S608
 
     @rule(table=st.sampled_from(["agent_invocations", "agent_tool_uses"]), pick=st.integers(0, 50),
-          agent=AGENTS, key2=TOOLS, status=st.sampled_from(["running", "completed", "error"]),
+          agent=AGENTS, key2=TOOLS, status=st.sampled_from(["running", *FINAL]),
           duration=DURATIONS, when=times(), session=SESSIONS)
     def replace_row(self, table, pick, agent, key2, status, duration, when, session) -> None:
         row = self._pick(f"SELECT id FROM {table} ORDER BY id", pick)  # noqa: S608
