@@ -33,8 +33,8 @@ EXPECTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "session_last_changed": (("SEARCH sessions USING INDEX idx_sessions_agentmon_seq "
                               "(agentmon_seq<?)",), ("TEMP B-TREE",)),
     "session_row_at": (("SEARCH sessions USING INTEGER PRIMARY KEY (rowid=?)",), ()),
-    "session_stamped": (("SEARCH sessions USING COVERING INDEX idx_sessions_agentmon_seq "
-                         "(agentmon_seq=?)",), ()),
+    "session_top_stamp": (("SEARCH sessions USING COVERING INDEX idx_sessions_agentmon_seq "
+                           "(agentmon_seq<?)",), ("TEMP B-TREE",)),
 }
 for table, key2, agg, untimed, running in (
     ("agent_invocations", "phase", "idx_invocations_agent", "idx_invocations_untimed",
@@ -58,8 +58,8 @@ for table, key2, agg, untimed, running in (
         f"{table}.last_counted": ((f"SEARCH {table} USING INDEX idx_{table}_agentmon_seq "
                                    "(agentmon_seq<?)",), ("TEMP B-TREE",)),
         f"{table}.row_at": ((f"SEARCH {table} USING INTEGER PRIMARY KEY (rowid=?)",), ()),
-        f"{table}.stamped": ((f"SEARCH {table} USING COVERING INDEX idx_{table}_agentmon_seq "
-                              "(agentmon_seq=?)",), ()),
+        f"{table}.top_stamp": ((f"SEARCH {table} USING COVERING INDEX idx_{table}_agentmon_seq "
+                                "(agentmon_seq<?)",), ("TEMP B-TREE",)),
     })
 
 FULL_SCAN = re.compile(r"^SCAN (agent_invocations|agent_tool_uses)$")

@@ -88,7 +88,7 @@ class TableQueries:
             f"SELECT session_id FROM {table} INDEXED BY {running_index} WHERE status = 'running'"
         )
         # Witnesses (see collector.reading): the counted row with the highest sequence number,
-        # a row as it is now (by id), and the row stamped with a sequence number.
+        # a row as it is now (by id), and the row with the highest sequence number up to N.
         self.last_counted = (
             f"SELECT id, agentmon_seq FROM {table} INDEXED BY {seq_index}"
             f" WHERE agentmon_seq <= ? AND status IN {FINAL} ORDER BY agentmon_seq DESC LIMIT 1"
@@ -99,7 +99,10 @@ class TableQueries:
             f"SELECT agentmon_seq, agent_name, {key2}, status, duration_seconds, start_time,"
             f" end_time, timestamp, session_id FROM {table} WHERE id = ?"
         )
-        self.stamped = f"SELECT id FROM {table} INDEXED BY {seq_index} WHERE agentmon_seq = ?"
+        self.top_stamp = (
+            f"SELECT agentmon_seq, id FROM {table} INDEXED BY {seq_index}"
+            " WHERE agentmon_seq <= ? ORDER BY agentmon_seq DESC LIMIT 1"
+        )
         # Cold start, step 1: the label combinations with their row counts (covering scan).
         self.cold_groups = (
             f"SELECT agent_name, {key2}, status, COUNT(*) FROM {table} INDEXED BY {agg_index}"
@@ -149,7 +152,8 @@ SESSIONS_CHANGED = (
 # Cold start only: the sessions table is small next to the invocation tables.
 COLD_SESSIONS = "SELECT status, COUNT(*) FROM sessions GROUP BY status"
 COLD_OPEN_SESSIONS = "SELECT session_id, status FROM sessions WHERE status IS NOT 'completed'"
-# Only after a refresh read a new session: an INSERT OR REPLACE of a session looks like a new one.
+# Only after a refresh read changed sessions: a replaced session looks like a new one, and a
+# session inserted after a restore may carry a creation number the state has passed.
 SESSION_COUNT = "SELECT COUNT(*) FROM sessions"
 # Witness: the session changed last, and on each refresh its sequence numbers now.
 SESSION_LAST_CHANGED = (
@@ -161,8 +165,9 @@ SESSION_ROW_AT = (
     "SELECT agentmon_seq, agentmon_created_seq, session_id, start_time, status FROM sessions"
     " WHERE rowid = ?"
 )
-SESSION_STAMPED = (
-    "SELECT rowid FROM sessions INDEXED BY idx_sessions_agentmon_seq WHERE agentmon_seq = ?"
+SESSION_TOP_STAMP = (
+    "SELECT agentmon_seq, rowid FROM sessions INDEXED BY idx_sessions_agentmon_seq"
+    " WHERE agentmon_seq <= ? ORDER BY agentmon_seq DESC LIMIT 1"
 )
 
 ACTIVE_SESSIONS = (
@@ -179,11 +184,11 @@ ALL_QUERIES: dict[str, str] = {
     "session_count": SESSION_COUNT,
     "session_last_changed": SESSION_LAST_CHANGED,
     "session_row_at": SESSION_ROW_AT,
-    "session_stamped": SESSION_STAMPED,
+    "session_top_stamp": SESSION_TOP_STAMP,
     **{
         f"{q.table}.{name}": getattr(q, name)
         for q in (INVOCATIONS, TOOL_USES)
         for name in ("changed", "running", "cold_groups", "cold_range", "cold_zero",
-                     "cold_timestamps", "last_counted", "row_at", "stamped")
+                     "cold_timestamps", "last_counted", "row_at", "top_stamp")
     },
 }

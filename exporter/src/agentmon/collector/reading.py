@@ -107,11 +107,13 @@ class Reader:
             if now is None or now[1] != seen[2] or not (
                     (now[0], now[2]) == (seen[1], seen[3]) or now[0] > state.marks["sessions"]):
                 return diverged
-        if state.head is not None:
-            table, rowid, full = state.head
-            now = _row(conn, table, rowid)
-            if now is None or not ((now[0], now[2]) == (state.seq, full) or now[0] > state.seq):
-                return diverged
+        # Sequence numbers up to the state's are never handed out again in one history: the
+        # row holding the highest of them must be the one seen then, or one that was seen
+        # below it (the rows above it changed again since, or were deleted).
+        top = _top_stamp(conn, state.seq)
+        if top is not None and (state.head is None or top[0] > state.head[0] or (
+                top[0] == state.head[0] and [*top, _fp(conn, top)] != state.head)):
+            return diverged
         return None
 
     def _witness(self, conn: sqlite3.Connection, state: State, table: int, rowid: int) -> None:
@@ -137,9 +139,9 @@ class Reader:
         self.rows_read["sessions"] += len(rows)
         new = sum(1 for row in rows if row[2] is not None and row[2] > mark)
         # A changed session moves between statuses, a new one adds one: checked before applying.
-        if new and int(conn.execute(queries.SESSION_COUNT).fetchone()[0]) \
+        if rows and int(conn.execute(queries.SESSION_COUNT).fetchone()[0]) \
                 != sum(state.sessions.values()) + new:
-            return "the sessions do not add up (a replaced session?)"
+            return "the sessions do not add up (a replaced session, or a restored backup?)"
         for _, _, created, session_id, status in rows:
             state.session_changed(session_id, status, created is not None and created > mark)
         if rows:
@@ -164,7 +166,7 @@ class Reader:
                     self.between_batches()
                 conn.execute("BEGIN")
         state.seq = seq
-        state.head = self._stamped(conn, seq)
+        state.head = self._head(conn, seq)
         return None
 
     @staticmethod
@@ -176,15 +178,11 @@ class Reader:
         )
 
     @staticmethod
-    def _stamped(conn: sqlite3.Connection, seq: int) -> list[int] | None:
-        """The row stamped with ``seq`` as [table index, rowid, fingerprint], if one still
-        carries it (in a later snapshot it may have changed again)."""
-        for table, sql in enumerate(_STAMPED):
-            found = conn.execute(sql, (seq,)).fetchone()
-            if found is not None:
-                now = _row(conn, table, found[0])
-                return None if now is None else [table, found[0], now[2]]
-        return None
+    def _head(conn: sqlite3.Connection, seq: int) -> list[int] | None:
+        """The row holding the highest sequence number up to ``seq``, as [sequence number,
+        table index, rowid, fingerprint]."""
+        top = _top_stamp(conn, seq)
+        return None if top is None else [*top, _fp(conn, top)]
 
     # --- cold start ------------------------------------------------------------------------
     def cold_start(self, conn: sqlite3.Connection, head: Head) -> State:
@@ -215,7 +213,7 @@ class Reader:
         last = conn.execute(queries.SESSION_LAST_CHANGED, (head.seq,)).fetchone()
         if last is not None:
             self._witness(conn, state, SESSIONS, last[0])
-        state.head = self._stamped(conn, head.seq)
+        state.head = self._head(conn, head.seq)
         self.read_gauges(conn, state)
         return state
 
@@ -245,7 +243,23 @@ class Reader:
 # Indexed by table number (the order of state.TABLES).
 SESSIONS = TABLES.index("sessions")
 _ROW_AT = (queries.INVOCATIONS.row_at, queries.TOOL_USES.row_at, queries.SESSION_ROW_AT)
-_STAMPED = (queries.INVOCATIONS.stamped, queries.TOOL_USES.stamped, queries.SESSION_STAMPED)
+_TOP_STAMP = (queries.INVOCATIONS.top_stamp, queries.TOOL_USES.top_stamp,
+              queries.SESSION_TOP_STAMP)
+
+
+def _top_stamp(conn: sqlite3.Connection, seq: int) -> tuple[int, int, int] | None:
+    """(sequence number, table index, rowid) of the row holding the highest number <= seq."""
+    best = None
+    for table, sql in enumerate(_TOP_STAMP):
+        found = conn.execute(sql, (seq,)).fetchone()
+        if found is not None and (best is None or found[0] > best[0]):
+            best = (found[0], table, found[1])
+    return best
+
+
+def _fp(conn: sqlite3.Connection, top: tuple[int, int, int]) -> int:
+    now = _row(conn, top[1], top[2])
+    return -1 if now is None else now[2]
 
 
 def _row(conn: sqlite3.Connection, table: int, rowid: object) -> tuple[Any, int, int] | None:
@@ -253,7 +267,7 @@ def _row(conn: sqlite3.Connection, table: int, rowid: object) -> tuple[Any, int,
     everything). A finished invocation or tool use never changes its metric columns; a session
     keeps its id, creation number and start time."""
     row = conn.execute(_ROW_AT[table], (rowid,)).fetchone()
-    if row is None:
+    if row is None or not isinstance(row[0], int):  # a row from before change tracking
         return None
     full = _fingerprint(row[1:])
     return row[0], (_fingerprint(row[1:4]) if table == SESSIONS else full), full

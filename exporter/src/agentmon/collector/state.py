@@ -87,8 +87,8 @@ class State:
         self.open_sessions: dict[str, str] = {}  # session digest -> status label, if not completed
         # How the database looked when it was read (see collector.reading, "Divergence"): its
         # removal counter, per table a witness row as [rowid, seq, fingerprint] (sessions:
-        # [rowid, seq, identity fingerprint, fingerprint]), and the row stamped with ``seq``
-        # as [table index, rowid, fingerprint].
+        # [rowid, seq, identity fingerprint, fingerprint]), and the row holding the highest
+        # sequence number up to ``seq`` as [its seq, table index, rowid, fingerprint].
         self.removals = 0
         self.witness: dict[str, list[int]] = {}
         self.head: list[int] | None = None
@@ -219,8 +219,8 @@ class State:
         state.witness = {str(k): _ints(v, 4 if k == "sessions" else 3)
                          for k, v in witness.items()}
         head = data["head"]
-        state.head = None if head is None else _ints(head, 3)
-        if state.head is not None and not 0 <= state.head[0] < len(TABLES):
+        state.head = None if head is None else _ints(head, 4)
+        if state.head is not None and not 0 <= state.head[1] < len(TABLES):
             raise ValueError("head names no table")
         return state
 
