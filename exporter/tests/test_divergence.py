@@ -217,6 +217,24 @@ def test_hook_like_traffic_never_rebuilds(db: Path) -> None:
     assert rebuilds(collector) == 1
 
 
+def test_the_real_hook_never_triggers_a_rebuild(tmp_path: Path) -> None:
+    """Every event type through agentmon's own hook, refreshes in between: witnesses and
+    counts hold, so the state is built once; numbers equal SQL throughout."""
+    from hook_events import EVENT_NAMES, event, run_hook
+
+    db = tmp_path / "agent_workflow.db"
+    collector = ExporterCollector(db)
+    sequence = ["SessionStart", *EVENT_NAMES, "SessionStart", "PreToolUse", "PostToolUse",
+                "SessionEnd", "SessionStart", "PreToolUse", "PostToolUseFailure", "SessionEnd"]
+    for i, name in enumerate(sequence):
+        for session in ("sess-1", "sess-2"):
+            fields = {"tool_use_id": f"toolu_{i}"} if "ToolUse" in name else {}
+            code, err = run_hook(event(name, session, **fields), db)
+            assert code == 0, err
+            checked(collector, db)
+    assert rebuilds(collector) == 1
+
+
 def test_the_witnesses_survive_a_restart(db: Path, tmp_path: Path) -> None:
     ckpt = tmp_path / "state.json"
     conn = writer(db)
