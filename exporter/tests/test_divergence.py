@@ -284,9 +284,10 @@ def test_a_newer_schema_is_unusable(db: Path, caplog: pytest.LogCaptureFixture) 
 
 
 def test_a_database_without_the_removals_step_is_not_migrated(db: Path) -> None:
+    from agentmon.collector.reading import MIN_SCHEMA
     from agentmon.schema.migrate import migrate
 
-    migrate(db, 3)
+    migrate(db, MIN_SCHEMA - 1)
     collector = ExporterCollector(db)
     collector.refresh()
     snap = samples(collector)

@@ -474,13 +474,14 @@ def test_deleting_a_session_bumps_removals_and_upserts_do_not(tracked: Path) -> 
     conn.close()
 
 
-def test_removals_survive_the_down_and_up_of_step_4(tracked: Path) -> None:
-    migrate(tracked, 3)
+def test_removals_survive_the_down_and_up_of_their_step(tracked: Path) -> None:
+    step = next(s.version for s in migrations.STEPS if s.name == "removals")
+    migrate(tracked, step - 1)
     conn = sqlite3.connect(tracked)
     conn.execute("DELETE FROM agent_invocations")  # no counter: nothing to bump, no error
     conn.commit()
     conn.close()
-    assert migrate(tracked).steps == ["up 3->4 (removals)"]
+    assert f"up {step - 1}->{step} (removals)" in migrate(tracked).steps
     conn = connect_writer(tracked)
     assert removals(conn) == 0
     conn.execute("DELETE FROM agent_tool_uses WHERE status IS NOT 'running'")
