@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint unit test bench clean
+.PHONY: help venv lint unit rules test bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -35,6 +35,12 @@ unit: $(STAMP) ## unit and property tests with line+branch coverage (fails below
 	cd exporter && ../$(BIN)/pytest --cov=agentmon --cov-report=term --cov-fail-under=90 tests
 	$(BIN)/pytest -q -p no:cacheprovider tools/tests
 
+# promtool comes from Debian's prometheus package (.ci/run installs it).
+rules: $(STAMP) ## promtool check (duplicate-rule lint) and unit tests of files/rules, plus their conventions
+	promtool check rules --lint=duplicate-rules --lint-fatal files/rules/*.yml
+	cd files/rules/tests && promtool test rules *.test.yml
+	$(BIN)/python tools/check_rules.py files/rules README.md
+
 # Molecule test hosts: podman (runc, see .ci/containers.conf) running a local Debian 12 image.
 export CONTAINERS_CONF ?= $(CURDIR)/.ci/containers.conf
 WHEELHOUSE := build/wheelhouse
@@ -53,7 +59,7 @@ molecule: $(STAMP) image wheelhouse ## every Molecule scenario on real systemd h
 	PATH="$(CURDIR)/$(BIN):$$PATH" AGENTMON_TEST_IMAGE=$$(molecule/image/build.sh --ref) \
 	  $(BIN)/molecule test $(if $(SCENARIO),--scenario-name $(SCENARIO),--all)
 
-test: lint unit molecule ## everything CI runs
+test: lint unit rules molecule ## everything CI runs
 
 bench: $(STAMP) ## benchmarks (not part of test): serve vs baseline vs query-exporter; BENCH_ARGS=--huge adds 10M
 	cd exporter && ../$(BIN)/python bench/bench_serve.py --svg ../docs/bench-refresh.svg $(BENCH_ARGS)
