@@ -1,0 +1,192 @@
+"""Verify the monitoring host's Alertmanager as Prometheus and an operator use it: over HTTP with
+and without credentials, alerts posted to its API reaching a real webhook receiver (firing,
+then resolved), and a critical alert muting the warnings of its instance."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+HOST = "agentmon-alertmanager-host"
+testinfra_hosts = [f"podman://{HOST}"]
+
+BASE = "http://127.0.0.1:9093/alertmanager"
+PROMETHEUS = ("prometheus", "molecule-am-prometheus-password")
+ADMIN = ("admin", "molecule-am-admin-password")
+SERVICE = "prometheus-alertmanager.service"
+RECEIVED = "/var/lib/alert-receiver/notifications.jsonl"
+WEB_CONFIG = "/etc/prometheus/alertmanager-web.yml"
+CONFIG = "/etc/prometheus/alertmanager.yml"
+
+# An HTTP client run on the host itself: Alertmanager only listens on its loopback.
+HTTP = """
+import base64, json, sys, urllib.error, urllib.request
+method, url, user, password, body = sys.argv[1:6]
+request = urllib.request.Request(url, method=method, data=body.encode() if body else None)
+request.add_header("Content-Type", "application/json")
+if user:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    request.add_header("Authorization", "Basic " + token)
+try:
+    with urllib.request.urlopen(request, timeout=10) as response:
+        print(json.dumps({"status": response.status, "body": response.read().decode()}))
+except urllib.error.HTTPError as error:
+    print(json.dumps({"status": error.code, "body": error.read().decode(),
+                      "authenticate": error.headers.get("WWW-Authenticate")}))
+"""
+
+
+def call(host: Any, method: str, path: str, auth: tuple[str, str] | None = PROMETHEUS,
+         body: Any = None) -> dict[str, Any]:
+    user, password = auth or ("", "")
+    payload = json.dumps(body) if body is not None else ""
+    out = host.check_output("python3 -c %s %s %s %s %s %s", HTTP, method, BASE + path, user,
+                            password, payload)
+    return json.loads(out)
+
+
+def stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def alert(labels: dict[str, str], ends_in: timedelta = timedelta(minutes=5)) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {"labels": labels, "annotations": {"summary": "Posted by the Molecule verify step."},
+            "startsAt": stamp(now - timedelta(seconds=30)), "endsAt": stamp(now + ends_in),
+            "generatorURL": "https://monitor.example/prometheus/graph"}
+
+
+def received(host: Any) -> list[dict[str, Any]]:
+    text = host.file(RECEIVED).content_string if host.file(RECEIVED).exists else ""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def sent_alerts(host: Any, test_id: str) -> set[tuple[str, str]]:
+    """(alertname, instance) of every alert labelled test=test_id the receiver got."""
+    return {(a["labels"]["alertname"], a["labels"]["instance"])
+            for note in received(host) for a in note["alerts"]
+            if a["labels"].get("test") == test_id}
+
+
+def wait_for(host: Any, test_id: str, status: str, timeout: float = 40) -> dict[str, Any]:
+    """The first notification with this status holding an alert labelled test=test_id."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for note in received(host):
+            if note.get("status") == status and any(
+                    a["labels"].get("test") == test_id for a in note.get("alerts", [])):
+                return note
+        time.sleep(0.5)
+    pytest.fail(f"no {status} notification for test={test_id} within {timeout} s: "
+                f"{received(host)[-3:]}")
+
+
+def test_service_enabled_and_on_loopback_only(host: Any) -> None:
+    service = host.service(SERVICE)
+    assert service.is_enabled
+    assert service.is_running
+    listening = host.check_output("ss -Hltn")
+    assert "127.0.0.1:9093 " in listening
+    assert "*:9093 " not in listening
+    assert "0.0.0.0:9093 " not in listening
+    # The cluster port stays closed (gossip has no authentication).
+    assert ":9094 " not in listening
+
+
+def test_flags(host: Any) -> None:
+    args = host.file("/etc/default/prometheus-alertmanager").content_string
+    for flag in ("--web.listen-address=127.0.0.1:9093", f"--web.config.file={WEB_CONFIG}",
+                 f"--config.file={CONFIG}",
+                 f"--web.external-url=https://{HOST}/alertmanager/", "--cluster.listen-address="):
+        assert flag in args
+
+
+def test_web_config_holds_only_bcrypt_hashes(host: Any) -> None:
+    web = host.file(WEB_CONFIG)
+    assert (web.user, web.group, web.mode) == ("root", "prometheus", 0o640)
+    text = web.content_string
+    assert text.count("$2b$10$") == 2
+    assert ADMIN[1] not in text
+    assert PROMETHEUS[1] not in text
+
+
+def test_config_passes_amtool_and_has_routes(host: Any) -> None:
+    config = host.file(CONFIG)
+    assert (config.user, config.group, config.mode) == ("root", "prometheus", 0o640)
+    check = host.run("amtool check-config %s", CONFIG)
+    assert check.rc == 0, check.stdout + check.stderr
+    text = config.content_string
+    assert "http://127.0.0.1:9000/hooks/alertmanager" in text
+    assert 'severity="critical"' in text
+    assert "equal:" in text
+
+
+@pytest.mark.parametrize("path", ["/-/ready", "/api/v2/status", "/api/v2/alerts", "/metrics"])
+def test_refuses_without_or_with_wrong_credentials(host: Any, path: str) -> None:
+    assert call(host, "GET", path, auth=None)["status"] == 401
+    assert call(host, "GET", path, auth=("prometheus", "wrong"))["status"] == 401
+    assert call(host, "GET", path, auth=("nobody", PROMETHEUS[1]))["status"] == 401
+    assert call(host, "GET", path, auth=ADMIN)["status"] == 200
+    assert call(host, "GET", path, auth=PROMETHEUS)["status"] == 200
+
+
+def test_posting_alerts_needs_credentials(host: Any) -> None:
+    test_id = uuid.uuid4().hex
+    answer = call(host, "POST", "/api/v2/alerts", auth=None,
+                  body=[alert({"alertname": "AgentmonExporterDown", "test": test_id})])
+    assert answer["status"] == 401
+    time.sleep(3)
+    assert not any(a["labels"].get("test") == test_id
+                   for note in received(host) for a in note.get("alerts", []))
+
+
+def test_alert_reaches_the_receiver_then_resolves(host: Any) -> None:
+    test_id = uuid.uuid4().hex
+    labels = {"alertname": "AgentmonExporterDown", "instance": "agent-1", "job": "agentmon",
+              "severity": "critical", "test": test_id}
+    assert call(host, "POST", "/api/v2/alerts", body=[alert(labels)])["status"] == 200
+    firing = wait_for(host, test_id, "firing")
+    assert firing["receiver"] == "webhook"
+    assert firing["externalURL"] == f"https://{HOST}/alertmanager"
+    [sent] = [a for a in firing["alerts"] if a["labels"].get("test") == test_id]
+    assert sent["labels"] == labels
+    assert sent["status"] == "firing"
+    # Prometheus ends an alert by sending it with endsAt in the past.
+    ended = alert(labels, ends_in=timedelta(seconds=-1))
+    assert call(host, "POST", "/api/v2/alerts", body=[ended])["status"] == 200
+    resolved = wait_for(host, test_id, "resolved")
+    assert [a["status"] for a in resolved["alerts"] if a["labels"].get("test") == test_id] == [
+        "resolved"]
+
+
+def test_critical_alert_mutes_warnings_of_its_instance(host: Any) -> None:
+    test_id = uuid.uuid4().hex
+    critical = {"alertname": "AgentmonDatabaseDown", "instance": "agent-2", "severity": "critical",
+                "test": test_id}
+    muted = {"alertname": "AgentmonRefreshStale", "instance": "agent-2", "severity": "warning",
+             "test": test_id}
+    other = {"alertname": "AgentmonRefreshStale", "instance": "agent-3", "severity": "warning",
+             "test": test_id}
+    body = [alert(critical), alert(muted), alert(other)]
+    assert call(host, "POST", "/api/v2/alerts", body=body)["status"] == 200
+    time.sleep(2)
+    listed = json.loads(call(host, "GET", f"/api/v2/alerts?filter=test%3D%22{test_id}%22")["body"])
+    state = {(a["labels"]["alertname"], a["labels"]["instance"]): a["status"] for a in listed}
+    assert state[("AgentmonRefreshStale", "agent-2")]["state"] == "suppressed"
+    assert state[("AgentmonRefreshStale", "agent-2")]["inhibitedBy"]
+    assert state[("AgentmonDatabaseDown", "agent-2")]["state"] == "active"
+    assert state[("AgentmonRefreshStale", "agent-3")]["state"] == "active"
+    # Both active alerts reach the receiver; the muted one does not, even after a few more
+    # group intervals.
+    wait_for(host, test_id, "firing")
+    deadline = time.monotonic() + 40
+    expected = {("AgentmonDatabaseDown", "agent-2"), ("AgentmonRefreshStale", "agent-3")}
+    while time.monotonic() < deadline and not expected <= sent_alerts(host, test_id):
+        time.sleep(0.5)
+    time.sleep(5)
+    assert sent_alerts(host, test_id) == expected
