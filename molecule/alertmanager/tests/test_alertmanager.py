@@ -1,12 +1,15 @@
 """Verify the monitoring host's Alertmanager as Prometheus and an operator use it: over HTTP with
 and without credentials, alerts posted to its API reaching a real webhook receiver (firing,
-then resolved), and a critical alert muting the warnings of its instance."""
+then resolved), a critical alert muting the warnings of its instance, and the whole path from
+a stopped exporter through Prometheus and agentmon's rules to the receiver."""
 
 from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,12 +19,16 @@ HOST = "agentmon-alertmanager-host"
 testinfra_hosts = [f"podman://{HOST}"]
 
 BASE = "http://127.0.0.1:9093/alertmanager"
+PROMETHEUS_URL = "http://127.0.0.1:9090"
 PROMETHEUS = ("prometheus", "molecule-am-prometheus-password")
 ADMIN = ("admin", "molecule-am-admin-password")
 SERVICE = "prometheus-alertmanager.service"
+EXPORTER = "agentmon-exporter.service"
 RECEIVED = "/var/lib/alert-receiver/notifications.jsonl"
 WEB_CONFIG = "/etc/prometheus/alertmanager-web.yml"
 CONFIG = "/etc/prometheus/alertmanager.yml"
+# Watchdog: repeat_interval 10 s + group_interval 2 s in this scenario, plus slack.
+WATCHDOG_MAX_GAP = 25.0
 
 # An HTTP client run on the host itself: Alertmanager only listens on its loopback.
 HTTP = """
@@ -40,14 +47,28 @@ except urllib.error.HTTPError as error:
                       "authenticate": error.headers.get("WWW-Authenticate")}))
 """
 
+Note = dict[str, Any]
 
-def call(host: Any, method: str, path: str, auth: tuple[str, str] | None = PROMETHEUS,
+
+def http(host: Any, method: str, url: str, auth: tuple[str, str] | None = None,
          body: Any = None) -> dict[str, Any]:
     user, password = auth or ("", "")
     payload = json.dumps(body) if body is not None else ""
-    out = host.check_output("python3 -c %s %s %s %s %s %s", HTTP, method, BASE + path, user,
-                            password, payload)
+    out = host.check_output("python3 -c %s %s %s %s %s %s", HTTP, method, url, user, password,
+                            payload)
     return json.loads(out)
+
+
+def call(host: Any, method: str, path: str, auth: tuple[str, str] | None = PROMETHEUS,
+         body: Any = None) -> dict[str, Any]:
+    return http(host, method, BASE + path, auth, body)
+
+
+def promql(host: Any, query: str) -> list[dict[str, Any]]:
+    url = f"{PROMETHEUS_URL}/api/v1/query?query={urllib.parse.quote(query)}"
+    answer = http(host, "GET", url)
+    assert answer["status"] == 200, answer
+    return json.loads(answer["body"])["data"]["result"]
 
 
 def stamp(moment: datetime) -> str:
@@ -61,29 +82,39 @@ def alert(labels: dict[str, str], ends_in: timedelta = timedelta(minutes=5)) -> 
             "generatorURL": "https://monitor.example/prometheus/graph"}
 
 
-def received(host: Any) -> list[dict[str, Any]]:
-    text = host.file(RECEIVED).content_string if host.file(RECEIVED).exists else ""
+def received(host: Any) -> list[Note]:
+    """Every notification the receiver got, each with "received" (Unix time of arrival)."""
+    receiver = host.file(RECEIVED)
+    text = receiver.content_string if receiver.exists else ""
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def alerts_in(note: Note) -> list[dict[str, Any]]:
+    return note["notification"].get("alerts", [])
+
+
+def has_test_alert(test_id: str, status: str) -> Callable[[Note], bool]:
+    return lambda note: note["notification"].get("status") == status and any(
+        a["labels"].get("test") == test_id for a in alerts_in(note))
+
+
+def wait_for(host: Any, matches: Callable[[Note], bool], what: str, timeout: float = 40,
+             since: float = 0) -> Note:
+    """The first notification that arrived after `since` and matches."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for note in received(host):
+            if note["received"] >= since and matches(note):
+                return note
+        time.sleep(0.5)
+    pytest.fail(f"no {what} within {timeout} s; last: {received(host)[-3:]}")
 
 
 def sent_alerts(host: Any, test_id: str) -> set[tuple[str, str]]:
     """(alertname, instance) of every alert labelled test=test_id the receiver got."""
     return {(a["labels"]["alertname"], a["labels"]["instance"])
-            for note in received(host) for a in note["alerts"]
+            for note in received(host) for a in alerts_in(note)
             if a["labels"].get("test") == test_id}
-
-
-def wait_for(host: Any, test_id: str, status: str, timeout: float = 40) -> dict[str, Any]:
-    """The first notification with this status holding an alert labelled test=test_id."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for note in received(host):
-            if note.get("status") == status and any(
-                    a["labels"].get("test") == test_id for a in note.get("alerts", [])):
-                return note
-        time.sleep(0.5)
-    pytest.fail(f"no {status} notification for test={test_id} within {timeout} s: "
-                f"{received(host)[-3:]}")
 
 
 def test_service_enabled_and_on_loopback_only(host: Any) -> None:
@@ -142,7 +173,7 @@ def test_posting_alerts_needs_credentials(host: Any) -> None:
     assert answer["status"] == 401
     time.sleep(3)
     assert not any(a["labels"].get("test") == test_id
-                   for note in received(host) for a in note.get("alerts", []))
+                   for note in received(host) for a in alerts_in(note))
 
 
 def test_alert_reaches_the_receiver_then_resolves(host: Any) -> None:
@@ -150,17 +181,17 @@ def test_alert_reaches_the_receiver_then_resolves(host: Any) -> None:
     labels = {"alertname": "AgentmonExporterDown", "instance": "agent-1", "job": "agentmon",
               "severity": "critical", "test": test_id}
     assert call(host, "POST", "/api/v2/alerts", body=[alert(labels)])["status"] == 200
-    firing = wait_for(host, test_id, "firing")
-    assert firing["receiver"] == "webhook"
-    assert firing["externalURL"] == f"https://{HOST}/alertmanager"
-    [sent] = [a for a in firing["alerts"] if a["labels"].get("test") == test_id]
+    firing = wait_for(host, has_test_alert(test_id, "firing"), "firing notification")
+    assert firing["notification"]["receiver"] == "webhook"
+    assert firing["notification"]["externalURL"] == f"https://{HOST}/alertmanager"
+    [sent] = [a for a in alerts_in(firing) if a["labels"].get("test") == test_id]
     assert sent["labels"] == labels
     assert sent["status"] == "firing"
     # Prometheus ends an alert by sending it with endsAt in the past.
     ended = alert(labels, ends_in=timedelta(seconds=-1))
     assert call(host, "POST", "/api/v2/alerts", body=[ended])["status"] == 200
-    resolved = wait_for(host, test_id, "resolved")
-    assert [a["status"] for a in resolved["alerts"] if a["labels"].get("test") == test_id] == [
+    resolved = wait_for(host, has_test_alert(test_id, "resolved"), "resolved notification")
+    assert [a["status"] for a in alerts_in(resolved) if a["labels"].get("test") == test_id] == [
         "resolved"]
 
 
@@ -183,10 +214,80 @@ def test_critical_alert_mutes_warnings_of_its_instance(host: Any) -> None:
     assert state[("AgentmonRefreshStale", "agent-3")]["state"] == "active"
     # Both active alerts reach the receiver; the muted one does not, even after a few more
     # group intervals.
-    wait_for(host, test_id, "firing")
-    deadline = time.monotonic() + 40
     expected = {("AgentmonDatabaseDown", "agent-2"), ("AgentmonRefreshStale", "agent-3")}
+    deadline = time.monotonic() + 40
     while time.monotonic() < deadline and not expected <= sent_alerts(host, test_id):
         time.sleep(0.5)
     time.sleep(5)
     assert sent_alerts(host, test_id) == expected
+
+
+def test_prometheus_evaluates_every_agentmon_rule(host: Any) -> None:
+    answer = http(host, "GET", f"{PROMETHEUS_URL}/api/v1/rules")
+    groups = {g["name"]: g for g in json.loads(answer["body"])["data"]["groups"]}
+    assert set(groups) == {"agentmon.recording", "agentmon.alerts"}
+    deadline = time.monotonic() + 20
+    while any(r["health"] != "ok" for g in groups.values() for r in g["rules"]):
+        assert time.monotonic() < deadline, [
+            (r["name"], r["health"], r.get("lastError")) for g in groups.values()
+            for r in g["rules"] if r["health"] != "ok"]
+        time.sleep(1)
+        answer = http(host, "GET", f"{PROMETHEUS_URL}/api/v1/rules")
+        groups = {g["name"]: g for g in json.loads(answer["body"])["data"]["groups"]}
+
+
+def is_exporter_down(status: str) -> Callable[[Note], bool]:
+    return lambda note: note["notification"].get("status") == status and any(
+        a["labels"].get("alertname") == "AgentmonExporterDown" and a["status"] == status
+        for a in alerts_in(note))
+
+
+def is_watchdog(note: Note) -> bool:
+    return any(a["labels"].get("alertname") == "AgentmonWatchdog" for a in alerts_in(note))
+
+
+def test_stopped_exporter_alerts_the_receiver_end_to_end(host: Any) -> None:
+    """Exporter stopped: Prometheus (scraping it with credentials, evaluating agentmon's rules)
+    sends AgentmonExporterDown to Alertmanager with credentials, which notifies the webhook;
+    exporter started: the resolved notification follows. The Watchdog keeps arriving."""
+    deadline = time.monotonic() + 60
+    while [s["value"][1] for s in promql(host, 'up{job="agentmon"}')] != ["1"]:
+        assert time.monotonic() < deadline, "Prometheus never scraped the exporter up"
+        time.sleep(1)
+    begin = time.time()
+    wait_for(host, is_watchdog, "Watchdog notification", since=begin - WATCHDOG_MAX_GAP)
+
+    stopped = time.time()
+    host.check_output("systemctl stop %s", EXPORTER)
+    try:
+        firing = wait_for(host, is_exporter_down("firing"), "AgentmonExporterDown firing",
+                          timeout=60, since=stopped)
+    finally:
+        host.check_output("systemctl start %s", EXPORTER)
+    started = time.time()
+    resolved = wait_for(host, is_exporter_down("resolved"), "AgentmonExporterDown resolved",
+                        timeout=60, since=started)
+
+    [down] = [a for a in alerts_in(firing) if a["labels"]["alertname"] == "AgentmonExporterDown"]
+    assert down["labels"] == {"alertname": "AgentmonExporterDown", "instance": HOST,
+                              "job": "agentmon", "severity": "critical", "monitor": "molecule"}
+    assert down["annotations"]["summary"] == "An agentmon exporter cannot be scraped."
+    assert down["annotations"]["runbook_url"] == "README.md#agentmonexporterdown"
+    assert HOST in down["annotations"]["description"]
+    assert firing["notification"]["receiver"] == "webhook"
+
+    # The Watchdog arrived throughout: no gap longer than its repeat interval allows.
+    end = time.time()
+    watchdog = sorted(n["received"] for n in received(host)
+                      if is_watchdog(n) and n["received"] >= begin - WATCHDOG_MAX_GAP)
+    gaps = [b - a for a, b in zip([begin - WATCHDOG_MAX_GAP, *watchdog], [*watchdog, end],
+                                  strict=True)]
+    assert max(gaps) <= WATCHDOG_MAX_GAP, gaps
+    assert any(stopped <= t <= resolved["received"] for t in watchdog)
+
+    print(f"\nend to end: exporter stopped at {datetime.fromtimestamp(stopped, UTC):%H:%M:%S}, "
+          f"AgentmonExporterDown firing at the receiver after {firing['received'] - stopped:.1f} s "
+          f"(for: 4s, scrape/evaluation every 2 s); exporter started at "
+          f"{datetime.fromtimestamp(started, UTC):%H:%M:%S}, resolved at the receiver after "
+          f"{resolved['received'] - started:.1f} s; {len(watchdog)} Watchdog notifications, "
+          f"largest gap {max(gaps):.1f} s")
