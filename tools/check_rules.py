@@ -6,6 +6,7 @@ promtool checks that the rules parse and that the unit tests pass; this checks w
 - alerts are CamelCase with the Agentmon prefix, have `severity` (critical, warning or none), a
   static `summary` ending in a period, a templated `description` and a `runbook_url`
   README.md#<alert name in lower case> whose heading exists in README.md's Runbook section;
+- every agentmon metric the rules read is one the README's metrics table lists;
 - every alert has a unit test where it fires and one where it stays silent (the Watchdog, which
   is never silent, only the first), and every recording
   rule is evaluated by a unit test.
@@ -44,6 +45,18 @@ def runbook_anchors(readme: Path) -> set[str]:
             title = line[4:].strip().lower()
             anchors.add(re.sub(r"[^a-z0-9 _-]", "", title).replace(" ", "-"))
     return anchors
+
+
+def exported_metrics(readme: Path) -> set[str]:
+    """Metric names in the README's metrics table (rows starting with | `agentmon_...`)."""
+    return set(re.findall(r"(?m)^\| `(agentmon_[a-z_]+)` \|", readme.read_text(encoding="utf-8")))
+
+
+def unknown_metrics(expr: str, exported: set[str]) -> list[str]:
+    """agentmon metrics an expression reads that the exporter does not export."""
+    names = re.findall(r"(?<![\w:])(agentmon_[a-z_]+)(?![\w:])", expr)
+    return sorted({name for name in names
+                   if re.sub(r"_(bucket|count|sum)$", "", name) not in exported})
 
 
 def check_record(where: str, rule: dict[str, Any]) -> list[str]:
@@ -98,6 +111,7 @@ def main(argv: list[str]) -> int:
         return 2
     rules_dir, readme = Path(argv[1]), Path(argv[2])
     anchors = runbook_anchors(readme)
+    exported = exported_metrics(readme)
     alert_tests, expr_tests = tested(rules_dir / "tests")
     problems: list[str] = []
     counts = {"record": 0, "alert": 0}
@@ -105,6 +119,9 @@ def main(argv: list[str]) -> int:
         for group in _load(path).get("groups") or []:
             for rule in group.get("rules") or []:
                 where = f"{path}: {group['name']}"
+                problems += [f"{where}: {rule.get('record') or rule.get('alert')}: reads {name}, "
+                             "which the README's metrics table does not list"
+                             for name in unknown_metrics(str(rule["expr"]), exported)]
                 if "record" in rule:
                     counts["record"] += 1
                     problems += check_record(where, rule)
