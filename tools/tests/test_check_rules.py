@@ -75,7 +75,8 @@ ALERT_BREAKAGES: dict[str, tuple[Callable[[Rules], None], str]] = {
         "description must be templated"),
     "runbook": (
         lambda r: _alert(r, "AgentmonDatabaseDown")["annotations"].update(
-            runbook_url="https://example.org/"), "runbook_url must be README.md#agentmondatabasedown"),
+            runbook_url="https://example.org/"),
+        "runbook_url must be README.md#agentmondatabasedown"),
     "untested alert": (_untested_alert, "needs a test where it fires"),
 }
 
