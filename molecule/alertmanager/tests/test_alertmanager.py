@@ -226,6 +226,10 @@ def test_prometheus_evaluates_every_agentmon_rule(host: Any) -> None:
     answer = http(host, "GET", f"{PROMETHEUS_URL}/api/v1/rules")
     groups = {g["name"]: g for g in json.loads(answer["body"])["data"]["groups"]}
     assert set(groups) == {"agentmon.recording", "agentmon.alerts"}
+    # The shipped alerts, with the test's `for:` (agentmon_test_alert_for: 4s), but the Watchdog.
+    durations = {r["name"]: r["duration"] for r in groups["agentmon.alerts"]["rules"]}
+    assert len(durations) == 11
+    assert {name: d for name, d in durations.items() if d != 4} == {"AgentmonWatchdog": 0}
     deadline = time.monotonic() + 20
     while any(r["health"] != "ok" for g in groups.values() for r in g["rules"]):
         assert time.monotonic() < deadline, [
