@@ -27,10 +27,10 @@ DATASOURCE_UID = "agentmon-prometheus"
 GRID_WIDTH = 24
 # Grafana's built-in variables, replaced by values of the right type for the parser.
 BUILTINS = {"__rate_interval": "1m", "__interval": "30s", "__range": "1h", "__range_s": "3600"}
-_VAR = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
+VARIABLE = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
 # A session id as a label (matcher, grouping or legend): never in a dashboard.
 _SESSION_LABEL = re.compile(r"session_?id|[{,(]\s*session\s*[=!~,)]|\{\{\s*session")
-_LABEL_VALUES = re.compile(r"^label_values\((?:(?P<sel>.+),\s*)?(?P<label>\w+)\)$")
+LABEL_VALUES = re.compile(r"^label_values\((?:(?P<sel>.+),\s*)?(?P<label>\w+)\)$")
 
 
 def _datasource_refs(node: Any, where: str) -> Iterator[tuple[str, Any]]:
@@ -52,7 +52,7 @@ def _substitute(expr: str, variables: dict[str, dict[str, Any]]) -> str:
         # Inside a regex matcher any sample value parses; a real value is a label value.
         return ".*" if variables.get(name, {}).get("multi") else "sample"
 
-    return _VAR.sub(value, expr)
+    return VARIABLE.sub(value, expr)
 
 
 def _overlaps(a: dict[str, int], b: dict[str, int]) -> bool:
@@ -114,13 +114,13 @@ def check_dashboard(path: Path, uid: str) -> tuple[list[str], list[tuple[str, st
             problems.append(f"{where}: datasource {ref!r} is not the provisioned uid {uid!r}")
     texts = [t.get("expr", "") for p in panels for t in p.get("targets", [])]
     texts += [json.dumps(v.get("query")) for v in variables.values()]
-    used = {m.group(1) or m.group(2) for text in texts for m in _VAR.finditer(text)}
+    used = {m.group(1) or m.group(2) for text in texts for m in VARIABLE.finditer(text)}
     for var_name, var in variables.items():
         if var_name not in used:
             problems.append(f"{name}: template variable {var_name} is not used")
         query = var.get("query", {})
         text = query.get("query", "") if isinstance(query, dict) else str(query)
-        found = _LABEL_VALUES.match(text)
+        found = LABEL_VALUES.match(text)
         if found is None:
             problems.append(f"{name}: variable {var_name}: query {text!r} is not label_values(...)")
         elif found.group("sel"):

@@ -118,7 +118,8 @@ def per_minute(metric: str, by: str, sel: str = SEL) -> tuple[str, str]:
 
 
 def ratio(metric: str, status: str, sel: str = SEL) -> str:
-    return f"sum({rate(metric, sel, status)}) / sum({rate(metric, sel)})"
+    """Share of one status; 0 (not "no data") while that status has no series yet."""
+    return f"(sum({rate(metric, sel, status)}) or vector(0)) / sum({rate(metric, sel)})"
 
 
 def quantile(q: str, metric: str, by: str, sel: str = SEL) -> str:
@@ -177,8 +178,9 @@ def overview() -> dict[str, Any]:
               kind="stat", width=6, options=STAT),
         Panel("Interrupted work", "Invocations and tool uses that were still running when their "
               "session ended (status interrupted), per hour.",
-              [(f"sum({rate(INV, status='interrupted')}) * 3600", "invocations"),
-               (f"sum({rate(TOOL, status='interrupted')}) * 3600", "tool uses")], "short"),
+              [(f"sum({rate(INV, status='interrupted')}) * 3600 or vector(0)", "invocations"),
+               (f"sum({rate(TOOL, status='interrupted')}) * 3600 or vector(0)", "tool uses")],
+              "short"),
     ]
     return dashboard("agentmon-overview", "agentmon / Overview",
                      "Subagent invocations, tool uses and sessions across the chosen agent hosts.",
@@ -197,9 +199,9 @@ def agent() -> dict[str, Any]:
                for q, p in (("0.5", "50"), ("0.95", "95"), ("0.99", "99"))], "s"),
         Panel("Tool uses by tool", "Tool uses made inside the agent's invocations, per minute.",
               [per_minute(TOOL, "tool", sel)], "short"),
-        Panel("Running now", "The agent's invocations running now, by phase.",
-              [(f"sum by (phase) (agentmon_invocations_running{{{sel}}})", "{{phase}}")], "short",
-              kind="bargauge", width=24, height=6, options=STAT),
+        Panel("Running now", "The agent's invocations running now.",
+              [(f"sum(agentmon_invocations_running{{{sel}}}) or vector(0)", "running")], "short",
+              kind="stat", width=24, height=6, options=STAT),
     ]
     variable = _variable("agent", "Agent", f'label_values({INV}{{job="agentmon"}}, agent)',
                          multi=False)

@@ -1,0 +1,113 @@
+"""Every dashboard query against a real Prometheus scraping a real `agentmon serve`.
+
+A seeded database, `agentmon serve` on loopback, Prometheus (Debian's package, the version the
+monitoring role installs) scraping it every second under the job name the dashboards select,
+with the repository's rules loaded (the Stack health dashboard reads ALERTS). Then
+query_dashboards.py runs every panel query with real variable values, as Grafana would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import query_dashboards
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMETHEUS = shutil.which("prometheus")
+AGENTMON = Path(sys.executable).parent / "agentmon"
+pytestmark = pytest.mark.skipif(
+    PROMETHEUS is None or not AGENTMON.exists(),
+    reason="needs Debian's prometheus (make check-tools) and the agentmon command (make venv)",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 (loopback test URL)
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def _running(argv: list[str], log: Path) -> Iterator[None]:
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            yield
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    work = tmp_path_factory.mktemp("live")
+    db = work / "agent_workflow.db"
+    subprocess.run(
+        [str(AGENTMON), "seed", "--db", str(db), "--invocations", "3000", "--days", "1"],
+        check=True, capture_output=True,
+    )
+    exporter, prom = _free_port(), _free_port()
+    rules = sorted(str(p) for p in (ROOT / "files" / "rules").glob("*.yml"))
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": rules,
+        "scrape_configs": [
+            {"job_name": "agentmon", "static_configs": [{"targets": [f"127.0.0.1:{exporter}"]}]}
+        ],
+    }
+    (work / "prometheus.yml").write_text(json.dumps(config))
+    serve = [str(AGENTMON), "serve", "--db", str(db), "--refresh.interval", "0.5",
+             "--web.listen-address", f"127.0.0.1:{exporter}"]
+    server = [PROMETHEUS, f"--config.file={work / 'prometheus.yml'}",
+              f"--storage.tsdb.path={work / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom}"]
+    with _running(serve, work / "serve.log"), _running(server, work / "prometheus.log"):
+        _wait(f"http://127.0.0.1:{exporter}/metrics")
+        _wait(f"http://127.0.0.1:{prom}/-/ready")
+        time.sleep(6)  # several scrapes, so rate() over a window has two samples or more
+        yield f"http://127.0.0.1:{prom}"
+
+
+def test_every_panel_query_returns_series(prometheus_url: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    code = query_dashboards.main(["--url", prometheus_url, "--rate-interval", "30s"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    lines = [line for line in out.out.splitlines() if " series | " in line]
+    boards = [json.loads(p.read_text()) for p in (ROOT / "files" / "dashboards").glob("*.json")]
+    assert len(lines) == sum(len(p["targets"]) for b in boards for p in b["panels"])
+    assert all(" | 0 series | " not in line for line in lines)
+    assert "agentmon / Agent: variables instance=" in out.out
+
+
+def test_a_query_without_data_fails(prometheus_url: str, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    board = json.loads((ROOT / "files" / "dashboards" / "overview.json").read_text())
+    board["panels"][0]["targets"][0]["expr"] = 'sum(agentmon_invocations_total{agent="nobody"})'
+    (tmp_path / "overview.json").write_text(json.dumps(board))
+    assert query_dashboards.main([str(tmp_path), "--url", prometheus_url]) == 1
+    assert "no series for" in capsys.readouterr().err
