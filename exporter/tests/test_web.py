@@ -335,7 +335,7 @@ def test_connections_beyond_the_limit_are_dropped(caplog: pytest.LogCaptureFixtu
             for _ in range(3):
                 with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
                     get(server.port)
-        assert caplog.messages == ["1 connections open; dropping new ones until one closes"]
+        assert caplog.messages == ["1 authenticated connections open; refusing new ones"]
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # the slot comes back once the client is gone
             try:

@@ -1,40 +1,60 @@
-"""The HTTP(S) side of ``agentmon serve``: a small threaded server that serves bytes rendered
+"""The HTTP(S) side of ``agentmon serve``: a small asyncio server that serves bytes rendered
 elsewhere, behind basic auth, a bearer token and/or TLS client certificates.
 
 A scrape never touches SQLite nor renders anything: the refresh thread stores the rendered
 exposition (plain and gzip) in an :class:`Exposition`, and a request only authenticates and
 writes those bytes. Authentication costs a bcrypt verification once per distinct credential;
 results are cached under an HMAC (random per-process key) of user and password, so the cache
-never holds a password.
+never holds a password. bcrypt runs on one worker thread, never on the event loop.
+
+Hostile clients are bounded, not trusted: an idle socket costs a few kilobytes, not a thread;
+the TLS handshake and the request head each have a deadline of a few seconds; the head is at
+most 8 KiB; when the connection table is full the oldest connection that has not yet
+authenticated is closed, so anonymous clients can never crowd out a scraper that has (or is
+about to) prove who it is. Authentication comes before anything else (405 and 404 only after
+it), bodies are read (bounded) or the connection is closed, and every response, errors
+included, carries the configured ``http_server_config.headers``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import concurrent.futures
+import email.utils
 import gzip
 import hashlib
 import hmac
 import ipaddress
 import logging
+import re
+import resource
 import secrets
 import socket
-import socketserver
 import ssl
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import bcrypt
 
 from agentmon.web.config import WebConfig
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+TEXT = "text/plain; charset=utf-8"
 REALM = "agentmon"
 LANDING = (b"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>agentmon</title></head>"
            b"<body><h1>agentmon</h1><p><a href=\"/metrics\">Metrics</a></p></body></html>\n")
+REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+           405: "Method Not Allowed", 408: "Request Timeout", 413: "Content Too Large",
+           414: "URI Too Long", 431: "Request Header Fields Too Large",
+           501: "Not Implemented", 505: "HTTP Version Not Supported"}
+# Methods HTTP defines: anything else is 501, these are 405 (after authentication).
+KNOWN_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"})
+TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+HEAD_END = re.compile(rb"\r?\n\r?\n")
+BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 log = logging.getLogger("agentmon.web")
 
@@ -122,6 +142,15 @@ class Authenticator:
         return bool(self._users) or self._token_digest is not None
 
     def check(self, header: str | None) -> bool:
+        """The decision; may run bcrypt (keep it off the event loop)."""
+        verdict = self.quick(header)
+        if verdict is not None:
+            return verdict
+        user, password = self._basic(header)  # type: ignore[misc]
+        return self._verify(user, password)
+
+    def quick(self, header: str | None) -> bool | None:
+        """The decision when it needs no bcrypt run (cached, bearer, malformed), else None."""
         if not self.enabled:
             return True
         if not header:
@@ -131,25 +160,36 @@ class Authenticator:
         if scheme == "bearer" and self._token_digest is not None:
             given = hashlib.sha256(credentials.strip().encode("utf-8", "replace")).digest()
             return hmac.compare_digest(given, self._token_digest)
-        if scheme == "basic" and self._users:
-            try:
-                decoded = base64.b64decode(credentials.strip(), validate=True)
-            except (binascii.Error, ValueError):
-                return False
-            user, sep, password = decoded.partition(b":")
-            return bool(sep) and self._check_basic(user, password)
-        return False
-
-    def _check_basic(self, user: bytes, password: bytes) -> bool:
-        key = hmac.new(self._key, len(user).to_bytes(4, "big") + user + password,
-                       hashlib.sha256).digest()
+        if scheme != "basic" or not self._users:
+            return False
+        parsed = self._basic(header)
+        if parsed is None:
+            return False
         with self._cache_lock:
+            key = self._cache_key(*parsed)
             if key in self._good:
                 self._good.move_to_end(key)
                 return True
             if key in self._bad:
                 self._bad.move_to_end(key)
                 return False
+        return None
+
+    @staticmethod
+    def _basic(header: str | None) -> tuple[bytes, bytes] | None:
+        _, _, credentials = (header or "").strip().partition(" ")
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        user, sep, password = decoded.partition(b":")
+        return (user, password) if sep else None
+
+    def _cache_key(self, user: bytes, password: bytes) -> bytes:
+        return hmac.new(self._key, len(user).to_bytes(4, "big") + user + password,
+                        hashlib.sha256).digest()
+
+    def _verify(self, user: bytes, password: bytes) -> bool:
         hashed = self._dummy_hash
         known = False
         for name, candidate in self._users:  # no early exit: same work for every name
@@ -161,6 +201,7 @@ class Authenticator:
                 ok = bcrypt.checkpw(password, hashed) and known
             except ValueError:  # longer than bcrypt's 72 bytes
                 ok = False
+        key = self._cache_key(user, password)
         with self._cache_lock:
             cache = self._good if ok else self._bad
             cache[key] = None
@@ -169,142 +210,479 @@ class Authenticator:
         return ok
 
 
-class MetricsServer(ThreadingHTTPServer):
-    """Threaded HTTP(S) server; the TLS handshake runs in the connection's own thread, so a
-    silent client cannot stall the accept loop."""
+@dataclass(frozen=True)
+class _Current:
+    """What a new connection or request is served with; swapped whole on reload."""
 
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-    max_connections = 64
-    handshake_timeout = 10.0
+    config: WebConfig
+    authenticator: Authenticator
+    ssl_context: ssl.SSLContext | None
+    headers: bytes  # the configured http_server_config.headers, ready to send
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class _Request:
+    method: str
+    target: str
+    line: str
+    headers: dict[str, str]
+    keep_alive: bool
+    oversized_body: bool  # not read: answer, then close
+
+
+class _Stream:
+    """A connection's bytes, plain or through TLS on memory BIOs, driven by the event loop.
+
+    Reads are small (4 KiB) whatever the peer sends, so a connection costs what it buffers and
+    nothing more; closing is the owner's job (by cancelling its task)."""
+
+    CHUNK = 4096
+
+    def __init__(self, sock: socket.socket, ssl_context: ssl.SSLContext | None) -> None:
+        self.sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+        self.tls = (ssl_context.wrap_bio(self._in, self._out, server_side=True)
+                    if ssl_context is not None else None)
+
+    async def handshake(self, tls: ssl.SSLObject) -> None:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                await self._flush()
+                if not await self._fill():
+                    raise ConnectionResetError("closed during the TLS handshake") from None
+            except ssl.SSLError:
+                await self._flush()  # the alert tells the client why
+                raise
+        await self._flush()
+
+    async def read(self) -> bytes:
+        """Some bytes, or b"" at the end of the stream."""
+        if self.tls is None:
+            return await self._loop.sock_recv(self.sock, self.CHUNK)
+        while True:
+            try:
+                return self.tls.read(self.CHUNK)
+            except ssl.SSLWantReadError:
+                await self._flush()
+                if not await self._fill():
+                    return b""
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+
+    async def write(self, data: bytes) -> None:
+        if self.tls is None:
+            await self._loop.sock_sendall(self.sock, data)
+        else:
+            self.tls.write(data)
+            await self._flush()
+
+    async def _fill(self) -> bool:
+        data = await self._loop.sock_recv(self.sock, self.CHUNK)
+        if not data:
+            self._in.write_eof()
+            return False
+        self._in.write(data)
+        return True
+
+    async def _flush(self) -> None:
+        data = self._out.read()
+        if data:
+            await self._loop.sock_sendall(self.sock, data)
+
+
+class MetricsServer:
+    """asyncio HTTP(S) server on its own thread: ``serve_forever()`` until ``shutdown()``."""
+
+    max_connections = 1024  # lowered to fit under the open-files limit
+    handshake_timeout = 5.0  # TLS handshake, from accept
+    header_timeout = 5.0  # a whole request head (and a small body), from its first byte
+    idle_timeout = 120.0  # authenticated keep-alive connection between two requests
+    write_timeout = 10.0
+    max_header_bytes = 8192  # request line and header lines together
+    max_header_lines = 32
+    max_body = 16384  # read and thrown away; longer bodies close the connection
+    accept_batch = 64
 
     def __init__(self, address: ListenAddress, config: WebConfig, exposition: Exposition,
                  ssl_context: ssl.SSLContext | None = None) -> None:
-        self.address_family = address.family
-        self.web_config = config
         self.exposition = exposition
-        self.authenticator = Authenticator(config.basic_auth_users, config.bearer_token)
-        self.ssl_context = ssl_context
-        self.extra_headers = list(config.headers.items())
-        self._slots = threading.BoundedSemaphore(self.max_connections)
-        self._saturated = False
-        super().__init__((address.host, address.port), MetricsHandler, bind_and_activate=False)
-        if address.family == socket.AF_INET6:
-            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        self._current = _Current(config, Authenticator(config.basic_auth_users,
+                                                       config.bearer_token),
+                                 ssl_context, _header_block(config))
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY:
+            self.max_connections = max(1, min(self.max_connections, soft - 64))
+        self.socket = socket.socket(address.family, socket.SOCK_STREAM)
         try:
-            self.server_bind()
-            self.server_activate()
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if address.family == socket.AF_INET6:
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            self.socket.bind((address.host, address.port))
+            self.socket.listen(1024)
+            self.socket.setblocking(False)
         except BaseException:
-            self.server_close()
+            self.socket.close()
             raise
+        self.port = int(self.socket.getsockname()[1])
+        self._conns: dict[asyncio.Task[None], str] = {}
+        self._anonymous: OrderedDict[asyncio.Task[None], None] = OrderedDict()  # oldest first
+        self._bcrypt = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bcrypt")
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._stop_requested = False
+        self._stopped = threading.Event()
+        self._full = False
+        self.evicted = 0  # anonymous connections closed to make room
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind would look the host up in DNS (getfqdn); the name is unused.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = str(self.server_address[0]), self.port
+    # ------------------------------------------------------------ configuration
 
     @property
-    def port(self) -> int:
-        return int(self.server_address[1])
+    def web_config(self) -> WebConfig:
+        return self._current.config
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            if not self._saturated:  # one line per episode, not per dropped connection
-                log.warning("%d connections open; dropping new ones until one closes",
-                            self.max_connections)
-                self._saturated = True
-            self.shutdown_request(request)
-            return
-        self._saturated = False
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
+    @property
+    def authenticator(self) -> Authenticator:
+        return self._current.authenticator
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
+    def reload(self, config: WebConfig, ssl_context: ssl.SSLContext | None) -> None:
+        """Serve new connections and requests with ``config`` (any thread). The authenticator,
+        and so its cache, is kept when the credentials did not change."""
+        old = self._current
+        same = (config.basic_auth_users == old.config.basic_auth_users
+                and config.bearer_token == old.config.bearer_token)
+        authenticator = old.authenticator if same else Authenticator(config.basic_auth_users,
+                                                                     config.bearer_token)
+        self._current = _Current(config, authenticator, ssl_context, _header_block(config))
+
+    # ------------------------------------------------------------ life cycle
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Serve on this thread until shutdown(); poll_interval is accepted for compatibility."""
+        loop = asyncio.new_event_loop()
         try:
-            super().process_request_thread(request, client_address)  # type: ignore[misc]
+            with self._lock:
+                if self._stop_requested:
+                    return
+                self._loop = loop
+            loop.run_until_complete(self._main())
         finally:
-            self._slots.release()
+            with self._lock:
+                self._loop = None
+            loop.close()
+            self._stopped.set()
 
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        if self.ssl_context is None:
-            super().finish_request(request, client_address)
-            return
-        request.settimeout(self.handshake_timeout)
+    def shutdown(self) -> None:
+        """Stop serve_forever (from another thread) and wait until it has returned."""
+        with self._lock:
+            self._stop_requested = True
+            loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._request_stop)
+            self._stopped.wait()
+
+    def server_close(self) -> None:
+        self.socket.close()
+        self._bcrypt.shutdown(wait=False, cancel_futures=True)
+
+    def _request_stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+
+    async def _main(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        loop.add_reader(self.socket.fileno(), self._accept)
         try:
-            tls = self.ssl_context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as exc:
-            log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
-            return
-        try:
-            super().finish_request(tls, client_address)
+            await self._stop.wait()
         finally:
-            tls.close()
+            loop.remove_reader(self.socket.fileno())
+            tasks = list(self._conns)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("connection from %s ended with an error", client_address[0], exc_info=True)
+    # ------------------------------------------------------------ connections
 
+    def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(self.accept_batch):
+            try:
+                sock, peer = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of file descriptors: make room, pause briefly
+                log.warning("cannot accept a connection: %s", exc.strerror or exc)
+                self._evict_oldest_anonymous()
+                loop.remove_reader(self.socket.fileno())
+                loop.call_later(0.1, loop.add_reader, self.socket.fileno(), self._accept)
+                return
+            self._admit(sock, str(peer[0]))
 
-class MetricsHandler(BaseHTTPRequestHandler):
-    server: MetricsServer
-    protocol_version = "HTTP/1.1"  # keep-alive: Prometheus reuses its connection
-    server_version = "agentmon"
-    timeout = 30  # idle keep-alive connections and slow clients give their thread back
-    disable_nagle_algorithm = True
-
-    def version_string(self) -> str:
-        return self.server_version  # no Python version in the Server header
-
-    def do_GET(self) -> None:
-        self._respond(head=False)
-
-    def do_HEAD(self) -> None:
-        self._respond(head=True)
-
-    def _not_allowed(self) -> None:
-        self._send(405, b"method not allowed\n", "text/plain; charset=utf-8",
-                   [("Allow", "GET, HEAD")])
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = _not_allowed
-
-    def _respond(self, head: bool) -> None:
-        if not self.server.authenticator.check(self.headers.get("Authorization")):
-            self._send(401, b"unauthorized\n", "text/plain; charset=utf-8",
-                       [("WWW-Authenticate", f'Basic realm="{REALM}"')], head=head)
+    def _admit(self, sock: socket.socket, host: str) -> None:
+        if len(self._conns) >= self.max_connections and not self._evict_oldest_anonymous():
+            if not self._full:
+                log.warning("%d authenticated connections open; refusing new ones",
+                            len(self._conns))
+                self._full = True
+            sock.close()
             return
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            plain, gzipped = self.server.exposition.get()
-            if _accepts_gzip(self.headers.get("Accept-Encoding", "")):
-                self._send(200, gzipped, CONTENT_TYPE,
-                           [("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")], head)
+        if len(self._conns) < self.max_connections - 1:
+            self._full = False
+        sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        task = asyncio.get_running_loop().create_task(self._connection(sock, host))
+        self._conns[task] = host
+        self._anonymous[task] = None
+        task.add_done_callback(self._forget)
+
+    def _evict_oldest_anonymous(self) -> bool:
+        if not self._anonymous:
+            return False
+        task, _ = self._anonymous.popitem(last=False)
+        self._conns.pop(task, None)
+        task.cancel()
+        self.evicted += 1
+        if not self._full:
+            log.warning("%d connections open; closing the oldest that have not authenticated",
+                        self.max_connections)
+            self._full = True
+        return True
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._conns.pop(task, None)
+        self._anonymous.pop(task, None)
+
+    def _authenticated(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._anonymous.pop(task, None)
+
+    async def _connection(self, sock: socket.socket, host: str) -> None:
+        linger = False
+        try:
+            current = self._current
+            stream = _Stream(sock, current.ssl_context)
+            if stream.tls is not None:
+                try:
+                    async with asyncio.timeout(self.handshake_timeout):
+                        await stream.handshake(stream.tls)
+                except (ssl.SSLError, TimeoutError) as exc:
+                    log.debug("TLS handshake with %s failed: %s", host,
+                              exc if isinstance(exc, ssl.SSLError) else "timed out")
+                    return
+            linger = await self._requests(stream, host)
+        except (ConnectionError, OSError) as exc:
+            log.debug("connection from %s ended with an error: %s", host, exc)
+        finally:
+            if linger:
+                await self._lingering_close(sock)
+            sock.close()
+
+    async def _requests(self, stream: _Stream, host: str) -> bool:
+        """Serve requests until the connection should close; True: close gracefully."""
+        loop = asyncio.get_running_loop()
+        buf = bytearray()
+        authenticated = False
+        while True:
+            try:
+                request = await self._read_request(stream, buf, authenticated)
+            except _HttpError as exc:
+                await self._send(stream, host, exc.status, str(exc).encode() + b"\n", TEXT, [],
+                                 head=False, close=True, line="-")
+                return True
+            if request is None:
+                return False
+            current = self._current
+            verdict = current.authenticator.quick(request.headers.get("authorization"))
+            if verdict is None:  # needs bcrypt: on its thread, one at a time
+                verdict = await loop.run_in_executor(
+                    self._bcrypt, current.authenticator.check,
+                    request.headers.get("authorization"))
+            close = not request.keep_alive or request.oversized_body
+            head = request.method == "HEAD"
+            if not verdict:
+                await self._send(stream, host, 401, b"unauthorized\n", TEXT,
+                                 [("WWW-Authenticate", f'Basic realm="{REALM}"')], head, close,
+                                 request.line)
             else:
-                self._send(200, plain, CONTENT_TYPE, [("Vary", "Accept-Encoding")], head)
-        elif path == "/":
-            self._send(200, LANDING, "text/html; charset=utf-8", [], head)
+                if not authenticated:
+                    authenticated = True
+                    self._authenticated()
+                await self._route(stream, host, request, head, close)
+            if close:
+                return True
+
+    async def _route(self, stream: _Stream, host: str, request: _Request, head: bool,
+                     close: bool) -> None:
+        line = request.line
+        if request.oversized_body:
+            await self._send(stream, host, 413, b"request body too large\n", TEXT, [], head,
+                             True, line)
+        elif request.method not in ("GET", "HEAD"):
+            status = 405 if request.method in KNOWN_METHODS else 501
+            await self._send(stream, host, status, REASONS[status].lower().encode() + b"\n",
+                             TEXT, [("Allow", "GET, HEAD")], False, close, line)
         else:
-            self._send(404, b"not found\n", "text/plain; charset=utf-8", [], head)
+            path = request.target.split("?", 1)[0]
+            if path == "/metrics":
+                plain, gzipped = self.exposition.get()
+                if _accepts_gzip(request.headers.get("accept-encoding", "")):
+                    await self._send(stream, host, 200, gzipped, CONTENT_TYPE,
+                                     [("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")],
+                                     head, close, line)
+                else:
+                    await self._send(stream, host, 200, plain, CONTENT_TYPE,
+                                     [("Vary", "Accept-Encoding")], head, close, line)
+            elif path == "/":
+                await self._send(stream, host, 200, LANDING, "text/html; charset=utf-8", [],
+                                 head, close, line)
+            else:
+                await self._send(stream, host, 404, b"not found\n", TEXT, [], head, close, line)
 
-    def _send(self, code: int, body: bytes, content_type: str,
-              headers: list[tuple[str, str]], head: bool = False) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        for name, value in headers + self.server.extra_headers:
-            self.send_header(name, value)
-        self.end_headers()
+    async def _read_request(self, stream: _Stream, buf: bytearray,
+                            authenticated: bool) -> _Request | None:
+        """The next request (head parsed, small body read), None when the client is gone or
+        idle too long; _HttpError for a request that gets an error and a closed connection."""
+        loop = asyncio.get_running_loop()
+        # Anonymous clients get one deadline for the whole head; authenticated keep-alive
+        # connections may idle between requests, then have the same deadline for the head.
+        deadline = loop.time() + (self.idle_timeout if authenticated else self.header_timeout)
+        try:
+            async with asyncio.timeout_at(deadline):
+                while not buf.lstrip(b"\r\n"):
+                    del buf[:]
+                    if not await self._fill(stream, buf):
+                        return None
+        except TimeoutError:
+            return None  # nothing asked: close without a word
+        if authenticated:
+            deadline = loop.time() + self.header_timeout
+        del buf[:len(buf) - len(buf.lstrip(b"\r\n"))]
+        try:
+            async with asyncio.timeout_at(deadline):
+                while (match := HEAD_END.search(buf, 0, self.max_header_bytes + 4)) is None:
+                    if len(buf) > self.max_header_bytes:
+                        if b"\n" not in buf:
+                            raise _HttpError(414, "request line too long")
+                        raise _HttpError(431, "request head too large")
+                    if not await self._fill(stream, buf):
+                        return None
+                head = bytes(buf[:match.start()])
+                del buf[:match.end()]
+                request = self._parse(head)
+                length = self._body_length(request)
+                if length > self.max_body:
+                    request.oversized_body = True
+                else:
+                    while len(buf) < length:
+                        if not await self._fill(stream, buf):
+                            return None
+                    del buf[:length]
+                return request
+        except TimeoutError:
+            raise _HttpError(408, "request not received in time") from None
+
+    @staticmethod
+    async def _fill(stream: _Stream, buf: bytearray) -> bool:
+        data = await stream.read()
+        buf += data
+        return bool(data)
+
+    def _parse(self, head: bytes) -> _Request:
+        lines = head.decode("latin-1").split("\n")
+        line = lines[0].rstrip("\r")
+        parts = line.split(" ")
+        if len(parts) != 3 or not TOKEN.match(parts[0]) or not parts[1]:
+            raise _HttpError(400, "malformed request line")
+        method, target, version = parts
+        if not version.startswith("HTTP/"):
+            raise _HttpError(400, "malformed request line")
+        if version not in ("HTTP/1.0", "HTTP/1.1"):
+            raise _HttpError(505, "only HTTP/1.0 and HTTP/1.1 are served")
+        if len(lines) - 1 > self.max_header_lines:
+            raise _HttpError(431, "too many header lines")
+        headers: dict[str, str] = {}
+        for raw in lines[1:]:
+            name, sep, value = raw.rstrip("\r").partition(":")
+            value = value.strip(" \t")
+            if not sep or not TOKEN.match(name) or BAD_VALUE.search(value):
+                raise _HttpError(400, "malformed header line")
+            key = name.lower()
+            if key in headers:
+                if key in ("authorization", "content-length", "transfer-encoding", "host"):
+                    raise _HttpError(400, f"repeated {name} header")
+                headers[key] += ", " + value
+            else:
+                headers[key] = value
+        tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+        keep_alive = ("close" not in tokens if version == "HTTP/1.1"
+                      else "keep-alive" in tokens)
+        return _Request(method, target, line, headers, keep_alive, False)
+
+    @staticmethod
+    def _body_length(request: _Request) -> int:
+        if "transfer-encoding" in request.headers:
+            raise _HttpError(501, "transfer-encoding is not supported")
+        text = request.headers.get("content-length", "0")
+        if not text.isdigit() or len(text) > 18:
+            raise _HttpError(400, "bad Content-Length")
+        return int(text)
+
+    async def _send(self, stream: _Stream, host: str, status: int, body: bytes,
+                    content_type: str, headers: list[tuple[str, str]], head: bool, close: bool,
+                    line: str) -> None:
+        parts = [f"HTTP/1.1 {status} {REASONS[status]}\r\nServer: agentmon\r\n"
+                 f"Date: {email.utils.formatdate(usegmt=True)}\r\n"
+                 f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+                 "Cache-Control: no-store\r\n"]
+        parts.extend(f"{name}: {value}\r\n" for name, value in headers)
+        if close:
+            parts.append("Connection: close\r\n")
+        data = "".join(parts).encode("latin-1") + self._current.headers + b"\r\n"
         if not head:
-            self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
+            data += body
         # One debug line per request (headers, so credentials, are never logged); the request
         # line comes from the client, so control characters are escaped.
-        line = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in format % args)
-        log.debug("%s %s", self.client_address[0], line)
+        log.debug('%s "%s" %d %d', host, _printable(line), status, len(body))
+        async with asyncio.timeout(self.write_timeout):
+            await stream.write(data)
+
+    async def _lingering_close(self, sock: socket.socket) -> None:
+        """Half-close and drain what the client still sends, so that closing with unread
+        bytes does not reset the connection before the client has read the response."""
+        loop = asyncio.get_running_loop()
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            async with asyncio.timeout(1.0):
+                drained = 0
+                while drained < 65536:
+                    data = await loop.sock_recv(sock, 4096)
+                    if not data:
+                        break
+                    drained += len(data)
+        except (OSError, TimeoutError):
+            pass
+
+
+def _header_block(config: WebConfig) -> bytes:
+    return "".join(f"{name}: {value}\r\n" for name, value in config.headers.items()).encode()
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 def _accepts_gzip(accept_encoding: str) -> bool:
