@@ -205,6 +205,23 @@ def test_non_bcrypt_values_are_refused(tmp_path: Path, bad: str) -> None:
     assert "not a bcrypt hash" in refusal(write(tmp_path, f"basic_auth_users:\n  u: '{bad}'\n"))
 
 
+@pytest.mark.parametrize("cost", [15, 31])
+def test_bcrypt_cost_above_the_maximum_is_refused(tmp_path: Path, cost: int) -> None:
+    """Cost 31 used to hang startup (the dummy hash alone takes days); now one line."""
+    hashed = f"$2b${cost}$" + "a" * 53
+    message = refusal(write(tmp_path, f"basic_auth_users:\n  u: '{hashed}'\n"))
+    assert message.startswith(f"web config {tmp_path / 'web.yml'}: basic_auth_users.u: bcrypt "
+                              f"cost {cost} is above the maximum of 14")
+    assert "\n" not in message
+    assert hashed not in message
+
+
+def test_bcrypt_cost_at_the_maximum_is_accepted(tmp_path: Path) -> None:
+    hashed = "$2b$14$" + "a" * 53
+    config = load_web_config(write(tmp_path, f"basic_auth_users:\n  u: '{hashed}'\n"))
+    assert config.basic_auth_users == {"u": hashed.encode()}
+
+
 @pytest.mark.parametrize(("extra", "expected"), [
     ({"cipher_suites": "[TLS_AES_128_GCM_SHA256]"},
      "tls_server_config.cipher_suites is not supported by agentmon"),

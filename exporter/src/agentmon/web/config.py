@@ -51,6 +51,9 @@ BCRYPT_RE = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$
 # RFC 6750 b64token: what can travel in "Authorization: Bearer <token>".
 TOKEN_RE = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 MIN_TOKEN_LEN = 16
+# Each distinct credential costs one bcrypt run of 2**cost rounds (cost 10: ~55 ms here, 14:
+# ~0.9 s, 31: days, at startup already for the dummy hash). Above this, refused.
+MAX_BCRYPT_COST = 14
 HTPASSWD_HINT = "htpasswd -nBC 10 '' | tr -d ':\\n'"
 
 
@@ -248,6 +251,12 @@ def _users(section: Any) -> dict[str, bytes]:
             # Never echo the value: it may be a plain-text password.
             raise WebConfigError(f"basic_auth_users.{name}: not a bcrypt hash (plain-text "
                                  f"passwords are refused); make one with: {HTPASSWD_HINT}")
+        cost = int(hashed[4:6])
+        if cost > MAX_BCRYPT_COST:
+            raise WebConfigError(f"basic_auth_users.{name}: bcrypt cost {cost} is above the "
+                                 f"maximum of {MAX_BCRYPT_COST} (every check would take "
+                                 f"{2 ** (cost - 10) * 0.05:g}+ s); make a hash with cost 10 to "
+                                 f"{MAX_BCRYPT_COST}: {HTPASSWD_HINT}")
         out[name] = hashed.encode("ascii")
     return out
 
