@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import re
 import socket
 import ssl
 import statistics
@@ -11,7 +12,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 
 import bcrypt
 import pytest
@@ -454,3 +455,261 @@ def test_untrusted_server_cert_is_rejected_by_a_verifying_client(pki: Pki) -> No
         ctx = ssl.create_default_context(cafile=str(pki.other_client_cert))
         with pytest.raises(ssl.SSLCertVerificationError):
             get(server.port, context=ctx)
+
+
+# ------------------------------------------------------------------ hostile clients (issue 8)
+
+
+def raw(port: int, data: bytes, *, read_all: bool = True, timeout: float = 10) -> bytes:
+    """Send bytes on a new connection; everything the server answers until it closes."""
+    with closing(socket.create_connection(("127.0.0.1", port), timeout=timeout)) as s:
+        s.sendall(data)
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except (ConnectionError, TimeoutError):
+                break
+            if not chunk:
+                break
+            out += chunk
+            if not read_all:
+                break
+        return out
+
+
+def statuses(answer: bytes) -> list[int]:
+    return [int(m) for m in re.findall(rb"^HTTP/1\.1 (\d{3}) ", answer, re.M)]
+
+
+HARDENED = {"X-Frame-Options": "deny", "X-Content-Type-Options": "nosniff"}
+AUTH = basic()["Authorization"]
+
+
+def test_authentication_comes_before_405_and_501() -> None:
+    with serving(WebConfig(basic_auth_users=USERS, headers=HARDENED)) as server:
+        for method in ("POST", "DELETE", "OPTIONS", "BREW"):
+            status, headers, _ = get(server.port, method=method)
+            assert status == 401, method
+            assert headers["WWW-Authenticate"] == 'Basic realm="agentmon"'
+        assert get(server.port, method="POST", headers=basic())[0] == 405
+        status, headers, body = get(server.port, method="BREW", headers=basic())
+        assert status == 501
+        assert headers["X-Frame-Options"] == "deny"
+        assert b"<" not in body
+
+
+def test_a_body_is_read_not_parsed_as_the_next_request() -> None:
+    smuggled = b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+    with serving(WebConfig(basic_auth_users=USERS)) as server:
+        answer = raw(server.port, (
+            f"POST /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\n"
+            f"Content-Length: {len(smuggled)}\r\n\r\n").encode() + smuggled + (
+            f"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\n"
+            "Connection: close\r\n\r\n").encode())
+        assert statuses(answer) == [405, 200]
+        # and without credentials: 401, the body still not a request
+        answer = raw(server.port, (
+            f"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: {len(smuggled)}\r\n\r\n"
+            ).encode() + smuggled + b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert statuses(answer) == [401, 401]
+
+
+def test_large_or_chunked_bodies_close_the_connection() -> None:
+    with serving(WebConfig(basic_auth_users=USERS, headers=HARDENED)) as server:
+        answer = raw(server.port, (
+            f"POST /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\n"
+            "Content-Length: 1000000\r\n\r\n").encode() + b"x" * 100_000)
+        assert statuses(answer) == [413]
+        assert b"Connection: close" in answer
+        assert b"X-Frame-Options: deny" in answer
+        answer = raw(server.port, (
+            f"POST /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+            f"GET /metrics HTTP/1.1\r\nAuthorization: {AUTH}\r\n\r\n").encode())
+        assert statuses(answer) == [501]
+        for bad in ("abc", "-1", "1, 2"):
+            answer = raw(server.port, f"GET /metrics HTTP/1.1\r\nContent-Length: {bad}\r\n\r\n"
+                         .encode())
+            assert statuses(answer) == [400], bad
+
+
+@pytest.mark.parametrize(("request_bytes", "status"), [
+    (b"GARBAGE\r\n\r\n", 400),
+    (b"GET /metrics\r\n\r\n", 400),
+    (b"GET /metrics FTP/1.1\r\n\r\n", 400),
+    (b"GET /metrics HTTP/2.0\r\n\r\n", 505),
+    (b"GET /metrics HTTP/1.1\r\nNo colon here\r\n\r\n", 400),
+    (b"GET /metrics HTTP/1.1\r\nBad Name: x\r\n\r\n", 400),
+    (b"GET /metrics HTTP/1.1\r\n folded: x\r\n\r\n", 400),
+    (b"GET /metrics HTTP/1.1\r\nAuthorization: a\r\nAuthorization: b\r\n\r\n", 400),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414),
+    (b"GET /metrics HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
+    (b"GET /metrics HTTP/1.1\r\n" + b"X-Many: a\r\n" * 40 + b"\r\n", 431),
+])
+def test_error_responses_carry_the_configured_headers_and_no_html(request_bytes: bytes,
+                                                                  status: int) -> None:
+    with serving(WebConfig(basic_auth_users=USERS, headers=HARDENED)) as server:
+        answer = raw(server.port, request_bytes)
+        assert statuses(answer) == [status]
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert b"\r\nX-Frame-Options: deny\r\n" in head + b"\r\n"
+        assert b"\r\nX-Content-Type-Options: nosniff" in head
+        assert b"Content-Type: text/plain; charset=utf-8" in head
+        assert b"Connection: close" in head
+        assert b"<" not in body
+        assert len(body) == int(re.search(rb"Content-Length: (\d+)", head).group(1))
+
+
+class QuickServer(MetricsServer):
+    handshake_timeout = 0.5
+    header_timeout = 0.5
+    idle_timeout = 1.0
+
+
+def test_slow_heads_get_408_and_idle_sockets_are_closed() -> None:
+    with serving(WebConfig(headers=HARDENED), server_class=QuickServer) as server:
+        started = time.monotonic()
+        answer = raw(server.port, b"GET /metrics HTTP/1.1\r\nX-Slow: 1\r\n")
+        assert statuses(answer) == [408]
+        assert b"X-Frame-Options: deny" in answer
+        assert b"Connection: close" in answer
+        assert raw(server.port, b"") == b""  # an idle socket: closed, no answer
+        assert time.monotonic() - started < 5
+
+
+def test_the_head_deadline_is_total_not_per_line() -> None:
+    """One header line every 0.2 s used to keep a connection (and its slot) forever."""
+    with serving(WebConfig(), server_class=QuickServer) as server, closing(
+            socket.create_connection(("127.0.0.1", server.port), timeout=10)) as s:
+        started = time.monotonic()
+        s.sendall(b"GET /metrics HTTP/1.1\r\n")
+        answer = b""
+        try:
+            for n in range(25):
+                time.sleep(0.2)
+                s.sendall(f"X-Drip-{n}: x\r\n".encode())
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        with suppress(ConnectionResetError):
+            answer = s.recv(4096)
+        assert time.monotonic() - started < 4
+        assert answer == b"" or statuses(answer) == [408]
+
+
+def test_tls_handshake_has_a_deadline(pki: Pki) -> None:
+    with serving(WebConfig(tls=tls(pki)), server_class=QuickServer) as server, closing(
+            socket.create_connection(("127.0.0.1", server.port), timeout=10)) as s:
+        started = time.monotonic()
+        s.sendall(b"\x16\x03\x01")  # the start of a ClientHello, then nothing
+        assert s.recv(100) == b""
+        assert time.monotonic() - started < 5
+
+
+def test_authenticated_keep_alive_may_idle_between_scrapes() -> None:
+    with serving(WebConfig(basic_auth_users=USERS), server_class=QuickServer) as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        with closing(conn):
+            for _ in range(2):
+                conn.request("GET", "/metrics", headers=basic())
+                assert conn.getresponse().read() == BODY
+                time.sleep(0.7)  # longer than the head deadline, shorter than idle_timeout
+
+
+class SmallTable(MetricsServer):
+    max_connections = 20
+
+
+def test_anonymous_connections_cannot_take_every_slot() -> None:
+    """A full table of silent anonymous sockets: a new authenticated scrape still gets in, by
+    evicting the oldest anonymous connection; authenticated keep-alive connections stay."""
+    with serving(WebConfig(basic_auth_users=USERS), server_class=SmallTable) as server:
+        keeper = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        keeper.request("GET", "/metrics", headers=basic())
+        assert keeper.getresponse().read() == BODY
+        idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(40)]
+        try:
+            for _ in range(5):
+                assert get(server.port, headers=basic())[:3:2] == (200, BODY)
+            keeper.request("GET", "/metrics", headers=basic())
+            assert keeper.getresponse().read() == BODY
+            assert server.evicted >= 20
+        finally:
+            for s in idle:
+                s.close()
+            keeper.close()
+
+
+def _wrong_password_clients(port: int, n: int, stop: threading.Event) -> list[threading.Thread]:
+    def hammer(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        guess = 0
+        with closing(conn):
+            while not stop.is_set():
+                try:
+                    conn.request("GET", "/metrics", headers=basic(password=f"guess{i}-{guess}"))
+                    conn.getresponse().read()
+                except (OSError, http.client.HTTPException):
+                    conn.close()
+                    time.sleep(0.1)
+                guess += 1
+
+    threads = [threading.Thread(target=hammer, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+@pytest.mark.slow
+def test_slow_anonymous_and_wrong_password_clients_do_not_stop_scrapes(pki: Pki) -> None:
+    """A smaller version of bench/bench_attack.py: 100 slow anonymous TLS clients (a header
+    line every 0.5 s), 100 idle sockets and 20 keep-alive wrong-password clients; every
+    authenticated scrape on a new connection succeeds. The old server (64 threads) failed
+    every one."""
+    config = WebConfig(tls=tls(pki), basic_auth_users=USERS)
+    stop = threading.Event()
+    with serving(config) as server:
+        ctx = client_context(pki)
+        assert get(server.port, headers=basic(), context=ctx)[0] == 200
+        slow_ctx = client_context(pki)
+        slow: list[ssl.SSLSocket] = []
+        for _ in range(100):
+            s = slow_ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.port),
+                                                              timeout=10),
+                                     server_hostname="localhost")
+            s.sendall(b"GET /metrics HTTP/1.1\r\n")
+            slow.append(s)
+        idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(100)]
+        hammers = _wrong_password_clients(server.port, 20, stop)
+        results = []
+        try:
+            for n in range(8):
+                for s in slow:
+                    with suppress(OSError):
+                        s.sendall(f"X-Slow-{n}: x\r\n".encode())
+                status, _, body = get(server.port, headers=basic(), context=ctx)
+                results.append((status, body))
+                time.sleep(0.5)
+        finally:
+            stop.set()
+            for t in hammers:
+                t.join(15)
+            for s in slow + idle:  # type: ignore[operator]
+                s.close()
+        assert results == [(200, BODY)] * 8
+
+
+def test_bcrypt_runs_off_the_event_loop() -> None:
+    """While a dear bcrypt check runs, a cached credential is answered at once."""
+    dear = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=13)).decode().encode()
+    with serving(WebConfig(basic_auth_users={USER: HASH.encode(), "dear": dear})) as server:
+        assert get(server.port, headers=basic())[0] == 200  # now cached
+        slow = threading.Thread(target=get, args=(server.port,),
+                                kwargs={"headers": basic("dear", "wrong")})
+        slow.start()
+        time.sleep(0.05)
+        started = time.monotonic()
+        assert get(server.port, headers=basic())[0] == 200
+        fast = time.monotonic() - started
+        slow.join(30)
+        assert fast < 0.3  # a bcrypt run at cost 13 takes ~0.4 s or more here

@@ -320,7 +320,10 @@ class MetricsServer:
         self._current = _Current(config, Authenticator(config.basic_auth_users,
                                                        config.bearer_token),
                                  ssl_context, _header_block(config))
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        try:
+            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        except OSError:  # a seccomp filter may refuse prlimit64
+            soft = resource.RLIM_INFINITY
         if soft != resource.RLIM_INFINITY:
             self.max_connections = max(1, min(self.max_connections, soft - 64))
         self.socket = socket.socket(address.family, socket.SOCK_STREAM)
@@ -575,7 +578,7 @@ class MetricsServer:
             async with asyncio.timeout_at(deadline):
                 while (match := HEAD_END.search(buf, 0, self.max_header_bytes + 4)) is None:
                     if len(buf) > self.max_header_bytes:
-                        if b"\n" not in buf:
+                        if buf.find(b"\n", 0, self.max_header_bytes) < 0:
                             raise _HttpError(414, "request line too long")
                         raise _HttpError(431, "request head too large")
                     if not await self._fill(stream, buf):
