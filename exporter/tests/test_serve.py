@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import queue
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import bcrypt
 import pytest
 from prometheus_client.core import GaugeMetricFamily
 from webtls import HASH, PASSWORD, TOKEN, USER, Pki, basic, client_context, get, make_pki
 
 from agentmon import serve
+from agentmon.web.config import WebConfig, load_web_config
+from agentmon.web.reload import WebConfigWatcher
 from agentmon.web.server import Exposition, MetricsServer
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -605,3 +611,175 @@ def test_real_collector_checkpoint_not_saved_exits_1(tmp_path: Path,
     with caplog.at_level(logging.ERROR, logger="agentmon"):
         assert serve.run(s, None, lambda _: stop.set(), stop) == 1
     assert f"stopped without saving the checkpoint {blocker / 'ck'}" in caplog.text
+
+
+# ------------------------------------------------------------------ web config reload (issue 8)
+
+
+@pytest.fixture
+def quick_watch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(serve, "WATCH_INTERVAL", 0.05)
+
+
+def replace_file(path: Path, text: str | bytes, mode: int = 0o600) -> None:
+    """Write beside, then rename over: what config management tools do."""
+    tmp = path.with_name(path.name + ".new")
+    if isinstance(text, str):
+        tmp.write_text(text)
+    else:
+        tmp.write_bytes(text)
+    tmp.chmod(mode)
+    tmp.replace(path)
+
+
+def wait_until(check: object, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.05)
+
+
+@contextmanager
+def serving_in_thread(s: serve.Settings, tmp_path: Path) -> Iterator[MetricsServer]:
+    ready: queue.Queue[MetricsServer] = queue.Queue()
+    stop = threading.Event()
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(serve.run(
+        s, lambda _: CountingCollector(tmp_path / "ck"), ready.put, stop)))
+    thread.start()
+    try:
+        yield ready.get(timeout=30)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert codes == [0]
+
+
+def test_passwords_are_reloaded_when_the_file_changes(tmp_path: Path, quick_watch: None,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    path = web_config(tmp_path, f"basic_auth_users:\n  {USER}: {HASH}\n")
+    new_hash = bcrypt.hashpw(b"rotated-pass", bcrypt.gensalt(rounds=4)).decode()
+    with caplog.at_level(logging.INFO, logger="agentmon"), serving_in_thread(
+            settings(tmp_path, "--web.config.file", str(path)), tmp_path) as server:
+        assert get(server.port, headers=basic())[0] == 200
+        replace_file(path, f"basic_auth_users:\n  {USER}: {new_hash}\n")
+        wait_until(lambda: get(server.port, headers=basic(password="rotated-pass"))[0] == 200)
+        assert get(server.port, headers=basic())[0] == 401
+        # a broken file keeps the running config, with one log line
+        replace_file(path, "basic_auth_users: [unclosed\n")
+        wait_until(lambda: "not reloaded" in caplog.text)
+        time.sleep(0.3)  # several more polls: still one line
+        assert get(server.port, headers=basic(password="rotated-pass"))[0] == 200
+        replace_file(path, f"basic_auth_users:\n  {USER}: {PASSWORD}\n")  # plain text
+        wait_until(lambda: caplog.text.count("not reloaded") == 2)
+        assert get(server.port, headers=basic(password="rotated-pass"))[0] == 200
+    lines = [r.getMessage() for r in caplog.records if "not reloaded" in r.getMessage()]
+    assert len(lines) == 2
+    assert lines[0].startswith(f"web config not reloaded, the previous one stays in use: web "
+                               f"config {path}: invalid YAML at line 2")
+    assert PASSWORD not in caplog.text
+    assert "web config reloaded (plain HTTP, basic auth (1 user))" in caplog.text
+
+
+def test_certificates_are_reloaded(tmp_path: Path, quick_watch: None, pki: Pki) -> None:
+    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
+    replace_file(cert, pki.server_cert.read_bytes(), 0o644)
+    replace_file(key, pki.server_key.read_bytes())
+    path = web_config(tmp_path, f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+                                f"basic_auth_users:\n  {USER}: {HASH}\n")
+    renewed = make_pki(tmp_path / "renewed")
+    with serving_in_thread(settings(tmp_path, "--web.config.file", str(path)),
+                           tmp_path) as server:
+        assert get(server.port, headers=basic(), context=client_context(pki))[0] == 200
+        keep_alive = http.client.HTTPSConnection("127.0.0.1", server.port, timeout=10,
+                                                 context=client_context(pki))
+        keep_alive.request("GET", "/metrics", headers=basic())
+        assert keep_alive.getresponse().read()
+        replace_file(key, renewed.server_key.read_bytes())
+        replace_file(cert, renewed.server_cert.read_bytes(), 0o644)
+
+        def renewed_cert_served() -> bool:
+            try:
+                return get(server.port, headers=basic(),
+                           context=client_context(renewed))[0] == 200
+            except ssl.SSLError:
+                return False
+
+        wait_until(renewed_cert_served)
+        with pytest.raises(ssl.SSLCertVerificationError):
+            get(server.port, headers=basic(), context=client_context(pki))
+        keep_alive.request("GET", "/metrics", headers=basic())  # open connections carry on
+        assert keep_alive.getresponse().status == 200
+        keep_alive.close()
+
+
+def test_a_reload_that_drops_authentication_off_loopback_is_refused(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = web_config(tmp_path, f"basic_auth_users:\n  {USER}: {HASH}\n")
+    remote = serve.settings_from_args(serve.build_parser().parse_args(
+        ["--db", "x", "--web.config.file", str(path), "--web.listen-address", ":9477"]))
+    applied: list[object] = []
+    watcher = WebConfigWatcher(remote.web, applied.append,
+                               lambda web: serve.check_authentication(remote.listen, web))
+    replace_file(path, "http_server_config:\n  headers:\n    X-Frame-Options: deny\n")
+    with caplog.at_level(logging.INFO, logger="agentmon"):
+        assert not watcher.poll()
+        assert not watcher.poll()  # unchanged since: no second line, no second try
+        assert watcher.poll(force=True) is False  # SIGHUP tries again
+    assert applied == []
+    assert caplog.messages == [
+        "web config not reloaded, the previous one stays in use: refusing to listen on "
+        "0.0.0.0:9477 without authentication: set basic_auth_users or bearer_token_file in "
+        "--web.config.file, or listen on 127.0.0.1"] * 2
+
+
+def test_watcher_follows_the_files_a_new_config_names(tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    path = web_config(tmp_path, f"basic_auth_users:\n  {USER}: {HASH}\n")
+    applied: list[WebConfig] = []
+    watcher = WebConfigWatcher(load_web_config(path), applied.append)
+    assert not watcher.poll()
+    token = tmp_path / "token"
+    replace_file(token, TOKEN + "\n")
+    replace_file(path, f"bearer_token_file: {token}\n")
+    assert watcher.poll()
+    assert applied[-1].bearer_token == TOKEN.encode()
+    assert not watcher.poll()
+    replace_file(token, "another-token-0123456789\n")  # only the token file changes
+    assert watcher.poll()
+    assert applied[-1].bearer_token == b"another-token-0123456789"
+    assert watcher.reloads == 2
+    nothing = WebConfigWatcher(WebConfig(), applied.append)
+    with caplog.at_level(logging.INFO, logger="agentmon"):
+        assert not nothing.poll()
+        assert not nothing.poll(force=True)
+    assert caplog.messages == ["no --web.config.file to reload"]
+
+
+def test_sighup_reloads_and_does_not_stop_the_server(tmp_path: Path, migrated_db: Path) -> None:
+    """SIGHUP used to kill agentmon serve (Python's default action); now it re-reads."""
+    config = web_config(tmp_path, f"basic_auth_users:\n  {USER}: {HASH}\n")
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentmon.cli", "serve", "--db", str(migrated_db),
+         "--web.listen-address", "127.0.0.1:0", "--web.config.file", str(config),
+         "--checkpoint.file", str(tmp_path / "ck")],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=_lines, args=(proc.stderr, lines), daemon=True)
+    reader.start()
+    log: list[str] = []
+    try:
+        port = int(wait_for_line(lines, r"listening on http://127\.0\.0\.1:(\d+)/metrics",
+                                 log).group(1))
+        proc.send_signal(signal.SIGHUP)
+        wait_for_line(lines, r"INFO agentmon\.web: web config reloaded \(plain HTTP, basic "
+                             r"auth \(1 user\)\)$", log)
+        assert proc.poll() is None
+        assert get(port, headers=basic())[0] == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

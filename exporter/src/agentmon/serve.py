@@ -3,8 +3,9 @@
 One refresh thread calls ``collector.refresh()`` every ``--refresh.interval`` seconds and then
 renders the exposition once (plain and gzip); HTTP requests only authenticate and send those
 bytes, so a scrape never waits on SQLite. SIGTERM/SIGINT stop the server, let a running refresh
-finish, save the checkpoint and exit 0. Every fault a user can cause (bad flag, bad web config,
-port in use) ends with one line on stderr and exit 1.
+finish, save the checkpoint and exit 0. SIGHUP, or a change to the web config or a file it
+names, re-reads the web config (a broken one keeps the running one). Every fault a user can
+cause (bad flag, bad web config, port in use) ends with one line on stderr and exit 1.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
 from agentmon.web.config import WebConfig, WebConfigError, load_web_config
+from agentmon.web.reload import WebConfigWatcher
 from agentmon.web.server import (
     Exposition,
     ListenAddress,
@@ -42,6 +44,7 @@ MIN_INTERVAL = 0.1
 MAX_INTERVAL = 86400.0
 POLL_INTERVAL = 0.5  # how soon the HTTP loop notices a shutdown
 SHUTDOWN_WAIT = 30.0  # longest wait for a running refresh before giving up on the checkpoint
+WATCH_INTERVAL = 1.0  # how often the web config's files are checked for changes
 
 log = logging.getLogger("agentmon.serve")
 
@@ -105,12 +108,17 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise ValueError("--label.cap must be 0 (fold every value into 'other') or more")
     listen = parse_listen_address(args.listen)
     web = load_web_config(args.web_config)
+    check_authentication(listen, web)
+    checkpoint = args.checkpoint or args.db.with_name(args.db.name + ".agentmon-checkpoint")
+    return Settings(args.db, listen, web, checkpoint, args.interval, args.label_cap)
+
+
+def check_authentication(listen: ListenAddress, web: WebConfig) -> None:
+    """Off loopback, every request must authenticate: at startup and on every reload."""
     if not listen.is_loopback and not authenticates(web):
         raise ValueError(f"refusing to listen on {listen} without authentication: set "
                          "basic_auth_users or bearer_token_file in --web.config.file, or listen "
                          "on 127.0.0.1")
-    checkpoint = args.checkpoint or args.db.with_name(args.db.name + ".agentmon-checkpoint")
-    return Settings(args.db, listen, web, checkpoint, args.interval, args.label_cap)
 
 
 def authenticates(web: WebConfig) -> bool:
@@ -255,7 +263,11 @@ def run(settings: Settings, collector_factory: CollectorFactory | None = None,
 
 def _serve(settings: Settings, server: MetricsServer, refresher: Refresher,
            stop: threading.Event, on_ready: Callable[[MetricsServer], None] | None) -> int:
-    previous = _install_signal_handlers(stop)
+    hangup = threading.Event()
+    previous = _install_signal_handlers(stop, hangup)
+    watcher = WebConfigWatcher(
+        settings.web, lambda web: server.reload(web, web.tls.context() if web.tls else None),
+        lambda web: check_authentication(settings.listen, web))
     try:
         for warning in startup_warnings(settings):
             log.warning("%s", warning)
@@ -273,8 +285,10 @@ def _serve(settings: Settings, server: MetricsServer, refresher: Refresher,
                  settings.web.summary(), settings.interval, settings.db)
         if on_ready is not None:
             on_ready(server)
-        while not stop.is_set():  # a signal taken by another thread is seen within 1 s
-            stop.wait(1.0)
+        while not stop.wait(WATCH_INTERVAL):  # a signal taken by another thread is seen soon
+            force = hangup.is_set()
+            hangup.clear()
+            watcher.poll(force)
         log.info("shutting down")
         server.shutdown()
         http.join()
@@ -301,14 +315,15 @@ def _serve(settings: Settings, server: MetricsServer, refresher: Refresher,
         _restore_signal_handlers(previous)
 
 
-def _install_signal_handlers(stop: threading.Event) -> dict[int, Any]:
+def _install_signal_handlers(stop: threading.Event, hangup: threading.Event) -> dict[int, Any]:
     if threading.current_thread() is not threading.main_thread():
         return {}
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        (hangup if signum == signal.SIGHUP else stop).set()
 
-    return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    return {sig: signal.signal(sig, handler)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
 
 
 @contextmanager
