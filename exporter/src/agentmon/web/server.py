@@ -240,19 +240,25 @@ class _Stream:
     """A connection's bytes, plain or through TLS on memory BIOs, driven by the event loop.
 
     Reads are small (4 KiB) whatever the peer sends, so a connection costs what it buffers and
-    nothing more; closing is the owner's job (by cancelling its task)."""
+    nothing more; the TLS state (tens of KiB) is made only once the client has sent its first
+    bytes, so a silent socket costs a few KiB. Closing is the owner's job (by cancelling)."""
 
     CHUNK = 4096
 
-    def __init__(self, sock: socket.socket, ssl_context: ssl.SSLContext | None) -> None:
+    def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._loop = asyncio.get_running_loop()
         self._in = ssl.MemoryBIO()
         self._out = ssl.MemoryBIO()
-        self.tls = (ssl_context.wrap_bio(self._in, self._out, server_side=True)
-                    if ssl_context is not None else None)
+        self.tls: ssl.SSLObject | None = None
 
-    async def handshake(self, tls: ssl.SSLObject) -> None:
+    async def handshake(self, ssl_context: ssl.SSLContext) -> bool:
+        """TLS handshake; False when the client left first."""
+        first = await self._loop.sock_recv(self.sock, self.CHUNK)
+        if not first:
+            return False
+        self._in.write(first)
+        tls = self.tls = ssl_context.wrap_bio(self._in, self._out, server_side=True)
         while True:
             try:
                 tls.do_handshake()
@@ -260,11 +266,12 @@ class _Stream:
             except ssl.SSLWantReadError:
                 await self._flush()
                 if not await self._fill():
-                    raise ConnectionResetError("closed during the TLS handshake") from None
+                    return False
             except ssl.SSLError:
                 await self._flush()  # the alert tells the client why
                 raise
         await self._flush()
+        return True
 
     async def read(self) -> bytes:
         """Some bytes, or b"" at the end of the stream."""
@@ -476,12 +483,13 @@ class MetricsServer:
     async def _connection(self, sock: socket.socket, host: str) -> None:
         linger = False
         try:
-            current = self._current
-            stream = _Stream(sock, current.ssl_context)
-            if stream.tls is not None:
+            stream = _Stream(sock)
+            ssl_context = self._current.ssl_context
+            if ssl_context is not None:
                 try:
                     async with asyncio.timeout(self.handshake_timeout):
-                        await stream.handshake(stream.tls)
+                        if not await stream.handshake(ssl_context):
+                            return
                 except (ssl.SSLError, TimeoutError) as exc:
                     log.debug("TLS handshake with %s failed: %s", host,
                               exc if isinstance(exc, ssl.SSLError) else "timed out")
@@ -505,7 +513,7 @@ class MetricsServer:
             except _HttpError as exc:
                 await self._send(stream, host, exc.status, str(exc).encode() + b"\n", TEXT, [],
                                  head=False, close=True, line="-")
-                return True
+                return exc.status != 408  # a client too slow to send gets no lingering
             if request is None:
                 return False
             current = self._current

@@ -1,0 +1,477 @@
+"""Attack benchmark of `agentmon serve`'s HTTP layer: hostile clients against a real server.
+
+A real `agentmon serve` process (TLS, basic auth at bcrypt cost 10, a seeded database) on
+127.0.0.1 is attacked from a separate process while a scraper, as Prometheus does every
+interval, makes an authenticated scrape on a NEW connection once a second:
+
+* attack phase (``--duration`` s): ``--slow`` TLS clients that finish the handshake and then
+  send a partial request, one header line every 5 s; ``--idle`` plain TCP sockets that send
+  nothing; ``--wrong`` keep-alive TLS clients sending a new wrong password in every request.
+  Every attacker reconnects 0.25-0.75 s after the server closes it.
+* header-flood phase (``--flood-seconds`` s): ``--flood`` TLS clients each sending a request
+  line and up to 100 header lines of 64 KiB, never finishing; reconnecting when closed.
+
+The attackers run in their own process at nice 10: they stand for other machines, and on a
+2-core box their own CPU (a thousand Python TLS clients) would otherwise be measured as
+server latency. Reported per server: scrapes that succeeded, their latency (connect + TLS +
+request; a failed scrape counts with the time it took), the server's RSS and CPU.
+``--before REF`` runs the same phases against the server of a git revision (``git archive``)
+first, side by side in one run. Traffic goes to 127.0.0.1 only. Not part of `make test`: the
+machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import http.client
+import json
+import multiprocessing
+import os
+import random
+import resource
+import secrets
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import bcrypt
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE.parent / "src"
+REPO = HERE.parent.parent
+USER, PASSWORD = "prometheus", "bench-password"
+SCRAPE_TIMEOUT = 10.0  # Prometheus' default scrape_timeout
+ATTACKER_NICE = 10
+
+
+# ---------------------------------------------------------------- setup
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def make_tls(folder: Path) -> tuple[Path, Path]:
+    cert, key = folder / "server.crt", folder / "server.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    key.chmod(0o600)
+    return cert, key
+
+
+def make_config(folder: Path, cert: Path, key: Path) -> Path:
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=10)).decode()
+    config = folder / "web-config.yml"
+    config.write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+                      "http_server_config:\n  headers:\n    X-Frame-Options: deny\n"
+                      f"basic_auth_users:\n  {USER}: {hashed}\n")
+    config.chmod(0o600)
+    return config
+
+
+def source_at(ref: str, folder: Path) -> Path:
+    """exporter/src of a git revision, extracted into folder."""
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", ref,
+                              "exporter/src"], check=True, capture_output=True).stdout
+    tar_path = folder / "src.tar"
+    tar_path.write_bytes(archive)
+    with tarfile.open(tar_path) as tar:
+        tar.extractall(folder, filter="data")
+    return folder / "exporter" / "src"
+
+
+def free_port() -> int:
+    with closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def server(src: Path, db: Path, config: Path, work: Path) -> Iterator[tuple[int, int]]:
+    port = free_port()
+    log = open(work / f"serve-{port}.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentmon.cli", "serve", "--db", str(db),
+         "--web.listen-address", f"127.0.0.1:{port}", "--web.config.file", str(config),
+         "--checkpoint.file", str(work / f"ck-{port}"), "--refresh.interval", "5"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(src)})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {(work / f'serve-{port}.log').read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield port, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def rss_mb(pid: int, field_name: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------- attackers (own process)
+
+
+def _client_context() -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the attacker does not care who the server is
+    return ctx
+
+
+async def _slow(port: int, stats: dict[str, int], stop: float) -> None:
+    ctx = _client_context()
+    while time.monotonic() < stop:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
+                                                           ssl_handshake_timeout=20)
+        except (OSError, TimeoutError, ssl.SSLError):
+            stats["refused"] += 1
+            await asyncio.sleep(random.uniform(0.25, 0.75))
+            continue
+        stats["connects"] += 1
+        try:
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            n = 0
+            while time.monotonic() < stop:
+                try:
+                    data = await asyncio.wait_for(reader.read(4096), 5)
+                except TimeoutError:
+                    writer.write(f"X-Slow-{n}: x\r\n".encode())
+                    n += 1
+                    continue
+                del data  # closed, or answered (408): start again
+                break
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            writer.transport.abort()
+        stats["closed"] += 1
+        await asyncio.sleep(random.uniform(0.25, 0.75))
+
+
+async def _idle(port: int, stats: dict[str, int], stop: float) -> None:
+    while time.monotonic() < stop:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            stats["refused"] += 1
+            await asyncio.sleep(random.uniform(0.25, 0.75))
+            continue
+        stats["connects"] += 1
+        try:
+            await asyncio.wait_for(reader.read(4096), max(0.1, stop - time.monotonic()))
+        except (OSError, TimeoutError):
+            pass
+        finally:
+            writer.transport.abort()
+        stats["closed"] += 1
+        await asyncio.sleep(random.uniform(0.25, 0.75))
+
+
+async def _wrong(port: int, stats: dict[str, int], stop: float) -> None:
+    ctx = _client_context()
+    while time.monotonic() < stop:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
+                                                           ssl_handshake_timeout=20)
+        except (OSError, TimeoutError, ssl.SSLError):
+            stats["refused"] += 1
+            await asyncio.sleep(random.uniform(0.25, 0.75))
+            continue
+        stats["connects"] += 1
+        try:
+            while time.monotonic() < stop:
+                token = base64.b64encode(f"{USER}:{secrets.token_hex(8)}".encode()).decode()
+                writer.write(f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                             f"Authorization: Basic {token}\r\n\r\n".encode())
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                await reader.readexactly(length)
+                stats["requests"] += 1
+                if b"Connection: close" in head:
+                    break
+        except (OSError, TimeoutError, ssl.SSLError, asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.transport.abort()
+        stats["closed"] += 1
+        await asyncio.sleep(random.uniform(0.25, 0.75))
+
+
+async def _flood(port: int, stats: dict[str, int], stop: float) -> None:
+    ctx = _client_context()
+    line = b"X-Flood: " + b"a" * (64 * 1024 - 20) + b"\r\n"
+    while time.monotonic() < stop:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
+                                                           ssl_handshake_timeout=20)
+        except (OSError, TimeoutError, ssl.SSLError):
+            stats["refused"] += 1
+            await asyncio.sleep(random.uniform(0.1, 0.3))
+            continue
+        stats["connects"] += 1
+        try:
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            for _ in range(99):
+                writer.write(line)
+                await asyncio.wait_for(writer.drain(), max(0.1, stop - time.monotonic()))
+                stats["bytes"] += len(line)
+            await asyncio.wait_for(reader.read(4096), max(0.1, stop - time.monotonic()))
+        except (OSError, TimeoutError, ssl.SSLError):
+            pass
+        finally:
+            writer.transport.abort()
+        stats["closed"] += 1
+        await asyncio.sleep(random.uniform(0.1, 0.3))
+
+
+async def _attack(port: int, shape: dict[str, int], seconds: float) -> dict[str, dict[str, int]]:
+    stop = time.monotonic() + seconds
+    kinds = {"slow": _slow, "idle": _idle, "wrong": _wrong, "flood": _flood}
+    stats = {kind: {"connects": 0, "closed": 0, "refused": 0, "requests": 0, "bytes": 0}
+             for kind in kinds}
+    tasks = [asyncio.create_task(kinds[kind](port, stats[kind], stop))
+             for kind, count in shape.items() for _ in range(count)]
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return {kind: s for kind, s in stats.items() if shape.get(kind)}
+
+
+def _attacker(port: int, shape: dict[str, int], seconds: float, out: multiprocessing.Queue
+              ) -> None:  # type: ignore[type-arg]
+    # The attackers stand for other machines: at nice 10, the CPU of a thousand Python TLS
+    # clients on this 2-core machine does not pass for server latency (the server, its bcrypt
+    # thread and the scraper run at normal priority).
+    os.nice(ATTACKER_NICE)
+    out.put(asyncio.run(_attack(port, shape, seconds)))
+
+
+# ---------------------------------------------------------------- scraper and measure
+
+
+@dataclass
+class PhaseResult:
+    scrapes: int = 0
+    ok: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    rss_start_mb: float = 0.0
+    rss_max_mb: float = 0.0
+    rss_peak_mb: float = 0.0  # VmHWM at the end
+    cpu_s: float = 0.0
+    attackers: dict[str, dict[str, int]] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def scrape_once(port: int, ctx: ssl.SSLContext) -> tuple[bool, float, str]:
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    start = time.perf_counter()
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=SCRAPE_TIMEOUT, context=ctx)
+    try:
+        conn.request("GET", "/metrics", headers={"Authorization": f"Basic {token}",
+                                                 "Accept-Encoding": "gzip"})
+        resp = conn.getresponse()
+        body = resp.read()
+        ok = resp.status == 200 and bool(body)
+        why = "" if ok else f"HTTP {resp.status}"
+    except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+        ok, why = False, type(exc).__name__
+    finally:
+        conn.close()
+    return ok, (time.perf_counter() - start) * 1000, why
+
+
+def run_phase(port: int, pid: int, shape: dict[str, int], seconds: float, interval: float,
+              ctx: ssl.SSLContext, ramp: float) -> PhaseResult:
+    result = PhaseResult(rss_start_mb=rss_mb(pid))
+    ok, _, why = scrape_once(port, ctx)  # Prometheus was scraping before the attack began
+    if not ok:
+        raise RuntimeError(f"warm-up scrape failed: {why}")
+    out: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+    attacker = multiprocessing.Process(target=_attacker, args=(port, shape, seconds + ramp, out))
+    cpu0 = cpu_seconds(pid)
+    attacker.start()
+    stop_sampling = threading.Event()
+
+    def sample() -> None:
+        while not stop_sampling.wait(0.25):
+            try:
+                result.rss_max_mb = max(result.rss_max_mb, rss_mb(pid))
+            except OSError:
+                return
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    time.sleep(ramp)  # let the attackers connect first
+    end = time.monotonic() + seconds
+    next_at = time.monotonic()
+    while next_at < end:
+        ok, ms, why = scrape_once(port, ctx)
+        result.scrapes += 1
+        result.ok += ok
+        result.latencies_ms.append(ms)
+        if why:
+            result.errors[why] = result.errors.get(why, 0) + 1
+        next_at += interval
+        time.sleep(max(0.0, next_at - time.monotonic()))
+    result.attackers = out.get(timeout=seconds + ramp + 120)
+    attacker.join(30)
+    stop_sampling.set()
+    sampler.join()
+    result.cpu_s = cpu_seconds(pid) - cpu0
+    result.rss_peak_mb = rss_mb(pid, "VmHWM")
+    return result
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
+
+
+# ---------------------------------------------------------------- main
+
+
+def seeded(work: Path, invocations: int) -> Path:
+    db = work / "agent_workflow.db"
+    subprocess.run([sys.executable, "-m", "agentmon.cli", "seed", "--db", str(db),
+                    "--invocations", str(invocations), "--seed", "1"], check=True,
+                   capture_output=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+    return db
+
+
+def bench(args: argparse.Namespace) -> dict[str, dict[str, PhaseResult]]:
+    raise_fd_limit()
+    results: dict[str, dict[str, PhaseResult]] = {}
+    with tempfile.TemporaryDirectory(prefix="agentmon-attack-") as tmp:
+        work = Path(tmp)
+        cert, key = make_tls(work)
+        config = make_config(work, cert, key)
+        ctx = ssl.create_default_context(cafile=str(cert))
+        db = seeded(work, args.invocations)
+        servers = {}
+        if args.before:
+            rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", args.before],
+                                 check=True, capture_output=True, text=True).stdout.strip()
+            (work / "before").mkdir()
+            servers[f"BEFORE ({args.before} {rev})"] = source_at(args.before, work / "before")
+        servers["AFTER (this tree)"] = SRC
+        attack = {"slow": args.slow, "idle": args.idle, "wrong": args.wrong}
+        for name, src in servers.items():
+            results[name] = {}
+            for phase, shape, seconds in (("attack", attack, args.duration),
+                                          ("flood", {"flood": args.flood}, args.flood_seconds)):
+                print(f"{name}: {phase} phase, {seconds:g} s ...", file=sys.stderr, flush=True)
+                db_copy = work / f"db-{len(results)}-{phase}.db"
+                shutil.copyfile(db, db_copy)
+                with server(src, db_copy, config, work) as (port, pid):
+                    results[name][phase] = run_phase(port, pid, shape, seconds,
+                                                     args.scrape_interval, ctx, args.ramp)
+    return results
+
+
+def table(results: dict[str, dict[str, PhaseResult]], args: argparse.Namespace) -> str:
+    names = list(results)
+    rows: list[tuple[str, list[str]]] = []
+
+    def row(label: str, phase: str, fmt: object) -> None:
+        rows.append((label, [fmt(results[n][phase]) for n in names]))  # type: ignore[operator]
+
+    for phase, title in (("attack", f"attack ({args.slow} slow TLS + {args.idle} idle TCP + "
+                                    f"{args.wrong} wrong-password, {args.duration:g} s)"),
+                         ("flood", f"header flood ({args.flood} clients x 100 lines of "
+                                   f"64 KiB, {args.flood_seconds:g} s)")):
+        rows.append((f"**{title}**", ["" for _ in names]))
+        row("scrapes on new connections that succeeded", phase, lambda r: f"{r.ok} / {r.scrapes}")
+        row("scrape latency p50 / p99", phase, lambda r: (
+            f"{percentile(r.latencies_ms, 0.5):,.1f} ms / "
+            f"{percentile(r.latencies_ms, 0.99):,.1f} ms"))
+        row("failed scrapes by error", phase,
+            lambda r: ", ".join(f"{k} {v}" for k, v in sorted(r.errors.items())) or "-")
+        row("server RSS before / max during / peak (VmHWM)", phase, lambda r: (
+            f"{r.rss_start_mb:.1f} / {r.rss_max_mb:.1f} / {r.rss_peak_mb:.1f} MB"))
+        row("server CPU during the phase", phase, lambda r: f"{r.cpu_s:.1f} s")
+        row("attacker connections made (closed by server)", phase, lambda r: ", ".join(
+            f"{k} {s['connects']} ({s['closed']})" for k, s in r.attackers.items()))
+    lines = ["| measure | " + " | ".join(names) + " |",
+             "|---|" + "---:|" * len(names)]
+    lines += [f"| {label} | " + " | ".join(values) + " |" for label, values in rows]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--duration", type=float, default=60, help="attack seconds (60)")
+    parser.add_argument("--slow", type=int, default=500, help="slow TLS clients (500)")
+    parser.add_argument("--idle", type=int, default=500, help="idle TCP sockets (500)")
+    parser.add_argument("--wrong", type=int, default=70,
+                        help="keep-alive wrong-password clients (70)")
+    parser.add_argument("--flood", type=int, default=200, help="header-flood clients (200)")
+    parser.add_argument("--flood-seconds", type=float, default=20, help="flood seconds (20)")
+    parser.add_argument("--scrape-interval", type=float, default=1.0,
+                        help="seconds between scrapes, each on a new connection (1)")
+    parser.add_argument("--ramp", type=float, default=3.0,
+                        help="seconds the attackers get to connect before scraping (3)")
+    parser.add_argument("--invocations", type=int, default=10000,
+                        help="seeded invocations in the served database (10,000)")
+    parser.add_argument("--before", metavar="REF",
+                        help="also run the server of this git revision first (e.g. main)")
+    parser.add_argument("--quick", action="store_true",
+                        help="small shape: 100 slow, 100 idle, 20 wrong, 50 flood, 10 s each")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    if args.quick:  # the small shape, unless a size was given
+        for name, value in (("slow", 100), ("idle", 100), ("wrong", 20), ("flood", 50),
+                            ("duration", 10.0), ("flood_seconds", 10.0)):
+            if getattr(args, name) == parser.get_default(name):
+                setattr(args, name, value)
+    results = bench(args)
+    print(table(results, args))
+    if args.json:
+        args.json.write_text(json.dumps(
+            {name: {phase: asdict(r) for phase, r in phases.items()}
+             for name, phases in results.items()}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
