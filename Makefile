@@ -7,7 +7,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint unit rules test bench clean
+BENCH_STAMP := $(VENV)/.bench-installed
+
+.PHONY: help venv lint unit rules test bench bench-attack clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -61,8 +63,16 @@ molecule: $(STAMP) image wheelhouse ## every Molecule scenario on real systemd h
 
 test: lint unit rules molecule ## everything CI runs
 
-bench: $(STAMP) ## benchmarks (not part of test): serve vs baseline vs query-exporter; BENCH_ARGS=--huge adds 10M
+# The benchmarks' peers (query-exporter) go into the same venv, only for make bench.
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	$(BIN)/pip install --quiet -r requirements-bench.txt
+	touch $@
+
+bench: $(BENCH_STAMP) ## benchmarks (not part of test): serve vs baseline vs query-exporter; BENCH_ARGS=--huge adds 10M, --sizes 10000 is quick
 	cd exporter && ../$(BIN)/python bench/bench_serve.py --svg ../docs/bench-refresh.svg $(BENCH_ARGS)
+
+bench-attack: $(STAMP) ## hostile clients vs serve's HTTP layer (not part of test); BEFORE=main also runs main's server; BENCH_ARGS=--quick
+	cd exporter && ../$(BIN)/python bench/bench_attack.py $(if $(BEFORE),--before $(BEFORE)) $(BENCH_ARGS)
 
 clean: ## remove the venv and caches
 	rm -rf $(VENV) exporter/.pytest_cache exporter/.coverage .ruff_cache
