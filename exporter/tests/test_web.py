@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import http.client
 import re
@@ -713,3 +714,36 @@ def test_bcrypt_runs_off_the_event_loop() -> None:
         fast = time.monotonic() - started
         slow.join(30)
         assert fast < 0.3  # a bcrypt run at cost 13 takes ~0.4 s or more here
+
+
+def test_handshake_turns_go_to_the_newest_waiter_a_few_per_iteration() -> None:
+    from agentmon.web.server import _Turns
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        turns = _Turns(per_iteration=2)
+        order: list[int] = []
+        iterations: list[int] = []
+        tick = 0
+
+        async def ticker() -> None:
+            nonlocal tick
+            while True:
+                await asyncio.sleep(0)
+                tick += 1
+
+        async def client(n: int) -> None:
+            await turns.wait()
+            order.append(n)
+            iterations.append(tick)
+
+        clock = asyncio.create_task(ticker())
+        tasks = [asyncio.create_task(client(n)) for n in range(7)]
+        await asyncio.sleep(0)  # all seven wait now
+        tasks[3].cancel()  # its deadline passed while waiting: skipped, not granted
+        await asyncio.gather(*tasks, return_exceptions=True)
+        clock.cancel()
+        return order, iterations
+
+    order, iterations = asyncio.run(scenario())
+    assert order == [6, 5, 4, 2, 1, 0]  # newest first, the cancelled one skipped
+    assert max(iterations.count(t) for t in set(iterations)) <= 2
