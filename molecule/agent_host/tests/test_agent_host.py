@@ -109,6 +109,21 @@ def test_exporter_is_active_enabled_and_restarts_on_failure(host: Any) -> None:
     assert host.check_output("ps -o user= -p %s", pid) == "agentmon-exporter"
 
 
+def test_reload_rereads_the_web_config_without_a_restart(host: Any) -> None:
+    """systemctl reload sends SIGHUP (ExecReload), under the unit's system call filter."""
+    pid = host.check_output("systemctl show -p MainPID --value %s", SERVICE)
+    since = host.check_output("date '+%%Y-%%m-%%d %%H:%%M:%%S'")
+    host.run_expect([0], f"systemctl reload {SERVICE}")
+    for _ in range(50):
+        journal = host.check_output(f"journalctl -u {SERVICE} --since '{since}' --no-pager")
+        if "web config reloaded" in journal:
+            break
+        time.sleep(0.2)
+    assert "web config reloaded" in journal, journal
+    assert host.check_output("systemctl show -p MainPID --value %s", SERVICE) == pid
+    assert "agentmon_db_up" in scrape(host)
+
+
 def test_exporter_user_cannot_log_in(host: Any) -> None:
     user = host.user("agentmon-exporter")
     assert user.shell == "/usr/sbin/nologin"
