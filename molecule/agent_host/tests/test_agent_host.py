@@ -112,7 +112,7 @@ def test_exporter_is_active_enabled_and_restarts_on_failure(host: Any) -> None:
 def test_reload_rereads_the_web_config_without_a_restart(host: Any) -> None:
     """systemctl reload sends SIGHUP (ExecReload), under the unit's system call filter."""
     pid = host.check_output("systemctl show -p MainPID --value %s", SERVICE)
-    since = host.check_output("date '+%%Y-%%m-%%d %%H:%%M:%%S'")
+    since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")  # no args: no %-formatting
     host.run_expect([0], f"systemctl reload {SERVICE}")
     for _ in range(50):
         journal = host.check_output(f"journalctl -u {SERVICE} --since '{since}' --no-pager")
