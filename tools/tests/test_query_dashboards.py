@@ -88,13 +88,24 @@ def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with _running(serve, work / "serve.log"), _running(server, work / "prometheus.log"):
         _wait(f"http://127.0.0.1:{exporter}/metrics")
         _wait(f"http://127.0.0.1:{prom}/-/ready")
-        time.sleep(6)  # several scrapes, so rate() over a window has two samples or more
-        yield f"http://127.0.0.1:{prom}"
+        url = f"http://127.0.0.1:{prom}"
+        _wait_for_samples(url, 'agentmon_db_up{job="agentmon"}', 4)
+        yield url
+
+
+def _wait_for_samples(url: str, selector: str, samples: int, timeout: float = 120) -> None:
+    """Until Prometheus holds `samples` scrapes of the selector in the last minute (so rate()
+    over 1m has data), however slowly a loaded machine scrapes."""
+    api = query_dashboards.Prometheus(url, None, None, None)
+    deadline = time.monotonic() + timeout
+    while api.series(f"count_over_time({selector}[1m]) >= {samples}") == 0:
+        assert time.monotonic() < deadline, f"fewer than {samples} scrapes of {selector} in time"
+        time.sleep(0.5)
 
 
 def test_every_panel_query_returns_series(prometheus_url: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    code = query_dashboards.main(["--url", prometheus_url, "--rate-interval", "30s"])
+    code = query_dashboards.main(["--url", prometheus_url, "--rate-interval", "1m"])
     out = capsys.readouterr()
     assert code == 0, out.err
     lines = [line for line in out.out.splitlines() if " series | " in line]
