@@ -83,6 +83,19 @@ def test_adopt_up_and_down_keeps_every_row_and_value(tmp_path: Path, shape: dict
     assert not {i for i in names(db, "index") if i.startswith("idx_invocations")}
 
 
+def schema_by_columns(dump: dict) -> list[object]:
+    """The schema with each table's columns as a set (their order left out)."""
+    out: list[object] = []
+    for kind, name, table, sql in dump["schema"]:
+        if kind == "table":
+            body = sql[sql.index("(") + 1: sql.rindex(")")]
+            out.append((kind, name, table, frozenset(" ".join(part.split())
+                                                      for part in body.split(","))))
+        else:
+            out.append((kind, name, table, sql))
+    return out
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 def test_up_down_up_again_is_stable(tmp_path: Path, shape: dict) -> None:
     db = build_original_db(tmp_path / "a.db", **shape)
@@ -93,7 +106,12 @@ def test_up_down_up_again_is_stable(tmp_path: Path, shape: dict) -> None:
     migrate(db)
     again = full_dump(db)
     assert same_rows(db, before)
-    assert again["schema"] == first["schema"]
+    # Step 4's agent_id column holds hook-written values and survives the down (as step 1's
+    # columns do), so the second up adds agentmon_seq after it: same columns, other order.
+    assert schema_by_columns(again) == schema_by_columns(first)
+    migrate(db, 0)
+    migrate(db)
+    assert full_dump(db)["schema"] == again["schema"]
     assert again["user_version"] == migrations.LATEST
 
 
@@ -135,7 +153,7 @@ def test_dry_run_changes_nothing_not_even_the_journal_mode(tmp_path: Path) -> No
     assert result.dry_run
     assert not result.changed
     assert result.steps == ["up 0->1 (adopt)", "up 1->2 (indexes)", "up 2->3 (changes)",
-                            "up 3->4 (removals)"]
+                            "up 3->4 (interrupted)", "up 4->5 (removals)"]
     assert result.to_version == migrations.LATEST
     assert db.read_bytes() == raw
     assert not (tmp_path / "b").exists()
@@ -151,14 +169,15 @@ def test_dry_run_changes_nothing_not_even_the_journal_mode(tmp_path: Path) -> No
     assert at_latest.steps == []
     assert at_latest.to_version == migrations.LATEST
     down = migrate(db, 1, dry_run=True)
-    assert down.steps == ["down 4->3 (removals)", "down 3->2 (changes)", "down 2->1 (indexes)"]
+    assert down.steps == ["down 5->4 (removals)", "down 4->3 (interrupted)", "down 3->2 (changes)",
+                          "down 2->1 (indexes)"]
     assert version(db) == migrations.LATEST
 
 
 def test_to_a_lower_version_runs_the_downs_one_at_a_time(tmp_path: Path) -> None:
     db = build_original_db(tmp_path / "a.db")
     migrate(db)
-    assert migrate(db, 3).steps == ["down 4->3 (removals)"]
+    assert migrate(db, 3).steps == ["down 5->4 (removals)", "down 4->3 (interrupted)"]
     assert names(db, "trigger") == {
         f"agentmon_{table}_{suffix}" for table in migrations.TRACKED for suffix in
         ("ins", "upd", *(("frozen",) if table in migrations.FROZEN_TABLES else ()))}
@@ -261,7 +280,7 @@ def test_a_step_failing_half_way_leaves_version_and_schema_as_before(
 def test_a_down_failing_half_way_changes_nothing(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     db = build_original_db(tmp_path / "a.db")
-    migrate(db)
+    migrate(db, 3)
     before = full_dump(db)
     step = migrations.STEPS[-1]  # the first down a migration to 0 runs
     original_down = step.down
@@ -285,7 +304,7 @@ def test_two_migrate_processes_at_once_apply_each_step_once(tmp_path: Path) -> N
     results = [json.loads(out) for out, _ in outs]
     applied = sorted(step for r in results for step in r["steps"])
     assert applied == ["up 0->1 (adopt)", "up 1->2 (indexes)", "up 2->3 (changes)",
-                       "up 3->4 (removals)"]
+                       "up 3->4 (interrupted)", "up 4->5 (removals)"]
     assert all(r["to_version"] == migrations.LATEST for r in results)
     assert version(db) == migrations.LATEST
     assert same_rows(db, before)
@@ -340,6 +359,60 @@ def test_ensure_latest_backs_up_and_migrates_a_database_that_is_behind(tmp_path:
     conn.close()
     assert version(db) == migrations.LATEST
     assert len(list((tmp_path / "backups").iterdir())) == 1
+
+
+def test_ensure_latest_refuses_a_newer_database_without_a_backup(tmp_path: Path) -> None:
+    db = build_original_db(tmp_path / "a.db")
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {migrations.LATEST + 1}")
+    conn.close()
+    before = full_dump(db)
+    conn = connect_writer(db)
+    with pytest.raises(migrations.NewerSchemaError, match="newer than this agentmon knows"):
+        ensure_latest(conn, db)
+    assert not conn.in_transaction
+    conn.close()
+    assert full_dump(db) == before
+    assert not (tmp_path / "backups").exists()
+
+
+def frozen_sql(conn: sqlite3.Connection) -> dict[str, str]:
+    return {name: sql for name, sql in conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name LIKE '%frozen'")}
+
+
+def test_step_4_freezes_interrupted_rows_and_down_restores_step_3(tmp_path: Path) -> None:
+    db = build_original_db(tmp_path / "a.db", sessions_columns=4)
+    migrate(db, 3)
+    with closing(sqlite3.connect(db)) as conn:
+        step3 = frozen_sql(conn)
+    assert len(step3) == 2
+    assert all("IN ('completed', 'error')" in sql for sql in step3.values())
+    migrate(db, 4)
+    with closing(connect_writer(db)) as conn:
+        step4 = frozen_sql(conn)
+        assert set(step4) == set(step3)
+        assert all("IN ('completed', 'error', 'interrupted')" in sql for sql in step4.values())
+        assert "agent_id" in table_columns(conn, "agent_invocations")
+        cur = conn.execute("INSERT INTO agent_tool_uses (status) VALUES ('interrupted')")
+        conn.execute("UPDATE agent_tool_uses SET status = 'completed' WHERE id = ?",
+                     (cur.lastrowid,))
+        assert conn.execute("SELECT status FROM agent_tool_uses WHERE id = ?",
+                            (cur.lastrowid,)).fetchone() == ("interrupted",)
+        # agent_id is not a metric column: it may be filled in on a finished row
+        cur = conn.execute("INSERT INTO agent_invocations (status) VALUES ('completed')")
+        conn.execute("UPDATE agent_invocations SET agent_id = 'a1' WHERE id = ?",
+                     (cur.lastrowid,))
+        assert conn.execute("SELECT agent_id FROM agent_invocations WHERE id = ?",
+                            (cur.lastrowid,)).fetchone() == ("a1",)
+    migrate(db, 3)
+    with closing(sqlite3.connect(db)) as conn:
+        assert frozen_sql(conn) == step3
+        # the column holds hook-written values: it stays
+        assert "agent_id" in table_columns(conn, "agent_invocations")
+    assert migrate(db).to_version == migrations.LATEST
+    with closing(sqlite3.connect(db)) as conn:
+        assert frozen_sql(conn) == step4
 
 
 def test_plan_refuses_unknown_versions() -> None:
@@ -399,7 +472,7 @@ def test_inserts_and_metric_updates_bump_the_sequence(tracked: Path) -> None:
 
 def test_finished_rows_are_frozen(tracked: Path) -> None:
     conn = connect_writer(tracked)
-    for status in ("completed", "error"):
+    for status in ("completed", "error", "interrupted"):
         cur = conn.execute("INSERT INTO agent_invocations (agent_name, phase, status,"
                            " duration_seconds) VALUES ('planner', 'planning', ?, 2.0)", (status,))
         row = cur.lastrowid

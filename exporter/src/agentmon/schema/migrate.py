@@ -87,11 +87,14 @@ def ensure_latest(conn: sqlite3.Connection, db_path: str | Path) -> None:
     Backup and every step run under one write lock, so hook processes that all find the same
     old database wait for the first one and then see it current: one backup, not one each.
     """
-    if schema_version(conn) == migrations.LATEST:  # the per-event path: one PRAGMA
+    current = schema_version(conn)
+    if current == migrations.LATEST:  # the per-event path: one PRAGMA
         return
+    migrations.check_known(current)  # newer: refuse at once, no backup, no lock
     conn.execute("BEGIN IMMEDIATE")
     try:
         current = schema_version(conn)
+        migrations.check_known(current)
         if current != migrations.LATEST:
             if migrations.has_user_tables(conn):
                 # SQLite refuses to back up from a connection in a write transaction; a second

@@ -11,7 +11,10 @@ at the same time simply wait on the lock.
              and the ``agentmon_meta`` table holding this database's identity. Changes no row.
 2. indexes - the indexes the exporter's queries use (see ``agentmon.collector.queries``).
 3. changes - change tracking for the incremental exporter (see ``CHANGE_TRACKING`` below).
-4. removals - a counter of removed rows, so the exporter notices deletes and replaces (see "Step 4"
+4. interrupted - the freeze triggers re-created with the final status ``interrupted`` (rows the
+             hook closes when their session ends), and ``agent_invocations.agent_id`` (the
+             subagent's id from SubagentStart / SubagentStop and the events it makes).
+5. removals - a counter of removed rows, so the exporter notices deletes and replaces (see "Step 5"
              below).
 
 No ``down`` drops a table or a column that holds user rows: it removes only what agentmon
@@ -31,6 +34,8 @@ from agentmon.schema.db import has_table, quote_ident, schema_version, table_col
 # step is history and never changes: a later step that adds a final status to
 # agentmon.schema.statuses.FINAL re-creates the triggers with it.
 FINAL_STATUSES = ("completed", "error")
+# ... and as step 4 re-wrote them (its own copy, for the same reason).
+STEP4_FINAL_STATUSES = ("completed", "error", "interrupted")
 
 # The original project's tables, in the 6-column sessions shape (the session hook's).
 ORIGINAL_TABLES: dict[str, str] = {
@@ -171,9 +176,15 @@ _NEXT_SEQ = "(SELECT value FROM agentmon_sequence WHERE id = 1)"
 _BUMP = "UPDATE agentmon_sequence SET value = value + 1 WHERE id = 1;"
 
 
-def change_tracking_triggers() -> list[str]:
-    """The CREATE TRIGGER statements of step 3 (also used by the seeder after a bulk load)."""
-    final = ", ".join(f"'{s}'" for s in FINAL_STATUSES)
+def change_tracking_triggers(final_statuses: tuple[str, ...] | None = None) -> list[str]:
+    """The CREATE TRIGGER statements of change tracking, freezing rows in ``final_statuses``.
+
+    Step 3 passes its own FINAL_STATUSES; the default is what the latest step installs, which is
+    what the seeder re-creates after a bulk load.
+    """
+    if final_statuses is None:
+        final_statuses = CURRENT_FINAL_STATUSES
+    final = ", ".join(f"'{s}'" for s in final_statuses)
     stmts = []
     for table, (key, columns) in TRACKED.items():
         created = ", agentmon_created_seq = " + _NEXT_SEQ if table == "sessions" else ""
@@ -270,7 +281,7 @@ def _changes_up(conn: sqlite3.Connection) -> None:
                 f"CREATE INDEX IF NOT EXISTS idx_{table}_{column} ON {table}({column})"
                 f" WHERE {column} IS NOT NULL"
             )
-    for stmt in change_tracking_triggers():
+    for stmt in change_tracking_triggers(FINAL_STATUSES):
         conn.execute(stmt)
     # A new identity for this run of change tracking: after a down and up again the sequence
     # restarts at 0, and a reader's stale checkpoint must not be mistaken for current.
@@ -293,7 +304,32 @@ def _changes_down(conn: sqlite3.Connection) -> None:
     conn.execute("DELETE FROM agentmon_meta WHERE key = 'tracking_id'")
 
 
-# Step 4: removals.
+def _refreeze(conn: sqlite3.Connection, final_statuses: tuple[str, ...]) -> None:
+    """Re-create the freeze triggers so that rows in ``final_statuses`` stay as they are."""
+    wanted = {f"agentmon_{table}_frozen" for table in FROZEN_TABLES}
+    for table in FROZEN_TABLES:
+        conn.execute(f"DROP TRIGGER IF EXISTS agentmon_{table}_frozen")
+    for stmt in change_tracking_triggers(final_statuses):
+        if any(f" {name} " in stmt for name in wanted):
+            conn.execute(stmt)
+
+
+def _interrupted_up(conn: sqlite3.Connection) -> None:
+    if "agent_id" not in set(table_columns(conn, "agent_invocations")):
+        conn.execute("ALTER TABLE agent_invocations ADD COLUMN agent_id TEXT")
+    # SubagentStart / SubagentStop and a subagent's own events find its row by agent_id.
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_invocations_agent_id"
+                 " ON agent_invocations(agent_id) WHERE agent_id IS NOT NULL")
+    _refreeze(conn, STEP4_FINAL_STATUSES)
+
+
+def _interrupted_down(conn: sqlite3.Connection) -> None:
+    # agent_id holds values the hook wrote: the column stays (as step 1's columns do).
+    conn.execute("DROP INDEX IF EXISTS idx_invocations_agent_id")
+    _refreeze(conn, FINAL_STATUSES)
+
+
+# Step 5: removals.
 #
 # Counters never go down, so a refresh cannot subtract a row it no longer sees. Instead every
 # removal of a row the exporter may have counted bumps ``agentmon_removals``, and the exporter
@@ -312,7 +348,7 @@ _REMOVED = "UPDATE agentmon_removals SET value = value + 1 WHERE id = 1;"
 
 
 def removal_triggers() -> list[str]:
-    """The CREATE TRIGGER statements of step 4 (also used by the seeder after a bulk load)."""
+    """The CREATE TRIGGER statements of step 5 (also used by the seeder after a bulk load)."""
     stmts = []
     for table in FROZEN_TABLES:
         # Table names come from FROZEN_TABLES, never from input.
@@ -358,8 +394,11 @@ STEPS: tuple[Step, ...] = (
     Step(1, "adopt", _adopt_up, _adopt_down),
     Step(2, "indexes", _indexes_up, _indexes_down),
     Step(3, "changes", _changes_up, _changes_down),
-    Step(4, "removals", _removals_up, _removals_down),
+    Step(4, "interrupted", _interrupted_up, _interrupted_down),
+    Step(5, "removals", _removals_up, _removals_down),
 )
+# What the latest step's freeze triggers hold final (the seeder re-creates the latest triggers).
+CURRENT_FINAL_STATUSES = STEP4_FINAL_STATUSES
 LATEST = STEPS[-1].version
 
 
@@ -371,14 +410,24 @@ class PlannedStep:
     direction: str  # "up" or "down"
 
 
+class NewerSchemaError(ValueError):
+    """The database was migrated by a newer agentmon: this one must not touch it."""
+
+
+def check_known(current: int) -> None:
+    """Raise NewerSchemaError when ``current`` is newer than this agentmon knows."""
+    if current > LATEST:
+        raise NewerSchemaError(
+            f"database is at schema version {current}, newer than this agentmon knows ({LATEST});"
+            " upgrade agentmon (its newer release has the down steps)"
+        )
+
+
 def plan(current: int, target: int) -> list[PlannedStep]:
     """The steps that take a database from ``current`` to ``target``, in order."""
+    check_known(current)
     if not 0 <= target <= LATEST:
         raise ValueError(f"target version {target} is outside 0..{LATEST}")
-    if current > LATEST:
-        raise ValueError(
-            f"database is at schema version {current}, newer than this agentmon knows ({LATEST})"
-        )
     if target >= current:
         return [PlannedStep(s.version - 1, s.version, s.name, "up") for s in STEPS
                 if current < s.version <= target]
@@ -423,13 +472,16 @@ def has_user_tables(conn: sqlite3.Connection) -> bool:
 
 
 __all__ = [
+    "CURRENT_FINAL_STATUSES",
     "FINAL_STATUSES",
     "LATEST",
+    "NewerSchemaError",
     "STEPS",
     "PlannedStep",
     "apply_step",
     "apply_step_locked",
     "change_tracking_triggers",
+    "check_known",
     "drop_change_tracking_triggers",
     "drop_removal_triggers",
     "has_table",
