@@ -70,14 +70,20 @@ def test_options_beat_environment_beats_defaults(tmp_path: Path) -> None:
            "AGENTMON_MAX_INPUT_BYTES": "5000"}
     config = hook.parse_args(["--max-input-bytes=100"], env)
     assert config == {"db": str(tmp_path / "env.db"), "--max-input-bytes": 100,
-                      "--max-payload-bytes": 300, "--busy-timeout-ms": 15_000, "phase": None}
+                      "--max-payload-bytes": 300, "--busy-timeout-ms": 15_000,
+                      "--interrupt-after-seconds": 86_400, "phase": None}
     big = event("PreToolUse", tool_input={"content": "x" * 2000})
     assert run_hook(big, None, env=env) == (0, "")
     (stored,) = rows(tmp_path / "env.db", "SELECT tool_input FROM agent_tool_uses")[0]
     assert len(stored) <= 300
     assert "[TRUNCATED" in stored
-    _code, err = run_hook(big, None, "--max-input-bytes", "1000", env=env)
-    assert "input larger than 1000 bytes" in one_line(err, "rejected event: ")
+    # over --max-input-bytes: recorded, its large value dropped with a marker
+    assert run_hook({**big, "tool_use_id": "big"}, None, "--max-input-bytes", "1000",
+                    env=env) == (0, "")
+    (stored,) = rows(tmp_path / "env.db",
+                     "SELECT tool_input FROM agent_tool_uses WHERE tool_use_id = 'big'")[0]
+    assert json.loads(stored) == {"truncated": "[TRUNCATED: 2015 bytes, event over"
+                                  " --max-input-bytes 1000, value cut or dropped]"}
 
 
 def test_default_database_in_home_is_private_to_the_group(tmp_path: Path) -> None:
@@ -178,11 +184,20 @@ def test_unreadable_stdin_and_unwritable_stderr(tmp_path: Path) -> None:
     assert hook.run([], None, None, None, {}) == 0
 
 
-def test_large_input_is_drained_not_buffered() -> None:
+def test_large_input_that_is_no_object_is_read_through_and_refused() -> None:
     stream = io.BytesIO(b" " * (3 * 1024 * 1024))
-    with pytest.raises(hook.Rejected, match="input larger than 1024 bytes"):
-        hook.read_input(stream, 1024)
-    assert stream.tell() == 3 * 1024 * 1024  # read to the end, 1 MiB at a time
+    config = {"--max-input-bytes": 1024, "--max-payload-bytes": 256}
+    with pytest.raises(hook.Rejected, match="input larger than 1024 bytes and not a JSON object"):
+        hook.read_event(stream, config)
+    assert stream.tell() == 3 * 1024 * 1024
+
+
+def test_input_beyond_the_scan_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hook, "DRAIN_LIMIT", 300_000)
+    stream = io.BytesIO(b'{"a": "' + b"x" * 400_000 + b'"}')
+    config = {"--max-input-bytes": 1024, "--max-payload-bytes": 256}
+    with pytest.raises(hook.Rejected, match="input larger than 300000 bytes, not recorded"):
+        hook.read_event(stream, config)
 
 
 def test_one_line_flattens_and_bounds() -> None:

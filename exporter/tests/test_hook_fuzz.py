@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hook_events import EVENT_NAMES, event, run_hook
+from hook_events import EVENT_NAMES, event, rows, run_hook
 
 from agentmon.hook.validate import SCHEMA
 
@@ -108,9 +108,17 @@ def corpus() -> list[tuple[str, bytes]]:
         at = rng.randrange(len(data) + 1)
         add("nul-byte", data[:at] + b"\x00" * rng.randrange(1, 4) + data[at:])
     add("nul-byte", b"\x00" * 100)
-    for _ in range(300):  # larger than the cap, otherwise valid
+    for _ in range(300):  # larger than the cap (so streamed) and bad past the cap
         item = event("PreToolUse", tool_input={"content": "x" * rng.randrange(SMALL_CAP, 20_000)})
-        add("too-large", dumps(item))
+        data = dumps(item)
+        bad = rng.randrange(3)
+        if bad == 0:
+            data = data[:-1] + b',"session_id":' + dumps(rng.choice(PATH_LIKE)) + b"}"
+        elif bad == 1:
+            data = data[:-rng.randrange(1, 40)]  # cut short
+        else:
+            data = data[:-1] + b',"extra": [1, 2}'
+        add("too-large", data)
     for _ in range(300):  # nested far too deep
         depth = rng.randrange(2_000, 100_000)
         shape = rng.randrange(3)
@@ -166,12 +174,13 @@ def test_every_malformed_input_is_rejected_in_process(tmp_path: Path) -> None:
     assert not db.exists()  # no row, not even a file
 
 
-def test_inputs_over_the_default_cap_are_refused(tmp_path: Path) -> None:
+def test_inputs_over_the_default_cap_are_streamed(tmp_path: Path) -> None:
     db = tmp_path / "fuzz.db"
     big = dumps(event("PreToolUse", tool_input={"content": "x" * (1024 * 1024)}))
-    code, err = run_hook(big, db)
-    check_rejected(code, err, "too-large", big)
-    assert "larger than 1048576 bytes" in err
+    assert run_hook(big, db) == (0, "")
+    assert rows(db, "SELECT json_extract(tool_input, '$.truncated') FROM agent_tool_uses") == [
+        ("[TRUNCATED: 1048591 bytes, event over --max-input-bytes 1048576, value cut or"
+         " dropped]",)]
     just_fits = dumps(event("PreToolUse", tool_input={"content": "x" * (1024 * 1024 - 300)}))
     assert len(just_fits) <= 1024 * 1024
     assert run_hook(just_fits, db) == (0, "")
@@ -189,7 +198,8 @@ def real_process_sample() -> list[tuple[str, bytes]]:
         wanted = 40 if category in ("invalid-utf8", "nul-byte", "deep") else 12
         sample += [(category, rng.choice(items)) for _ in range(wanted)]
     huge = dumps(event("PreToolUse", tool_input={"content": "x" * (3 * 1024 * 1024)}))
-    sample += [("huge", huge), ("huge", b"[" * (2 * 1024 * 1024)),
+    sample += [("huge", huge[:-1] + b',"tool_use_id": "../x"}'), ("huge", huge[:-2]),
+               ("huge", b"[" * (2 * 1024 * 1024)),
                ("huge", b"\x00" * (1024 * 1024 + 1))]
     return sample
 

@@ -168,10 +168,10 @@ def test_subagent_stop_never_inserts_a_row(db: Path) -> None:
 def test_subagent_stop_matches_by_agent_type_then_most_recent(db: Path) -> None:
     send(db, task("PreToolUse", "t1", agent="planner"), task("PreToolUse", "t2", agent="tester"),
          task("PreToolUse", "t3", agent="planner"))
-    send(db, event("SubagentStop", agent_type="planner"))
+    send(db, event("SubagentStop", agent_type="planner", agent_id="a-1"))
     assert rows(db, "SELECT tool_use_id FROM agent_invocations WHERE end_time IS NOT NULL") == [
         ("t3",)]
-    send(db, event("SubagentStop"))  # no type: the most recent one not stopped yet
+    send(db, event("SubagentStop", agent_id="a-2"))  # no type: the newest one not stopped yet
     assert rows(db, "SELECT tool_use_id FROM agent_invocations WHERE end_time IS NOT NULL"
                     " ORDER BY id") == [("t2",), ("t3",)]
     assert rows(db, "SELECT DISTINCT status FROM agent_invocations") == [("running",)]

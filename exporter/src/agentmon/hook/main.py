@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import sys
 
 TYPE_CHECKING = False  # typing costs ~3 ms of import per hook process; only checkers need it
@@ -29,12 +30,13 @@ DEFAULT_DB = "~/.local/share/agentmon/agent_workflow.db"
 DEFAULT_MAX_INPUT_BYTES = 1024 * 1024
 DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024
 DEFAULT_BUSY_TIMEOUT_MS = 15_000
-DRAIN_LIMIT = 64 * 1024 * 1024
+DEFAULT_INTERRUPT_AFTER_SECONDS = 86_400
+DRAIN_LIMIT = 64 * 1024 * 1024  # an oversized event is scanned up to this size, then refused
 PREFIX = "agentmon hook: "
 
 HELP = f"""\
 usage: agentmon hook [--db PATH] [--max-input-bytes N] [--max-payload-bytes N]
-                     [--busy-timeout-ms N]
+                     [--busy-timeout-ms N] [--interrupt-after-seconds N]
 
 Read one Claude Code hook event (a JSON object) from stdin, validate it against the schema
 shipped with agentmon and record it in the SQLite database. The exit code is always 0, even for
@@ -44,13 +46,19 @@ as one line on stderr.
 options:
   --db PATH              database file (env AGENTMON_DB, default
                          {DEFAULT_DB})
-  --max-input-bytes N    refuse events larger than N bytes (env AGENTMON_MAX_INPUT_BYTES,
-                         default {DEFAULT_MAX_INPUT_BYTES})
+  --max-input-bytes N    hold at most N bytes of an event (env AGENTMON_MAX_INPUT_BYTES,
+                         default {DEFAULT_MAX_INPUT_BYTES}); a larger event is streamed: its
+                         ids are recorded, its large values cut or dropped with a marker
   --max-payload-bytes N  cut each stored JSON payload or text to N bytes, with a visible
                          [TRUNCATED ...] marker (env AGENTMON_MAX_PAYLOAD_BYTES, default
                          {DEFAULT_MAX_PAYLOAD_BYTES}, minimum 256)
   --busy-timeout-ms N    wait at most N ms for other writers (env AGENTMON_BUSY_TIMEOUT_MS,
                          default {DEFAULT_BUSY_TIMEOUT_MS})
+  --interrupt-after-seconds N
+                         at SessionStart / SessionEnd of any session, rows still running after
+                         N seconds become 'interrupted' (env AGENTMON_INTERRUPT_AFTER_SECONDS,
+                         default {DEFAULT_INTERRUPT_AFTER_SECONDS}; 0: never). Rows of a session
+                         that ends become 'interrupted' in any case.
   -h, --help             show this help and exit
 
 environment: AGENTMON_PHASE sets the phase recorded on agent invocations.
@@ -61,13 +69,18 @@ _OPTIONS = {
     "--max-input-bytes": "AGENTMON_MAX_INPUT_BYTES",
     "--max-payload-bytes": "AGENTMON_MAX_PAYLOAD_BYTES",
     "--busy-timeout-ms": "AGENTMON_BUSY_TIMEOUT_MS",
+    "--interrupt-after-seconds": "AGENTMON_INTERRUPT_AFTER_SECONDS",
 }
-_MINIMUM = {"--max-input-bytes": 1, "--max-payload-bytes": 256, "--busy-timeout-ms": 0}
+_MINIMUM = {"--max-input-bytes": 1, "--max-payload-bytes": 256, "--busy-timeout-ms": 0,
+            "--interrupt-after-seconds": 0}
 _DEFAULTS = {
     "--max-input-bytes": DEFAULT_MAX_INPUT_BYTES,
     "--max-payload-bytes": DEFAULT_MAX_PAYLOAD_BYTES,
     "--busy-timeout-ms": DEFAULT_BUSY_TIMEOUT_MS,
+    "--interrupt-after-seconds": DEFAULT_INTERRUPT_AFTER_SECONDS,
 }
+# SQLite's files beside the database: a planted link at any of them is refused
+_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 class Rejected(Exception):
@@ -76,6 +89,10 @@ class Rejected(Exception):
 
 class BadConfig(Exception):
     """The command line or environment is wrong."""
+
+
+class Unsafe(OSError):
+    """The database path (or a file SQLite keeps beside it) is a link or not a regular file."""
 
 
 def one_line(text: str, limit: int = 400) -> str:
@@ -130,21 +147,50 @@ def parse_args(argv: list[str], env: Mapping[str, str]) -> dict[str, Any] | None
 
 
 def read_input(stream: IO[bytes] | None, limit: int) -> bytes:
-    """At most ``limit`` bytes of stdin; larger input is drained (bounded) and refused."""
+    """At most ``limit`` bytes of stdin; raises Oversized (holding them) when there is more."""
     if stream is None:
         raise Rejected("no stdin")
     data = stream.read(limit + 1)
     if len(data) > limit:
-        drained = len(data)
-        while drained < DRAIN_LIMIT:
-            chunk = stream.read(1024 * 1024)
-            if not chunk:
-                break
-            drained += len(chunk)
-        raise Rejected(f"input larger than {limit} bytes")
+        raise Oversized(data, stream)
     if not data.strip():
         raise Rejected("empty input")
     return data
+
+
+class Oversized(Exception):  # noqa: N818 - a signal, not an error
+    """The event is larger than --max-input-bytes: its first bytes and the unread rest."""
+
+    def __init__(self, first: bytes, rest: IO[bytes]) -> None:
+        super().__init__("oversized")
+        self.first = first
+        self.rest = rest
+
+
+def read_event(stream: IO[bytes] | None, config: dict[str, Any]) -> dict[str, Any]:
+    """The validated event on stdin; an oversized one with its large values cut or dropped."""
+    limit = config["--max-input-bytes"]
+    try:
+        return parse_event(read_input(stream, limit))
+    except Oversized as big:
+        first, rest = big.first, big.rest
+    from agentmon.hook import oversize
+    from agentmon.hook.validate import validate
+
+    try:
+        event, _size = oversize.scan(
+            first, rest, keep=config["--max-payload-bytes"], read_limit=DRAIN_LIMIT,
+            marker=f"event over --max-input-bytes {limit}, value cut or dropped")
+    except OverflowError:
+        raise Rejected(f"input larger than {DRAIN_LIMIT} bytes, not recorded") from None
+    except oversize.Malformed as exc:
+        raise Rejected(f"input larger than {limit} bytes and not a JSON object: {exc}") from None
+    finally:
+        del first
+    problem = validate(event)
+    if problem:
+        raise Rejected(problem)
+    return event
 
 
 def _finite_float(text: str) -> float:
@@ -179,27 +225,71 @@ def parse_event(data: bytes) -> dict[str, Any]:
     return dict(event)
 
 
+def refuse_links(path: str) -> None:
+    """Raise Unsafe when the database path or a file SQLite keeps beside it is a link.
+
+    Anyone who may write the data folder could plant one, to make a hook user's process write
+    (and SQLite create or truncate) a file elsewhere.
+    """
+    for name in (path, *(path + suffix for suffix in _SIDE_FILES)):
+        try:
+            mode = os.lstat(name).st_mode
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(mode):
+            raise Unsafe(f"{name} is a symbolic link; refusing to follow it")
+
+
+def open_database_file(path: str) -> os.stat_result:
+    """Create (mode 0666 & ~umask) or open the database file without following a link.
+
+    Returns its identity, for the caller to compare with the path once SQLite has opened it.
+    """
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise Unsafe(f"{path} is a symbolic link; refusing to follow it") from None
+        raise exc from None
+    try:
+        opened = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(opened.st_mode):
+        raise Unsafe(f"{path} is not a regular file")
+    return opened
+
+
 def store(event: dict[str, Any], config: dict[str, Any]) -> None:
     """Write one validated event. Raises sqlite3.Error / OSError when the database fails."""
     from agentmon.hook.store import Store
     from agentmon.schema.db import connect_writer
 
-    path = config["db"]
+    path = os.path.abspath(config["db"])
     parent = os.path.dirname(path)
     if parent and not os.path.isdir(parent) and not os.path.exists(parent):
         os.makedirs(parent, mode=0o700, exist_ok=True)
+    refuse_links(path)
     # SQLite creates files 0644 whatever the umask; create it first so the group may write
     # (the -wal and -shm files copy the database file's mode).
-    os.close(os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o666))
-    conn = connect_writer(path, busy_timeout_ms=config["--busy-timeout-ms"])
+    opened = open_database_file(path)
+    conn = connect_writer(path, busy_timeout_ms=config["--busy-timeout-ms"], nofollow=True)
     try:
+        now = os.lstat(path)
+        if (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
+            raise Unsafe(f"{path} was replaced while it was being opened")
+        refuse_links(path)
         (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            # Refused at once: no backup, no lock (a newer agentmon writes this file).
+            raise ValueError(f"database is at schema version {version}, newer than this"
+                             f" agentmon knows ({SCHEMA_VERSION}); event not recorded")
         if version != SCHEMA_VERSION:
             from agentmon.schema.migrate import ensure_latest
 
             ensure_latest(conn, path)
-        Store(conn, max_payload_bytes=config["--max-payload-bytes"],
-              phase=config["phase"]).record(event)
+        Store(conn, max_payload_bytes=config["--max-payload-bytes"], phase=config["phase"],
+              interrupt_after=config["--interrupt-after-seconds"]).record(event)
     finally:
         conn.close()
 
@@ -237,7 +327,7 @@ def _run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[str] | None,
             stdout.flush()
         return None
     try:
-        event = parse_event(read_input(stdin, config["--max-input-bytes"]))
+        event = read_event(stdin, config)
     except Rejected as exc:
         return f"rejected event: {exc}"
     except OSError as exc:

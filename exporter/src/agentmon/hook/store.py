@@ -1,9 +1,14 @@
 """Writes of one validated hook event: sessions, agent invocations and tool uses.
 
 Everything an event changes happens in one ``BEGIN IMMEDIATE`` transaction. Pre/Post/Failure
-events are paired by ``tool_use_id`` within their session. A finished row (status completed or
-error) is frozen by the change-tracking triggers of schema step 3, so every finish is one
-UPDATE, and a duplicate Post changes nothing.
+events are paired by ``tool_use_id`` within their session. A finished row (status completed,
+error or interrupted) is frozen by the change-tracking triggers (schema steps 3 and 4), so every
+finish is one UPDATE, and a duplicate Post changes nothing.
+
+Events may arrive in any order (Claude Code runs async hooks in the background): a Post without
+its Pre inserts the finished row, and a Pre whose row exists (running or finished) changes
+nothing, so no order leaves a row running or counts it twice. Rows still running when their
+session ends, or running longer than ``interrupt_after`` seconds, become ``interrupted``.
 """
 
 from __future__ import annotations
@@ -15,13 +20,16 @@ import time
 from datetime import UTC, datetime
 
 from agentmon.hook import redact
-from agentmon.schema.statuses import FINAL
+from agentmon.schema.statuses import FINAL, INTERRUPTED, sql_list
 
 TYPE_CHECKING = False  # typing costs ~3 ms of import per hook process; only checkers need it
 if TYPE_CHECKING:
     from typing import Any
 
 AGENT_TOOLS = frozenset({"Task", "Agent"})
+TOOL_EVENTS = frozenset({"PreToolUse", "PostToolUse", "PostToolUseFailure"})
+TABLES = ("agent_invocations", "agent_tool_uses")
+FINAL_SQL = sql_list(FINAL)
 SUMMARY_BYTES = 1024
 _LABEL_DROP = re.compile(r"[^A-Za-z0-9_.:-]+")
 _MAX_DURATION_S = 10 * 365 * 86400.0
@@ -103,10 +111,12 @@ class Store:
     """Applies one event to an open writer connection (autocommit mode)."""
 
     def __init__(self, conn: sqlite3.Connection, *, max_payload_bytes: int,
-                 phase: str | None = None, now: datetime | None = None) -> None:
+                 phase: str | None = None, now: datetime | None = None,
+                 interrupt_after: float | None = None) -> None:
         self.conn = conn
         self.max_payload = max_payload_bytes
         self.phase = label(phase)
+        self.interrupt_after = interrupt_after or None  # seconds; 0 / None: never
         self.when = now or datetime.now(UTC)
         self.now = self.when.isoformat()
 
@@ -125,20 +135,27 @@ class Store:
         sid = event["session_id"]
         if name == "SessionStart":
             self._session_start(sid, event)
+            self._interrupt_stale()
             return
         if name == "SessionEnd":
             self._session_end(sid, event)
+            self._interrupt_session(sid)
+            self._interrupt_stale()
             return
         self._ensure_session(sid, event)
-        if name in ("PreToolUse", "PostToolUse", "PostToolUseFailure"):
+        if name in TOOL_EVENTS:
             table = ("agent_invocations" if event["tool_name"] in AGENT_TOOLS
                      else "agent_tool_uses")
             if name == "PreToolUse":
                 self._start(table, sid, event)
             else:
                 self._finish(table, sid, event)
+        elif name == "SubagentStart":
+            self._subagent_start(sid, event)
         elif name == "SubagentStop":
             self._subagent_stop(sid, event)
+        # Every other known event (Stop, Notification, PermissionRequest, PostCompact, ...) only
+        # ensures its session: it carries nothing the metrics use.
 
     # sessions ----------------------------------------------------------------------------
 
@@ -193,8 +210,19 @@ class Store:
         row = self.conn.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchone()
         return (int(row[0]), row[1]) if row else None
 
+    def _by_agent_id(self, sid: str, agent_id: Any) -> tuple[int, str | None] | None:
+        if not isinstance(agent_id, str):
+            return None
+        row = self.conn.execute(
+            "SELECT id, agent_name FROM agent_invocations WHERE agent_id = ? AND session_id = ?"
+            " ORDER BY id DESC LIMIT 1", (agent_id, sid)).fetchone()
+        return (int(row[0]), row[1]) if row else None
+
     def _attribution(self, sid: str, event: dict[str, Any]) -> tuple[str, int | None]:
         """(agent_name, agent_invocation_id) of the agent that made this call, per session."""
+        found = self._by_agent_id(sid, event.get("agent_id"))
+        if found is not None:  # a subagent's own event, and SubagentStart named its row
+            return found[1] or "unknown", found[0]
         agent = label(event.get("agent_type"))
         if agent is not None:
             found = self._running_invocation(sid, agent)
@@ -282,7 +310,7 @@ class Store:
         # One UPDATE: the freeze trigger ignores any later change to a finished row.
         self.conn.execute(
             f"UPDATE {table} SET {assignments} WHERE id = ?"  # noqa: S608 - fixed names
-            " AND (status IS NULL OR status NOT IN ('completed', 'error'))",
+            f" AND (status IS NULL OR status NOT IN {FINAL_SQL})",
             (*values.values(), found[0]),
         )
 
@@ -294,13 +322,72 @@ class Store:
         return {"status": done["status"], "start_time": start, "end_time": done["end_time"],
                 "duration_seconds": duration, "error": done["error"]}
 
+    def _subagent_start(self, sid: str, event: dict[str, Any]) -> None:
+        # Never a bare row (only the Task/Agent call's Pre and Post decide a row's existence
+        # and status, whatever their order): name the oldest running invocation of this type
+        # that has no agent_id yet, so the subagent's own events and its SubagentStop find it.
+        agent_id = event.get("agent_id")
+        if not isinstance(agent_id, str) or self._by_agent_id(sid, agent_id) is not None:
+            return
+        sql = ("SELECT id FROM agent_invocations WHERE session_id = ? AND status = 'running'"
+               " AND agent_id IS NULL")
+        args: list[Any] = [sid]
+        agent = label(event.get("agent_type"))
+        if agent is not None:
+            sql += " AND (agent_type = ? OR agent_name = ?)"
+            args += [agent, agent]
+        row = self.conn.execute(sql + " ORDER BY id LIMIT 1", args).fetchone()
+        if row is not None:
+            self.conn.execute("UPDATE agent_invocations SET agent_id = ? WHERE id = ?",
+                              (agent_id, row[0]))
+
     def _subagent_stop(self, sid: str, event: dict[str, Any]) -> None:
         # Never a bare row: stamp the end of the matching running invocation; PostToolUse
-        # of its Task/Agent call will set the status.
-        found = self._running_invocation(sid, label(event.get("agent_type")), unstopped=True)
+        # of its Task/Agent call will set the status. Its agent_id finds it exactly.
+        agent_id = event.get("agent_id")
+        found = self._by_agent_id(sid, agent_id)
+        if found is None:
+            found = self._running_invocation(sid, label(event.get("agent_type")), unstopped=True)
         if found is not None:
-            self.conn.execute("UPDATE agent_invocations SET end_time = ? WHERE id = ?",
-                              (self.now, found[0]))
+            # end_time of a finished row is frozen: a stop arriving after the Post changes nothing
+            self.conn.execute(
+                "UPDATE agent_invocations SET end_time = ?, agent_id = coalesce(agent_id, ?)"
+                " WHERE id = ? AND status = 'running'",
+                (self.now, agent_id if isinstance(agent_id, str) else None, found[0]))
+
+    # work that never finishes ------------------------------------------------------------
+
+    def _interrupt(self, table: str, ids: list[int], reason: str) -> None:
+        # end_time and duration stay NULL: the time until the interruption is not the work's
+        # duration, so the row is counted (status interrupted) but not observed in histograms.
+        for row_id in ids:
+            self.conn.execute(
+                f"UPDATE {table} SET status = ?, error = ? WHERE id = ?"  # noqa: S608 - fixed
+                " AND status = 'running'", (INTERRUPTED, reason, row_id))
+
+    def _interrupt_session(self, sid: str) -> None:
+        """Rows of this session still running when it ends will never finish."""
+        for table in TABLES:
+            # 'running' as a literal: SQLite uses the partial running index only then
+            ids = [int(r[0]) for r in self.conn.execute(
+                f"SELECT id FROM {table} WHERE session_id = ? AND status = 'running'",  # noqa: S608
+                (sid,))]
+            self._interrupt(table, ids, f"interrupted: its session ended ({self.now})")
+
+    def _interrupt_stale(self) -> None:
+        """Rows of any session running longer than ``interrupt_after`` seconds."""
+        if self.interrupt_after is None:
+            return
+        for table in TABLES:
+            # Only running rows are in the partial running index: this reads rows running now.
+            stale = []
+            for row_id, start in self.conn.execute(
+                    f"SELECT id, start_time FROM {table} WHERE status = 'running'"):  # noqa: S608
+                began = parse_time(start)
+                if began is not None and (self.when - began).total_seconds() > self.interrupt_after:
+                    stale.append(int(row_id))
+            self._interrupt(table, stale, f"interrupted: still running after"
+                            f" {self.interrupt_after:g} s ({self.now})")
 
     # tool uses ---------------------------------------------------------------------------
 
