@@ -144,13 +144,84 @@ def test_locked_database_times_out_cleanly(tmp_path: Path) -> None:
     assert "database is locked" in one_line(err, "database unavailable: ")
 
 
-def test_database_from_a_newer_agentmon_is_left_alone(tmp_path: Path) -> None:
+def test_database_from_a_newer_agentmon_is_refused_at_once(tmp_path: Path) -> None:
     db = tmp_path / "a.db"
+    migrate(db)
     conn = sqlite3.connect(db)
     conn.execute(f"PRAGMA user_version = {migrations.LATEST + 1}")
     conn.close()
+    before = db.read_bytes()
     _code, err = run_hook(event("Stop"), db)
     assert "newer than this agentmon knows" in one_line(err, "database unavailable: ")
+    # no backup (it used to write a full verified copy per event), nothing written
+    assert not (tmp_path / "backups").exists()
+    assert db.read_bytes() == before
+
+
+# --- planted links (issue 7): a hook user, or anyone who may write the data folder ----------
+
+
+@pytest.mark.parametrize("name", ["", "-wal", "-shm", "-journal"])
+def test_a_planted_link_at_the_database_or_beside_it_is_refused(tmp_path: Path,
+                                                               name: str) -> None:
+    db = tmp_path / "a.db"
+    assert run_hook(event("Stop"), db) == (0, "")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"root's file\n")
+    victim.chmod(0o600)
+    link = Path(f"{db}{name}")
+    if name == "":
+        db.rename(tmp_path / "moved.db")
+    link.unlink(missing_ok=True)
+    link.symlink_to(victim)
+    _code, err = run_hook(event("PreToolUse", session="s2"), db)
+    assert f"{link} is a symbolic link; refusing to follow it" in one_line(
+        err, "database unavailable: ")
+    assert victim.read_bytes() == b"root's file\n"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o600
+    assert link.is_symlink()
+
+
+def test_a_dangling_planted_link_creates_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    target = tmp_path / "elsewhere" / "created-by-the-hook"
+    target.parent.mkdir()
+    db.symlink_to(target)
+    _code, err = run_hook(event("Stop"), db)
+    assert "is a symbolic link" in one_line(err, "database unavailable: ")
+    assert not target.exists()
+
+
+def test_open_database_file_refuses_what_it_cannot_trust(tmp_path: Path) -> None:
+    # the lstat check can race with a planter: O_NOFOLLOW and the identity check close it
+    victim = tmp_path / "victim"
+    victim.write_text("x")
+    (tmp_path / "link").symlink_to(victim)
+    with pytest.raises(hook.Unsafe, match="is a symbolic link"):
+        hook.open_database_file(str(tmp_path / "link"))
+    os.mkfifo(tmp_path / "fifo")
+    fd = os.open(tmp_path / "fifo", os.O_RDONLY | os.O_NONBLOCK)  # so opening it for RW returns
+    try:
+        with pytest.raises(hook.Unsafe, match="is not a regular file"):
+            hook.open_database_file(str(tmp_path / "fifo"))
+    finally:
+        os.close(fd)
+
+
+def test_a_database_swapped_while_opening_is_refused(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "a.db"
+    assert run_hook(event("Stop"), db) == (0, "")
+    other = tmp_path / "other.db"
+    other.write_bytes(b"")
+    real = hook.open_database_file
+
+    def swapped(path: str) -> os.stat_result:
+        return real(str(other))  # what an attacker's rename between the checks would give
+
+    monkeypatch.setattr(hook, "open_database_file", swapped)
+    _code, err = run_hook(event("Stop"), db)
+    assert "was replaced while it was being opened" in one_line(err, "database unavailable: ")
 
 
 def test_unexpected_errors_are_one_line_too(tmp_path: Path,

@@ -86,8 +86,10 @@ def corpus() -> list[tuple[str, bytes]]:
     for _ in range(400):
         add("missing-field", dumps({k: v for k, v in valid(rng).items()
                                     if k not in ("session_id", "hook_event_name")}))
-    newer = ["PermissionRequest", "SubagentStart", "PostToolBatch", "pretooluse", "PRETOOLUSE",
-             "Pre ToolUse", "", " Stop", "Stop ", "Stop\n", "Stop\x00", "*", "../Stop"]
+    # (PermissionRequest, SubagentStart, PostToolBatch... are known now: not in this list)
+    newer = ["PermissionRequested", "SubagentBegin", "PostToolBatches", "pretooluse",
+             "PRETOOLUSE", "Pre ToolUse", "", " Stop", "Stop ", "Stop\n", "Stop\x00", "*",
+             "../Stop", "subagentstart"]
     for _ in range(500):  # unknown events
         name = rng.choice(newer) if rng.random() < 0.5 else "".join(
             rng.choice("abcXYZ_/.-") for _ in range(rng.randrange(1, 20)))

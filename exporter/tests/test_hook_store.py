@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hook_events import event, rows, run_hook
+from hook_events import EVENT_NAMES, event, rows, run_hook
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -323,7 +323,7 @@ def test_a_failed_write_rolls_back_everything(db: Path) -> None:
 
 
 OPS = st.lists(st.tuples(st.sampled_from(["pre", "post", "fail", "task_pre", "task_post",
-                                          "stop"]),
+                                          "stop", "start", "end"]),
                          st.integers(0, 3), st.sampled_from(["s1", "s2"])), max_size=25)
 
 
@@ -340,7 +340,11 @@ def test_any_event_order_keeps_the_invariants(tmp_path: Path, ops: list[Any]) ->
             kind = {"pre": "PreToolUse", "post": "PostToolUse", "fail": "PostToolUseFailure",
                     "task_pre": "PreToolUse", "task_post": "PostToolUse"}.get(op)
             if op == "stop":
-                item = event("SubagentStop", sid)
+                item = event("SubagentStop", sid, agent_id=f"a{n}")
+            elif op == "start":
+                item = event("SubagentStart", sid, agent_id=f"a{n}", agent_type="code-reviewer")
+            elif op == "end":
+                item = event("SessionEnd", sid)
             elif op.startswith("task"):
                 item = task(str(kind), f"t{n}", session=sid)
             else:
@@ -354,8 +358,142 @@ def test_any_event_order_keeps_the_invariants(tmp_path: Path, ops: list[Any]) ->
                         f" FROM {table}") == [(1,)]
         assert rows(db, f"SELECT count(*) FROM {table} WHERE status IN ('completed', 'error')"  # noqa: S608
                         " AND end_time IS NULL") == [(0,)]
+        # work still running at its session's end is interrupted, never left running
+        assert rows(db, f"SELECT count(*) FROM {table} WHERE status = 'running'"  # noqa: S608
+                        " AND session_id IN (SELECT session_id FROM sessions"
+                        " WHERE status = 'completed')") == [(0,)]
         assert rows(db, f"SELECT count(*) FROM {table} WHERE duration_seconds < 0") == [(0,)]  # noqa: S608
     seqs = rows(db, "SELECT session_id, sequence_number FROM agent_tool_uses ORDER BY id")
     for sid in ("s1", "s2"):
         mine = [s for (x, s) in seqs if x == sid]
         assert mine == list(range(1, len(mine) + 1))
+
+
+# --- work that never finishes ------------------------------------------------------------
+
+
+def test_session_end_interrupts_its_running_rows_once(db: Path) -> None:
+    send(db, tool("PreToolUse", "u1"), task("PreToolUse", "t1"),
+         tool("PreToolUse", "u2", session="other"), tool("PreToolUse", "u3"),
+         tool("PostToolUse", "u3"))
+    send(db, event("SessionEnd", reason="prompt_input_exit"))
+    got = rows(db, "SELECT tool_use_id, status, end_time, duration_seconds, error"
+                   " FROM agent_tool_uses ORDER BY id")
+    assert [g[:4] for g in got] == [("u1", "interrupted", None, None),
+                                    ("u2", "running", None, None),
+                                    ("u3", "completed", got[2][2], got[2][3])]
+    assert got[0][4].startswith("interrupted: its session ended")
+    assert rows(db, "SELECT status FROM agent_invocations") == [("interrupted",)]
+    seq = rows(db, "SELECT value FROM agentmon_sequence")
+    # late finishes and a repeated Pre: nothing changes, nothing is inserted
+    send(db, tool("PostToolUse", "u1"), task("PostToolUseFailure", "t1", error="late"),
+         tool("PreToolUse", "u1"))
+    assert rows(db, "SELECT value FROM agentmon_sequence") == seq
+    assert rows(db, "SELECT count(*) FROM agent_tool_uses WHERE session_id = 'sess-1'") == [(2,)]
+    send(db, event("SessionEnd"))  # a repeated end finds nothing running
+    assert rows(db, "SELECT status FROM agent_tool_uses WHERE tool_use_id = 'u1'") == [
+        ("interrupted",)]
+    # a late Pre of the ended session: its work ended with the session, never left running
+    send(db, tool("PreToolUse", "u9"))
+    assert rows(db, "SELECT status FROM agent_tool_uses WHERE tool_use_id = 'u9'") == [
+        ("interrupted",)]
+    send(db, event("SessionStart", source="resume"), tool("PreToolUse", "u10"))
+    assert rows(db, "SELECT status FROM agent_tool_uses WHERE tool_use_id = 'u10'") == [
+        ("running",)]
+
+
+def test_rows_running_past_the_limit_are_interrupted_at_any_session_start_or_end(
+        db: Path) -> None:
+    migrate(db)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    conn = connect_writer(db)
+
+    def record(item: dict[str, Any], at: timedelta, limit: float | None = 3600) -> None:
+        Store(conn, max_payload_bytes=1024, now=start + at, interrupt_after=limit).record(item)
+
+    try:
+        record(tool("PreToolUse", "old", session="A"), timedelta(0))
+        record(tool("PreToolUse", "young", session="B"), timedelta(minutes=50))
+        record(event("Stop", session="C"), timedelta(hours=5))  # other events do not sweep
+        assert rows(db, "SELECT count(*) FROM agent_tool_uses WHERE status = 'running'") == [(2,)]
+        record(event("SessionStart", session="C"), timedelta(hours=5), limit=None)  # off
+        assert rows(db, "SELECT count(*) FROM agent_tool_uses WHERE status = 'running'") == [(2,)]
+        record(event("SessionStart", session="C"), timedelta(minutes=70))
+        assert rows(db, "SELECT tool_use_id, status, error FROM agent_tool_uses ORDER BY id") == [
+            ("old", "interrupted", "interrupted: still running after 3600 s"
+             " (2026-01-01T01:10:00+00:00)"), ("young", "running", None)]
+        record(event("SessionEnd", session="D"), timedelta(minutes=200))
+        assert rows(db, "SELECT status FROM agent_tool_uses ORDER BY id") == [
+            ("interrupted",), ("interrupted",)]
+    finally:
+        conn.close()
+
+
+def test_interrupt_after_seconds_from_the_environment(db: Path) -> None:
+    send(db, tool("PreToolUse", "u1", session="A"))
+    conn = connect_writer(db)
+    conn.execute("UPDATE agent_tool_uses SET start_time = '2020-01-01T00:00:00+00:00'")
+    conn.close()
+    send(db, event("SessionStart", session="B"), env={"AGENTMON_INTERRUPT_AFTER_SECONDS": "0"})
+    assert rows(db, "SELECT status FROM agent_tool_uses") == [("running",)]
+    send(db, event("SessionStart", session="B"))  # the default: a day
+    assert rows(db, "SELECT status FROM agent_tool_uses") == [("interrupted",)]
+
+
+# --- subagents: SubagentStart and agent_id ---------------------------------------------------
+
+
+def test_subagent_start_names_its_invocation_and_its_events_find_it(db: Path) -> None:
+    send(db, task("PreToolUse", "t1"), task("PreToolUse", "t2"),
+         task("PreToolUse", "t3", agent="planner"))
+    send(db, event("SubagentStart", agent_id="a-1", agent_type="code-reviewer"),
+         event("SubagentStart", agent_id="a-2", agent_type="code-reviewer"),
+         event("SubagentStart", agent_id="a-2", agent_type="code-reviewer"),  # repeated
+         event("SubagentStart", agent_id="a-9", agent_type="nobody-runs-this"))
+    assert rows(db, "SELECT tool_use_id, agent_id FROM agent_invocations ORDER BY id") == [
+        ("t1", "a-1"), ("t2", "a-2"), ("t3", None)]
+    # parallel subagents of one type: the event's agent_id picks the right one
+    send(db, tool("PreToolUse", "u1", agent_id="a-2", agent_type="code-reviewer"),
+         tool("PreToolUse", "u2", agent_id="a-1", agent_type="code-reviewer"))
+    assert rows(db, "SELECT t.tool_use_id, i.tool_use_id FROM agent_tool_uses t"
+                    " JOIN agent_invocations i ON i.id = t.agent_invocation_id ORDER BY t.id") == [
+        ("u1", "t2"), ("u2", "t1")]
+    send(db, event("SubagentStop", agent_id="a-2", agent_type="code-reviewer"))
+    assert rows(db, "SELECT tool_use_id FROM agent_invocations WHERE end_time IS NOT NULL") == [
+        ("t2",)]
+    # a stop arriving after the Post changes nothing (the row is frozen)
+    send(db, task("PostToolUse", "t1"))
+    done = rows(db, "SELECT * FROM agent_invocations WHERE tool_use_id = 't1'")
+    send(db, event("SubagentStop", agent_id="a-1", agent_type="code-reviewer"))
+    assert rows(db, "SELECT * FROM agent_invocations WHERE tool_use_id = 't1'") == done
+
+
+def test_subagent_start_without_agent_id_or_a_running_invocation_changes_nothing(
+        db: Path) -> None:
+    send(db, event("SubagentStart", agent_id="a-1"), event("SubagentStart", agent_type="x"))
+    send(db, {k: v for k, v in event("SubagentStart").items() if k != "agent_id"})
+    assert rows(db, "SELECT count(*) FROM agent_invocations") == [(0,)]
+    assert rows(db, "SELECT session_id FROM sessions") == [("sess-1",)]
+
+
+# --- current events ---------------------------------------------------------------------
+
+
+def test_known_events_the_store_does_not_use_only_ensure_their_session(db: Path) -> None:
+    used = {"PreToolUse", "PostToolUse", "PostToolUseFailure", "SessionStart", "SessionEnd",
+            "SubagentStart", "SubagentStop"}
+    names = [name for name in EVENT_NAMES if name not in used]
+    assert len(names) == 26
+    for name in names:
+        send(db, event(name, session=f"s-{name}"))
+    assert rows(db, "SELECT count(*), min(status) FROM sessions") == [(26, "active")]
+    assert rows(db, "SELECT count(*) FROM agent_tool_uses") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM agent_invocations") == [(0,)]
+    # Setup has cwd and agent_type null: accepted, the session's cwd stays unknown
+    assert rows(db, "SELECT cwd FROM sessions WHERE session_id = 's-Setup'") == [(None,)]
+
+
+def test_null_cwd_and_agent_type_are_accepted(db: Path) -> None:
+    send(db, tool("PreToolUse", "u1", cwd=None, agent_type=None, transcript_path=None,
+                  permission_mode=None))
+    assert rows(db, "SELECT agent_name FROM agent_tool_uses") == [("main",)]

@@ -158,7 +158,7 @@ def read_input(stream: IO[bytes] | None, limit: int) -> bytes:
     return data
 
 
-class Oversized(Exception):  # noqa: N818 - a signal, not an error
+class Oversized(Exception):
     """The event is larger than --max-input-bytes: its first bytes and the unread rest."""
 
     def __init__(self, first: bytes, rest: IO[bytes]) -> None:

@@ -286,7 +286,15 @@ class Store:
             return  # a repeated PreToolUse
         row = self._columns(table, sid, event)
         row.update(start_time=self.now, status="running")
+        if self._session_ended(sid):
+            # A late (async) Pre of a session that has ended: its work was interrupted with it.
+            row.update(status=INTERRUPTED, error=f"interrupted: its session had ended ({self.now})")
         self._insert(table, row)
+
+    def _session_ended(self, sid: str) -> bool:
+        row = self.conn.execute("SELECT status FROM sessions WHERE session_id = ?",
+                                (sid,)).fetchone()
+        return row is not None and row[0] == "completed"
 
     def _finish(self, table: str, sid: str, event: dict[str, Any]) -> None:
         found = self._find(table, sid, event["tool_use_id"])
