@@ -57,6 +57,18 @@ options:
     description: Hook timeout in seconds.
     type: int
     default: 10
+  async_events:
+    description: Events whose hook gets C(async: true) - Claude Code runs it in the background
+      and does not wait for it (Claude Code 2.1 and later; older releases ignore the key).
+    type: list
+    elements: str
+    default: []
+  exec_form:
+    description: Write the exec form, C(command) the executable and C(args) its arguments, run
+      without a shell (Claude Code 2.1.139 and later). Older releases ignore C(args) and would
+      run the executable without arguments, so it is off by default.
+    type: bool
+    default: false
   state:
     description: Whether the agentmon hook command is present or removed.
     type: str
@@ -93,14 +105,29 @@ backup_file:
 
 
 def is_agentmon_hook(hook: Any) -> bool:
-    """A command hook running `agentmon hook` (any install path)."""
+    """A command hook running `agentmon hook` (any install path), shell or exec form."""
     if not isinstance(hook, dict) or hook.get("type") != "command":
         return False
-    try:
-        words = shlex.split(str(hook.get("command", "")))
-    except ValueError:
-        return False
+    args = hook.get("args")
+    if isinstance(args, list):
+        words = [str(hook.get("command", "")), *map(str, args)]
+    else:
+        try:
+            words = shlex.split(str(hook.get("command", "")))
+        except ValueError:
+            return False
     return len(words) >= 2 and os.path.basename(words[0]) == "agentmon" and words[1] == "hook"
+
+
+def our_hook(command: str, timeout: int, run_async: bool, exec_form: bool) -> dict[str, Any]:
+    """The hook entry agentmon wants: shell form, or exec form (no shell); async or not."""
+    hook: dict[str, Any] = {"type": "command", "command": command, "timeout": timeout}
+    if exec_form:
+        words = shlex.split(command)
+        hook.update(command=words[0], args=words[1:])
+    if run_async:
+        hook["async"] = True
+    return hook
 
 
 def _matcher(entry: Any) -> str:
@@ -109,15 +136,18 @@ def _matcher(entry: Any) -> str:
 
 
 def merge(settings: dict[str, Any], command: str, events: list[str],
-          matchers: dict[str, list[str]], timeout: int, state: str) -> dict[str, Any]:
+          matchers: dict[str, list[str]], timeout: int, state: str,
+          async_events: list[str] | None = None, exec_form: bool = False) -> dict[str, Any]:
     """Return the new settings object; `settings` is not modified."""
+    background = set(async_events or [])
     new = copy.deepcopy(settings)
     hooks = new.setdefault("hooks", {})
     if not isinstance(hooks, dict):
         raise ValueError('"hooks" is not an object')
     wanted = {} if state == "absent" else {
         event: [m or "" for m in (matchers.get(event) or [None])] for event in events}
-    ours = {"type": "command", "command": command, "timeout": timeout}
+    wanted_hook = {event: our_hook(command, timeout, event in background, exec_form)
+                   for event in wanted}
     for event in list(hooks):
         entries = hooks[event]
         if not isinstance(entries, list):
@@ -128,8 +158,10 @@ def merge(settings: dict[str, Any], command: str, events: list[str],
                 keep.append(entry)
                 continue
             before = len(entry["hooks"])
+            ours = wanted_hook.get(event, {})
             entry["hooks"] = [h for h in entry["hooks"] if not is_agentmon_hook(h) or (
-                h.get("command") == command and _matcher(entry) in wanted.get(event, []))]
+                h.get("command") == ours.get("command") and h.get("args") == ours.get("args")
+                and _matcher(entry) in wanted.get(event, []))]
             if entry["hooks"] or before == 0:
                 keep.append(entry)
         hooks[event] = keep
@@ -146,9 +178,11 @@ def merge(settings: dict[str, Any], command: str, events: list[str],
             if mine:
                 for hook in mine:
                     hook["timeout"] = timeout
+                    hook.pop("async", None)
+                    hook.update({k: v for k, v in wanted_hook[event].items() if k == "async"})
             else:
                 entry = {"matcher": matcher} if matcher else {}
-                entry["hooks"] = [dict(ours)]
+                entry["hooks"] = [dict(wanted_hook[event])]
                 entries.append(entry)
     return new
 
@@ -221,7 +255,8 @@ def update(params: dict[str, Any], path: str, check_mode: bool) -> dict[str, Any
         raise SettingsError(f"{path} does not hold a JSON object; fix it by hand first")
     try:
         after = merge(before, params["command"], params["events"], params["matchers"],
-                      params["timeout"], params["state"])
+                      params["timeout"], params["state"], params.get("async_events"),
+                      bool(params.get("exec_form")))
     except ValueError as exc:
         raise SettingsError(f"{path}: {exc}; fix it by hand first") from None
     if after == before and (before_text is not None or params["state"] == "absent"):
@@ -253,6 +288,8 @@ def main() -> None:
             "events": {"type": "list", "elements": "str", "required": True},
             "matchers": {"type": "dict", "default": {}},
             "timeout": {"type": "int", "default": 10},
+            "async_events": {"type": "list", "elements": "str", "default": []},
+            "exec_form": {"type": "bool", "default": False},
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
             "backup": {"type": "bool", "default": True},
         },
