@@ -13,6 +13,7 @@ from original_schema import build_original_db, full_dump
 
 from agentmon.cli import main as cli
 from agentmon.schema import migrations
+from agentmon.schema.migrate import migrate
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -101,6 +102,23 @@ def test_a_version_newer_than_known(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert f"schema version {migrations.LATEST + 4}, newer than this agentmon knows" in err
     assert full_dump(db) == before
     assert not (tmp_path / "backups").exists()
+
+
+@pytest.mark.parametrize("target", ["0", "2"])
+def test_down_from_a_version_newer_than_known_fails_clearly(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str) -> None:
+    db = build_original_db(tmp_path / "a.db")
+    migrate(db)
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {migrations.LATEST + 3}")
+    conn.close()
+    before = full_dump(db)
+    backups = sorted((tmp_path / "backups").iterdir())  # the one of the first upgrade
+    err = one_line_error(*run(capsys, "--db", str(db), "--to", target))
+    assert (f"schema version {migrations.LATEST + 3}, newer than this agentmon knows"
+            f" ({migrations.LATEST}); upgrade agentmon") in err
+    assert full_dump(db) == before
+    assert sorted((tmp_path / "backups").iterdir()) == backups
 
 
 @pytest.mark.parametrize("target", [str(migrations.LATEST + 1), "-1"])
