@@ -504,7 +504,7 @@ def test_sessions_get_created_seq_once_and_are_not_frozen(tracked: Path) -> None
     conn.close()
 
 
-# ---------------------------------------------------------------- removals (step 4)
+# ---------------------------------------------------------------- removals (step 5)
 
 
 def removals(conn: sqlite3.Connection) -> int:

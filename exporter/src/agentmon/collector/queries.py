@@ -53,7 +53,7 @@ META = (
     # identity of the file and of this run of change tracking (a new one after down + up)
     " (SELECT value FROM agentmon_meta WHERE key = 'db_id')"
     " || ':' || COALESCE((SELECT value FROM agentmon_meta WHERE key = 'tracking_id'), ''),"
-    # deletes and replaces of rows that may have been counted (migration step 4)
+    # deletes and replaces of rows that may have been counted (migration step 5, "removals")
     " (SELECT value FROM agentmon_removals WHERE id = 1)"
 )
 

@@ -7,7 +7,7 @@ Divergence. Incremental reading is only right while the database's history since
 is a continuation of what was read. Before each incremental read, ``rebuild_reason`` compares
 what the state recorded with what the database says now, with a handful of primary-key lookups:
 
-- the removal counter (migration step 4): a delete or replace of a row that may have been
+- the removal counter (migration step 5): a delete or replace of a row that may have been
   counted; counters never go down, so the state is rebuilt and the exported values equal SQL
   again (Prometheus sees a counter reset);
 - witnesses: per frozen table the counted row with the highest sequence number, which must
