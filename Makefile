@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: help venv lint unit rules test bench bench-attack clean
+.PHONY: help check-tools venv lint unit rules test bench bench-attack clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -19,6 +19,9 @@ $(STAMP): requirements-dev.txt exporter/pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt -e 'exporter[test]'
 	touch $@
+
+check-tools: ## check the host tools the targets need (.ci/host-tools); names each missing one
+	tools/check_tools.sh .ci/host-tools
 
 venv: $(STAMP) ## create .venv with the package and every test tool
 
@@ -48,7 +51,7 @@ export CONTAINERS_CONF ?= $(CURDIR)/.ci/containers.conf
 WHEELHOUSE := build/wheelhouse
 .PHONY: image wheelhouse molecule
 
-image: ## build the Debian 12 systemd test host image, only when missing or its recipe changed
+image: check-tools ## build the Debian 12 systemd test host image, only when missing or its recipe changed
 	molecule/image/build.sh
 
 $(WHEELHOUSE)/.built: $(STAMP) tools/build_wheelhouse.sh exporter/pyproject.toml $(shell find exporter/src -type f -not -name '*.pyc')
@@ -61,7 +64,7 @@ molecule: $(STAMP) image wheelhouse ## every Molecule scenario on real systemd h
 	PATH="$(CURDIR)/$(BIN):$$PATH" AGENTMON_TEST_IMAGE=$$(molecule/image/build.sh --ref) \
 	  $(BIN)/molecule test $(if $(SCENARIO),--scenario-name $(SCENARIO),--all)
 
-test: lint unit rules molecule ## everything CI runs
+test: check-tools lint unit rules molecule ## everything CI runs (host tools checked first)
 
 # The benchmarks' peers (query-exporter) go into the same venv, only for make bench.
 $(BENCH_STAMP): $(STAMP) requirements-bench.txt
