@@ -21,8 +21,10 @@ HOST = "agentmon-agent-host"
 testinfra_hosts = [f"podman://{HOST}"]
 
 DB = "/var/lib/agentmon/agent_workflow.db"
+BACKUPS = "/var/backups/agentmon"
 URL = "http://127.0.0.1:9477/metrics"
 USER, PASSWORD = "prometheus", "molecule-test-password"
+NEXT_USER, NEXT_PASSWORD = "prometheus-next", "molecule-next-password"
 TOKEN = "molecule-test-bearer-token-0123456789"
 SERVICE = "agentmon-exporter.service"
 EVENTS = ["PreToolUse", "PostToolUse", "PostToolUseFailure", "SessionStart", "SessionEnd", "Stop",
@@ -124,6 +126,12 @@ def test_reload_rereads_the_web_config_without_a_restart(host: Any) -> None:
     assert "agentmon_db_up" in scrape(host)
 
 
+def test_unit_waits_for_the_network_to_be_online(host: Any) -> None:
+    for prop in ("Wants", "After"):
+        units = host.check_output("systemctl show -p %s --value %s", prop, SERVICE).split()
+        assert "network-online.target" in units, prop
+
+
 def test_exporter_user_cannot_log_in(host: Any) -> None:
     user = host.user("agentmon-exporter")
     assert user.shell == "/usr/sbin/nologin"
@@ -180,6 +188,15 @@ def test_answers_the_right_password(host: Any) -> None:
     assert value(body, "agentmon_db_up") == 1
 
 
+def test_answers_both_users_of_a_rolling_password_change(host: Any) -> None:
+    for credentials in (f"{USER}:{PASSWORD}", f"{NEXT_USER}:{NEXT_PASSWORD}"):
+        answer = get(host, "basic", credentials)
+        assert answer["status"] == 200, credentials
+    # Each password opens its own user only.
+    assert get(host, "basic", f"{NEXT_USER}:{PASSWORD}")["status"] == 401
+    assert get(host, "basic", f"{USER}:{NEXT_PASSWORD}")["status"] == 401
+
+
 def test_answers_the_right_bearer_token(host: Any) -> None:
     answer = get(host, "bearer", TOKEN)
     assert answer["status"] == 200
@@ -189,11 +206,13 @@ def test_answers_the_right_bearer_token(host: Any) -> None:
 # --- the database -------------------------------------------------------------------------
 
 
-def test_data_folder_is_group_shared(host: Any) -> None:
+def test_data_folder_is_group_shared_sticky_and_not_root_owned(host: Any) -> None:
     folder = host.file("/var/lib/agentmon")
-    assert (folder.user, folder.group, folder.mode) == ("root", "agentmon", 0o2770)
+    assert (folder.user, folder.group, folder.mode) == ("agentmon-db", "agentmon", 0o3770)
     db = host.file(DB)
-    assert (db.group, db.mode) == ("agentmon", 0o660)
+    assert (db.user, db.group, db.mode) == ("agentmon-db", "agentmon", 0o660)
+    assert host.user("agentmon-db").shell == "/usr/sbin/nologin"
+    assert not host.file("/var/lib/agentmon/backups").exists
 
 
 def test_schema_is_latest_with_indexes(host: Any) -> None:
@@ -216,9 +235,12 @@ def test_original_rows_are_all_kept(host: Any) -> None:
 
 
 def test_a_verified_backup_of_the_original_exists(host: Any) -> None:
-    backups = host.check_output("ls /var/lib/agentmon/backups").split()
+    folder = host.file(BACKUPS)
+    assert (folder.user, folder.group, folder.mode) == ("agentmon-db", "agentmon-db", 0o700)
+    backups = host.check_output("ls %s", BACKUPS).split()
     assert backups
-    path = f"/var/lib/agentmon/backups/{sorted(backups)[0]}"
+    path = f"{BACKUPS}/{sorted(backups)[0]}"
+    assert host.file(path).user == "agentmon-db"
     assert query(host, "PRAGMA integrity_check", db=path) == [["ok"]]
     assert query(host, "PRAGMA user_version", db=path) == [[0]]
     assert query(host, "SELECT count(*) FROM agent_invocations", db=path) == [[5]]
