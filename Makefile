@@ -31,14 +31,17 @@ lint: $(STAMP) ## ruff (with security rules), yamllint, ansible-lint (production
 	$(BIN)/ruff check --config exporter/pyproject.toml --exclude tools/tests tools roles
 	$(BIN)/ruff check tools/tests
 	$(BIN)/ruff check molecule
+	$(BIN)/ruff check tests
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ansible-lint
 	$(BIN)/python tools/check_argument_specs.py roles
 	$(BIN)/python tools/dashboards.py --check
 	$(BIN)/python tools/check_dashboards.py
 
-unit: $(STAMP) ## unit and property tests with line+branch coverage (fails below 90%)
+unit: $(STAMP) ## unit and property tests (package, roles' modules) with line+branch coverage (fails below 90%)
 	cd exporter && ../$(BIN)/pytest --cov=agentmon --cov-report=term --cov-fail-under=90 tests
 	$(BIN)/pytest -q -p no:cacheprovider tools/tests
+	$(BIN)/pytest -q -p no:cacheprovider --cov=roles/agentmon_hooks/library --cov-branch \
+	  --cov-report=term --cov-fail-under=90 tests/ansible
 
 # promtool comes from Debian's prometheus package (.ci/run installs it).
 rules: $(STAMP) ## promtool check (duplicate-rule lint) and unit tests of files/rules, plus their conventions

@@ -10,6 +10,7 @@ import os
 import pwd
 import shlex
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,8 +29,15 @@ description:
     they are removed. Nothing else is touched.
   - All file access runs with the user's own identity, so a symlink the user planted cannot make
     root write elsewhere. The file is replaced atomically from an unpredictable temporary file in
-    the same folder; its mode is kept (a new file is 0600); a backup of the previous file can be
-    kept beside it. An unchanged merge writes nothing.
+    the same folder; its mode and group are kept (a new file is 0600); a backup of the previous
+    file can be kept beside it. An unchanged merge writes nothing.
+  - A settings.json that is a symlink (stow, chezmoi, home-manager) is updated through the link:
+    the file it points to is replaced atomically in its own folder, the link stays. That file must
+    belong to the user; otherwise the module refuses and writes nothing.
+  - With I(state=absent), a user without settings.json gets none, and a file without agentmon's
+    hooks is not rewritten.
+  - C(--diff) shows the C(hooks) section only: settings files also hold C(env) tokens and
+    C(apiKeyHelper).
 options:
   user:
     description: Owner of the settings file; the default path is in this user's home.
@@ -97,8 +105,13 @@ path:
   returned: always
   type: str
 backup_file:
-  description: The copy of the previous file, when one was made.
+  description: The copy of the previous file, when one was made (beside the path, also when
+    the path is a link).
   returned: changed and backup
+  type: str
+target:
+  description: The file a symlinked settings.json points to, which was read and replaced.
+  returned: when path is a symlink
   type: str
 """
 
@@ -141,6 +154,8 @@ def merge(settings: dict[str, Any], command: str, events: list[str],
     """Return the new settings object; `settings` is not modified."""
     background = set(async_events or [])
     new = copy.deepcopy(settings)
+    if state == "absent" and "hooks" not in new:
+        return new
     hooks = new.setdefault("hooks", {})
     if not isinstance(hooks, dict):
         raise ValueError('"hooks" is not an object')
@@ -165,7 +180,8 @@ def merge(settings: dict[str, Any], command: str, events: list[str],
             if entry["hooks"] or before == 0:
                 keep.append(entry)
         hooks[event] = keep
-        if not keep and event not in wanted:
+        # An event list is dropped only when removing agentmon's entries emptied it.
+        if entries and not keep and event not in wanted:
             del hooks[event]
     for event, event_matchers in wanted.items():
         entries = hooks.setdefault(event, [])
@@ -205,11 +221,15 @@ def as_user(account: pwd.struct_passwd) -> Iterator[None]:
         os.setgroups(groups)
 
 
-def write_atomically(path: str, text: str, mode: int) -> None:
+def write_atomically(path: str, text: str, mode: int, gid: int | None = None) -> None:
+    """Replace ``path`` by a new file holding ``text``, from an unpredictable temporary file in
+    the same folder (never a half-written file, never a name another user can guess)."""
     folder = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".settings.json.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
+            if gid is not None and os.fstat(f.fileno()).st_gid != gid:
+                os.fchown(f.fileno(), -1, gid)
             os.fchmod(f.fileno(), mode)
             f.write(text)
             f.flush()
@@ -225,57 +245,93 @@ class SettingsError(Exception):
     """A settings file this module must not touch; the message says why."""
 
 
-def backup(path: str) -> str:
-    """Copy `path` beside itself, named like Ansible's backups (mode and times kept)."""
-    dest = f"{path}.{os.getpid()}.{time.strftime('%Y-%m-%d@%H:%M:%S')}~"
+def backup(path: str, beside: str) -> str:
+    """Copy ``path`` beside ``beside``, named like Ansible's backups (mode and times kept)."""
+    dest = f"{beside}.{os.getpid()}.{time.strftime('%Y-%m-%d@%H:%M:%S')}~"
     shutil.copy2(path, dest)
     return dest
 
 
-def update(params: dict[str, Any], path: str, check_mode: bool) -> dict[str, Any]:
+def resolve(path: str, uid: int) -> str:
+    """The file to read and replace: ``path`` itself, or the file a symlink at ``path`` points
+    to (stow, chezmoi, home-manager), which must exist and belong to ``uid``."""
+    if not os.path.islink(path):
+        return path
+    target = os.path.realpath(path)
+    try:
+        st = os.stat(target)
+    except OSError as exc:
+        raise SettingsError(f"{path} is a link to {target}, which cannot be used: "
+                            f"{exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise SettingsError(f"{path} is a link to {target}, which is not a regular file")
+    if st.st_uid != uid:
+        try:
+            owner = pwd.getpwuid(st.st_uid).pw_name
+        except KeyError:
+            owner = f"uid {st.st_uid}"
+        raise SettingsError(f"{path} is a link to {target}, owned by {owner}, not by the user: "
+                            "refusing to write it; add the hook where that file is managed")
+    return target
+
+
+def hooks_only(settings: dict[str, Any] | None) -> str:
+    """What --diff shows: the hooks section alone (settings also hold env tokens and
+    apiKeyHelper, which must not reach a log)."""
+    if settings is None:
+        return ""
+    return json.dumps({"hooks": settings.get("hooks", {})}, indent=2, sort_keys=True) + "\n"
+
+
+def update(params: dict[str, Any], path: str, check_mode: bool,
+           uid: int | None = None) -> dict[str, Any]:
     """Read, merge and (unless nothing changed or check mode) write. Raises SettingsError.
 
     Runs with the user's identity: it must not import anything lazily from the module's
     payload, which only root can read, hence no AnsibleModule calls in here.
     """
     result: dict[str, Any] = {"changed": False, "path": path}
+    real = resolve(path, os.geteuid() if uid is None else uid)
+    if real != path:
+        result["target"] = real
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(real, encoding="utf-8") as f:
             before_text: str | None = f.read()
-        mode = os.stat(path).st_mode & 0o7777
+        st = os.stat(real)
+        mode, gid = st.st_mode & 0o7777, st.st_gid
     except FileNotFoundError:
-        before_text, mode = None, 0o600
+        before_text, mode, gid = None, 0o600, None
     except OSError as exc:
-        raise SettingsError(f"cannot read {path}: {exc.strerror}") from None
+        raise SettingsError(f"cannot read {real}: {exc.strerror}") from None
     try:
         before = json.loads(before_text) if before_text and before_text.strip() else {}
     except ValueError as exc:
-        raise SettingsError(f"{path} is not valid JSON ({exc}); fix it by hand first") from None
+        raise SettingsError(f"{real} is not valid JSON ({exc}); fix it by hand first") from None
     if not isinstance(before, dict):
-        raise SettingsError(f"{path} does not hold a JSON object; fix it by hand first")
+        raise SettingsError(f"{real} does not hold a JSON object; fix it by hand first")
     try:
         after = merge(before, params["command"], params["events"], params["matchers"],
                       params["timeout"], params["state"], params.get("async_events"),
                       bool(params.get("exec_form")))
     except ValueError as exc:
-        raise SettingsError(f"{path}: {exc}; fix it by hand first") from None
+        raise SettingsError(f"{real}: {exc}; fix it by hand first") from None
     if after == before and (before_text is not None or params["state"] == "absent"):
         return result
-    after_text = json.dumps(after, indent=2) + "\n"
     result["changed"] = True
-    result["diff"] = {"before": before_text or "", "after": after_text,
-                      "before_header": path, "after_header": path}
+    result["diff"] = {"before": hooks_only(before if before_text is not None else None),
+                      "after": hooks_only(after),
+                      "before_header": f"{path} (hooks)", "after_header": f"{path} (hooks)"}
     if check_mode:
         return result
     try:
-        folder = os.path.dirname(path)
+        folder = os.path.dirname(real)
         if not os.path.isdir(folder):
             os.makedirs(folder, mode=0o700)
         if before_text is not None and params["backup"]:
-            result["backup_file"] = backup(path)
-        write_atomically(path, after_text, mode)
+            result["backup_file"] = backup(real, path)
+        write_atomically(real, json.dumps(after, indent=2) + "\n", mode, gid)
     except OSError as exc:
-        raise SettingsError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise SettingsError(f"cannot write {real}: {exc.strerror or exc}") from None
     return result
 
 
@@ -306,7 +362,7 @@ def main() -> None:
     path = p["path"] or os.path.join(account.pw_dir, ".claude", "settings.json")
     try:
         with as_user(account):
-            result = update(p, path, module.check_mode)
+            result = update(p, path, module.check_mode, account.pw_uid)
     except SettingsError as exc:
         module.fail_json(msg=str(exc), path=path)
     if not module._diff:
