@@ -1,0 +1,104 @@
+"""The exporter behind TLS that requires a client certificate (RequireAndVerifyClientCert): the
+deploy's health check presents the certificate named by the role's variables and passes; a
+deploy without one is refused in preflight. Converges again with TLS, then back to the
+scenario's plain HTTP. Runs after test_agent_host.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HOST = "agentmon-agent-host"
+testinfra_hosts = [f"podman://{HOST}"]
+
+TLS = "/etc/agentmon-test-tls"
+USER, PASSWORD = "prometheus", "molecule-test-password"
+
+MAKE_CERTS = f"""
+set -e
+mkdir -p {TLS} && cd {TLS}
+new() {{ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$2" \\
+           -keyout $1.key -out $1.csr 2>/dev/null; }}
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \\
+  -subj /CN=agentmon-test-ca -keyout ca.key -out ca.crt 2>/dev/null
+new server localhost
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nextendedKeyUsage=serverAuth\\n' > server.ext
+openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \\
+  -extfile server.ext -out server.crt 2>/dev/null
+new client prometheus
+printf 'extendedKeyUsage=clientAuth\\n' > client.ext
+openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \\
+  -extfile client.ext -out client.crt 2>/dev/null
+chown agentmon-exporter server.key && chmod 0400 server.key client.key ca.key
+chmod 0444 server.crt ca.crt
+"""
+
+HTTPS_GET = """
+import base64, json, ssl, sys, urllib.request
+url, auth, cert, key = sys.argv[1:5]
+context = ssl.create_default_context(cafile=sys.argv[5])
+if cert:
+    context.load_cert_chain(cert, key)
+request = urllib.request.Request(url)
+request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+try:
+    with urllib.request.urlopen(request, timeout=10, context=context) as response:
+        print(json.dumps({"status": response.status}))
+except Exception as error:
+    print(json.dumps({"status": 0, "error": type(error).__name__}))
+"""
+
+TLS_VARS = {
+    "agentmon_exporter_tls_server_config": {
+        "cert_file": f"{TLS}/server.crt", "key_file": f"{TLS}/server.key",
+        "client_ca_file": f"{TLS}/ca.crt", "client_auth_type": "RequireAndVerifyClientCert"},
+}
+CLIENT_VARS = {"agentmon_exporter_health_check_client_cert": f"{TLS}/client.crt",
+               "agentmon_exporter_health_check_client_key": f"{TLS}/client.key"}
+
+
+def converge(extra_vars: dict[str, Any] | None = None) -> subprocess.CompletedProcess[str]:
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    playbook = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml"
+    extra = ["-e", json.dumps(extra_vars)] if extra_vars else []
+    result = subprocess.run(["ansible-playbook", "-i", str(inventory), str(playbook), *extra],
+                            capture_output=True, text=True, check=False, timeout=600)
+    print(result.stdout[-3000:])
+    return result
+
+
+def https_get(host: Any, with_cert: bool) -> dict[str, Any]:
+    cert, key = (f"{TLS}/client.crt", f"{TLS}/client.key") if with_cert else ("", "")
+    out = host.check_output("python3 -c %s %s %s %s %s %s", HTTPS_GET,
+                            "https://127.0.0.1:9477/metrics", f"{USER}:{PASSWORD}", cert, key,
+                            f"{TLS}/ca.crt")
+    return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def mtls_host(host: Any) -> Iterator[Any]:
+    host.check_output("sh -c %s", MAKE_CERTS)
+    yield host
+    restored = converge()
+    host.run("rm -rf %s", TLS)
+    assert restored.returncode == 0, restored.stdout[-2000:]
+
+
+def test_a_deploy_requiring_client_certs_without_one_stops_in_preflight(mtls_host: Any) -> None:
+    result = converge(TLS_VARS)
+    assert result.returncode != 0
+    assert "set agentmon_exporter_health_check_client_cert" in " ".join(result.stdout.split())
+
+
+def test_the_health_check_presents_the_client_certificate(mtls_host: Any) -> None:
+    result = converge({**TLS_VARS, **CLIENT_VARS})
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert "Check the scrape answered 200 with agentmon_db_up 1" in result.stdout
+    assert https_get(mtls_host, with_cert=True) == {"status": 200}
+    assert https_get(mtls_host, with_cert=False)["status"] == 0  # the handshake is refused
