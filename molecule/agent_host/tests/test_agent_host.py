@@ -4,6 +4,7 @@ the hook command from settings.json, an operator looking at the database and the
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import socket
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from agentmon.schema import migrations
 
-HOST = "agentmon-agent-host"
+HOST = os.environ.get("AGENTMON_AGENT_HOST", "agentmon-agent-host")
 testinfra_hosts = [f"podman://{HOST}"]
 
 DB = "/var/lib/agentmon/agent_workflow.db"

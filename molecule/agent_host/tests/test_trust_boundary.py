@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-HOST = "agentmon-agent-host"
+HOST = os.environ.get("AGENTMON_AGENT_HOST", "agentmon-agent-host")
 testinfra_hosts = [f"podman://{HOST}"]
 
 DATA = "/var/lib/agentmon"
