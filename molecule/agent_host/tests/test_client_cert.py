@@ -1,7 +1,7 @@
 """The exporter behind TLS that requires a client certificate (RequireAndVerifyClientCert): the
 deploy's health check presents the certificate named by the role's variables and passes; a
 deploy without one is refused in preflight. Converges again with TLS, then back to the
-scenario's plain HTTP. Runs after test_agent_host.py."""
+scenario's plain HTTP. Runs after test_agent_host.py and test_attacks.py (file names sort so)."""
 
 from __future__ import annotations
 

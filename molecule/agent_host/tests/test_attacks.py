@@ -3,12 +3,14 @@ would: plant links where she can write, then let root's next converge run. The c
 stop with one line naming the link, and leave the link's target exactly as it was.
 
 These tests change the host and run the converge playbook again (ansible-playbook with the
-scenario's inventory); each puts the host back as it found it. Run after test_agent_host.py.
+scenario's inventory); each puts the host back as it found it. Runs after test_agent_host.py
+(file names sort so).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,7 +137,10 @@ def test_a_failed_migration_shows_its_own_error(host: Any) -> None:
     assert "Expecting value" not in result.stdout
 
 
-def test_the_host_converges_cleanly_again(host: Any) -> None:
+def test_the_host_converges_cleanly_again_and_changes_nothing(host: Any) -> None:
     result = converge()
     assert result.returncode == 0, result.stdout[-2000:]
+    recap = re.search(rf"{re.escape(HOST)}\s*:\s*ok=\d+\s+changed=(\d+)", result.stdout)
+    assert recap is not None
+    assert recap.group(1) == "0", result.stdout[-3000:]
     assert host.service(SERVICE).is_running
