@@ -37,6 +37,8 @@ def converge(*extra: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         ["ansible-playbook", "-i", str(inventory), str(playbook), *extra],
         capture_output=True, text=True, check=False, timeout=600)
+    # ansible-core prints a failed task's message on stderr: keep both, in order of importance.
+    result.stdout = result.stdout + "\n" + result.stderr
     print(result.stdout[-3000:])
     return result
 

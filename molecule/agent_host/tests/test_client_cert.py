@@ -69,6 +69,8 @@ def converge(extra_vars: dict[str, Any] | None = None) -> subprocess.CompletedPr
     extra = ["-e", json.dumps(extra_vars)] if extra_vars else []
     result = subprocess.run(["ansible-playbook", "-i", str(inventory), str(playbook), *extra],
                             capture_output=True, text=True, check=False, timeout=600)
+    # ansible-core prints a failed task's message on stderr: keep both, in order of importance.
+    result.stdout = result.stdout + "\n" + result.stderr
     print(result.stdout[-3000:])
     return result
 
