@@ -1,0 +1,335 @@
+"""Verify the monitoring path over the network, as users and Prometheus see it: every request
+goes from one test host to another through nginx, with the internal CA, as a client would."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+import testinfra
+
+AGENT_1, AGENT_2 = "agentmon-mh-agent-1", "agentmon-mh-agent-2"
+MONITOR, RECEIVER = "agentmon-mh-monitor", "agentmon-mh-receiver"
+testinfra_hosts = [f"podman://{name}" for name in (AGENT_1, AGENT_2, MONITOR, RECEIVER)]
+
+ADMIN = "admin:molecule-admin-password"
+ADMIN_NEXT = "admin-next:molecule-admin-next-password"
+SCRAPER = "prometheus:molecule-scrape-password"
+READER = "reader:molecule-reader-password"
+WRONG = ["", "admin:wrong-password", "nobody:molecule-admin-password", "prometheus:wrong"]
+SCRAPE_INTERVAL = 3.0
+CA = "/etc/ssl/agentmon/ca.crt"
+PROMETHEUS = f"https://{MONITOR}/prometheus"
+
+# A client run inside a test host: HTTP(S) with the internal CA and no redirect following, a
+# TLS handshake at one protocol version, a TCP connect. Answers one JSON line.
+CLIENT = r"""
+import base64, json, socket, ssl, sys, urllib.error, urllib.request, warnings
+warnings.simplefilter("ignore")
+mode, args = sys.argv[1], sys.argv[2:]
+CA = "/etc/ssl/agentmon/ca.crt"
+if mode == "http":
+    url, auth = args
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *a, **k):
+            return None
+    ctx = ssl.create_default_context(cafile=CA)
+    opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=ctx))
+    request = urllib.request.Request(url)
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with opener.open(request, timeout=10) as response:
+            status, headers, body = response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        status, headers, body = error.code, error.headers, error.read()
+    print(json.dumps({"status": status, "headers": {k.lower(): v for k, v in headers.items()},
+                      "body": body.decode("utf-8", "replace")}))
+elif mode == "tls":
+    host, port, version = args
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(CA)
+    # Let the client offer old versions, so that a refusal can only come from the server.
+    ctx.set_ciphers("ALL:@SECLEVEL=0")
+    ctx.minimum_version = ctx.maximum_version = getattr(ssl.TLSVersion, version)
+    try:
+        with socket.create_connection((host, int(port)), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname=host) as tls:
+                print(json.dumps({"ok": True, "version": tls.version(), "cipher": tls.cipher()[0]}))
+    except (ssl.SSLError, OSError) as error:
+        print(json.dumps({"ok": False, "error": str(error)}))
+elif mode == "port":
+    host, port = args
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+        print(json.dumps("open"))
+    except ConnectionRefusedError:
+        print(json.dumps("refused"))
+    except OSError as error:
+        print(json.dumps(str(error)))
+"""
+
+
+def on(name: str) -> Any:
+    return testinfra.get_host(f"podman://{name}")
+
+
+def client(origin: str, *args: str) -> Any:
+    out = on(origin).check_output("python3 -c %s " + " ".join(["%s"] * len(args)), CLIENT, *args)
+    return json.loads(out)
+
+
+def get(url: str, auth: str = "", origin: str = AGENT_2) -> dict[str, Any]:
+    return client(origin, "http", url, auth)
+
+
+def query(promql: str, base: str = PROMETHEUS, auth: str = ADMIN) -> list[dict[str, Any]]:
+    from urllib.parse import quote
+
+    answer = get(f"{base}/api/v1/query?query={quote(promql)}", auth)
+    assert answer["status"] == 200, answer
+    return json.loads(answer["body"])["data"]["result"]
+
+
+def wait_for(check: Any, timeout: float, step: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(step)
+
+
+# --- Prometheus scrapes both agent hosts over https -----------------------------------------
+
+
+def test_both_agent_targets_are_up_over_https() -> None:
+    def targets() -> list[dict[str, Any]]:
+        answer = get(f"{PROMETHEUS}/api/v1/targets?state=active", ADMIN)
+        assert answer["status"] == 200, answer
+        found = [t for t in json.loads(answer["body"])["data"]["activeTargets"]
+                 if t["labels"]["job"] == "agentmon"]
+        return found if len(found) == 2 and all(t["health"] == "up" for t in found) else []
+
+    up = wait_for(targets, 30)
+    assert up, get(f"{PROMETHEUS}/api/v1/targets", ADMIN)["body"]
+    assert sorted(t["scrapeUrl"] for t in up) == [f"https://{AGENT_1}:443/metrics",
+                                                  f"https://{AGENT_2}:443/metrics"]
+    assert sorted(t["labels"]["instance"] for t in up) == [AGENT_1, AGENT_2]
+
+
+def test_prometheus_scrapes_itself_with_credentials() -> None:
+    result = wait_for(lambda: query('up{job="prometheus"} == 1'), 15)
+    assert len(result) == 1
+
+
+def test_scrape_config_verifies_certificates_and_hides_the_password() -> None:
+    monitor = on(MONITOR)
+    with monitor.sudo():
+        config = monitor.file("/etc/prometheus/prometheus.yml").content_string
+    assert "insecure_skip_verify: false" in config
+    assert "insecure_skip_verify: true" not in config
+    assert f"ca_file: {CA}" in config
+    assert "molecule-scrape-password" not in config
+    password_file = monitor.file("/etc/prometheus/secrets/agentmon_scrape_password")
+    assert (password_file.user, password_file.group, password_file.mode) == ("prometheus",
+                                                                             "prometheus", 0o400)
+    secrets_dir = monitor.file("/etc/prometheus/secrets")
+    assert secrets_dir.mode & 0o007 == 0
+
+
+def test_web_config_holds_bcrypt_hashes_only() -> None:
+    monitor = on(MONITOR)
+    with monitor.sudo():
+        web = monitor.file("/etc/prometheus/web-config.yml").content_string
+    assert "molecule-admin" not in web
+    assert web.count("$2b$10$") == 2
+
+
+def test_prometheus_flags() -> None:
+    args = on(MONITOR).file("/etc/default/prometheus").content_string
+    assert "--web.listen-address=127.0.0.1:9090" in args
+    assert f"--web.external-url=https://{MONITOR}/prometheus/" in args
+    assert "--web.config.file=/etc/prometheus/web-config.yml" in args
+    assert on(MONITOR).service("prometheus").is_running
+    assert not on(MONITOR).package("prometheus-node-exporter").is_installed
+
+
+# --- a hook event travels to Prometheus and to the remote-write receiver -------------------
+
+
+@pytest.fixture(scope="module")
+def hook_event() -> dict[str, Any]:
+    """Write one finished tool use on agent 1 through the installed `agentmon hook` command,
+    as Claude Code runs it for alice; return when it was written and the tool's name."""
+    tool = f"mcp__verify__mh{uuid.uuid4().hex[:8]}"
+    promql = f'agentmon_tool_uses_total{{tool="{tool}",status="completed"}}'
+    assert query(promql) == []
+    agent = on(AGENT_1)
+    doc = json.loads(agent.file("/home/alice/.claude/settings.json").content_string)
+
+    def command(event: str) -> str:
+        commands = [h["command"] for entry in doc["hooks"][event] for h in entry["hooks"]
+                    if "agentmon" in h.get("command", "")]
+        assert len(commands) == 1, commands
+        return commands[0]
+
+    base = {"session_id": f"mh-{uuid.uuid4().hex[:8]}", "cwd": "/home/alice",
+            "transcript_path": "/home/alice/.claude/t.jsonl", "permission_mode": "default"}
+    events = [("PreToolUse", {"tool_name": tool, "tool_input": {"q": 1}, "tool_use_id": "u1"}),
+              ("PostToolUse", {"tool_name": tool, "tool_input": {"q": 1}, "tool_use_id": "u1",
+                               "tool_response": {"ok": True}})]
+    for name, fields in events:
+        result = agent.run("echo %s | runuser -u alice -- sh -c %s",
+                           json.dumps({**base, "hook_event_name": name, **fields}), command(name))
+        assert result.rc == 0, result.stderr
+        assert result.stderr == "", result.stderr
+    return {"tool": tool, "promql": promql, "written": time.monotonic()}
+
+
+def test_hook_event_reaches_prometheus_within_two_scrape_intervals(
+        hook_event: dict[str, Any]) -> None:
+    result = wait_for(lambda: query(hook_event["promql"]), 2 * SCRAPE_INTERVAL, step=0.2)
+    elapsed = time.monotonic() - hook_event["written"]
+    print(f"hook event visible in Prometheus after {elapsed:.1f} s")
+    assert result, f"not visible after {elapsed:.1f} s"
+    assert elapsed <= 2 * SCRAPE_INTERVAL + 1  # +1 s: the last poll's own round trip
+    assert len(result) == 1
+    assert result[0]["metric"]["instance"] == AGENT_1
+    assert result[0]["metric"]["job"] == "agentmon"
+    assert float(result[0]["value"][1]) == 1.0
+
+
+def test_hook_event_arrives_at_the_remote_write_receiver(hook_event: dict[str, Any]) -> None:
+    base = f"https://{RECEIVER}/prometheus"
+    result = wait_for(lambda: query(hook_event["promql"], base, READER), 30)
+    assert result, "the receiver never got the series"
+    assert len(result) == 1
+    labels = result[0]["metric"]
+    assert labels["cluster"] == "molecule"
+    assert labels["replica"] == MONITOR
+    assert labels["instance"] == AGENT_1
+    assert float(result[0]["value"][1]) == 1.0
+
+
+# --- TLS -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("server", [AGENT_1, MONITOR, RECEIVER])
+@pytest.mark.parametrize("version", ["TLSv1", "TLSv1_1"])
+def test_old_tls_versions_are_refused(server: str, version: str) -> None:
+    answer = client(AGENT_2, "tls", server, "443", version)
+    assert not answer["ok"]
+    # The server's alert, not a client-side refusal.
+    assert "alert protocol version" in answer["error"].lower(), answer
+
+
+@pytest.mark.parametrize("server", [AGENT_1, MONITOR, RECEIVER])
+@pytest.mark.parametrize("version", ["TLSv1_2", "TLSv1_3"])
+def test_tls_12_and_13_are_accepted(server: str, version: str) -> None:
+    answer = client(AGENT_2, "tls", server, "443", version)
+    assert answer["ok"], answer
+    assert answer["version"] == version.replace("_", ".")
+    if version == "TLSv1_2":
+        # One of the profile's ECDHE AEAD suites.
+        assert answer["cipher"].startswith("ECDHE-"), answer
+        assert "GCM" in answer["cipher"] or "CHACHA20" in answer["cipher"], answer
+
+
+def test_security_headers_and_no_version() -> None:
+    answer = get(f"{PROMETHEUS}/-/ready", ADMIN)
+    assert answer["status"] == 200
+    headers = answer["headers"]
+    assert headers["strict-transport-security"] == "max-age=63072000"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["server"] == "nginx"
+
+
+# --- authentication ---------------------------------------------------------------------------
+
+PROTECTED = [
+    f"{PROMETHEUS}/graph",
+    f"{PROMETHEUS}/api/v1/query?query=up",
+    f"{PROMETHEUS}/api/v1/targets",
+    f"{PROMETHEUS}/metrics",
+    f"{PROMETHEUS}/-/ready",
+    f"https://{AGENT_1}/metrics",
+    f"https://{AGENT_2}/metrics",
+    f"https://{RECEIVER}/prometheus/api/v1/query?query=up",
+    f"https://{RECEIVER}/prometheus/api/v1/write",
+]
+
+
+@pytest.mark.parametrize("url", PROTECTED)
+@pytest.mark.parametrize("auth", WRONG)
+def test_protected_paths_answer_401(url: str, auth: str) -> None:
+    answer = get(url, auth, origin=MONITOR if AGENT_2 in url else AGENT_2)
+    assert answer["status"] == 401, (url, auth, answer["status"])
+
+
+@pytest.mark.parametrize(("url", "auth"), [
+    (f"{PROMETHEUS}/-/ready", ADMIN),
+    (f"{PROMETHEUS}/-/ready", ADMIN_NEXT),
+    (f"https://{AGENT_1}/metrics", SCRAPER),
+    (f"https://{RECEIVER}/prometheus/-/ready", READER),
+])
+def test_right_credentials_are_let_in(url: str, auth: str) -> None:
+    assert get(url, auth)["status"] == 200
+
+
+def test_nginx_never_logs_credentials() -> None:
+    get(f"{PROMETHEUS}/-/ready", ADMIN)
+    get(f"{PROMETHEUS}/-/ready", "admin:wrong-password")
+    monitor = on(MONITOR)
+    with monitor.sudo():
+        log = monitor.file("/var/log/nginx/access.log").content_string
+    assert "/prometheus/-/ready" in log
+    for secret in ("molecule-admin-password", "wrong-password",
+                   base64.b64encode(ADMIN.encode()).decode(), "admin"):
+        assert secret not in log
+
+
+# --- redirect and open ports -----------------------------------------------------------------
+
+
+def test_http_redirects_to_https() -> None:
+    answer = get(f"http://{MONITOR}/prometheus/graph?x=1")
+    assert answer["status"] == 308
+    assert answer["headers"]["location"] == f"https://{MONITOR}/prometheus/graph?x=1"
+
+
+@pytest.mark.parametrize(("origin", "server", "port", "state"), [
+    (AGENT_2, AGENT_1, 443, "open"),
+    (AGENT_2, AGENT_1, 9477, "refused"),
+    (AGENT_2, AGENT_1, 80, "refused"),
+    (AGENT_2, MONITOR, 443, "open"),
+    (AGENT_2, MONITOR, 80, "open"),
+    (AGENT_2, MONITOR, 9090, "refused"),
+    (AGENT_2, RECEIVER, 9090, "refused"),
+    (MONITOR, AGENT_2, 9477, "refused"),
+])
+def test_only_nginx_answers_from_another_host(origin: str, server: str, port: int,
+                                              state: str) -> None:
+    assert client(origin, "port", server, str(port)) == state
+
+
+@pytest.mark.parametrize("name", [AGENT_1, AGENT_2, MONITOR, RECEIVER])
+def test_only_nginx_listens_off_loopback(name: str) -> None:
+    host = on(name)
+    listeners = host.check_output("ss -Hltnp").splitlines()
+    public = [line for line in listeners
+              if not any(f" {lo}:" in line for lo in ("127.0.0.1", "[::1]", "127.0.0.53"))]
+    assert public, listeners
+    for line in public:
+        assert '"nginx"' in line, line
+        assert line.split()[3].rsplit(":", 1)[1] in ("80", "443"), line
+
+
+def test_keys_are_private() -> None:
+    for name in (AGENT_1, MONITOR):
+        key = on(name).file("/etc/ssl/agentmon/server.key")
+        assert (key.user, key.mode) == ("root", 0o600)

@@ -1,0 +1,1 @@
+../../agentmon_exporter/filter_plugins/agentmon_bcrypt.py
