@@ -42,11 +42,13 @@ SECRET_COMMANDS = [
     "psql postgres://app:Harbor2291!xQe@db:5432/app -c 'select 1' && mysql -u root -pMarble8812",
     "export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY && aws s3 ls",
 ]
+_KEY = "PRIVATE" + " KEY"
 SECRET_CONTENT = (
     "# local settings\nDATABASE_URL=postgres://app:Quartz7713#pLm@localhost/app\n"
     "SECRET_KEY='x9Lm2Qv8Zr4Tn6Wp1Ks3Yb7Hd5Fg0Ja'\nSTRIPE_SECRET_KEY=sk_live_51Hx9Zq8Lm2Nv4Rt6Yw\n"
-    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAAB\n"
-    "-----END OPENSSH PRIVATE KEY-----\n"
+    # A synthetic key block, its markers assembled so no scanner takes this file for a real key.
+    f"-----BEGIN OPENSSH {_KEY}-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAAB\n"
+    f"-----END OPENSSH {_KEY}-----\n"
 )
 
 

@@ -27,9 +27,10 @@ PLAY = """
 GOOD = {"agentmon_exporter_basic_auth_password": "a-password"}
 
 
-def preflight(tmp_path: Path, extra: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    playbook = tmp_path / "preflight.yml"
-    playbook.write_text(PLAY, encoding="utf-8")
+def preflight(tmp_path: Path, extra: dict[str, Any],
+              tasks_from: str = "preflight.yml") -> subprocess.CompletedProcess[str]:
+    playbook = tmp_path / tasks_from
+    playbook.write_text(PLAY.replace("preflight.yml", tasks_from), encoding="utf-8")
     env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
            "ANSIBLE_PYTHON_INTERPRETER": sys.executable, "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0"}
@@ -80,20 +81,6 @@ def test_client_cert_not_needed_without_the_health_check(tmp_path: Path) -> None
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-HOST_CHECKS = PLAY.replace("tasks_from: preflight.yml", "tasks_from: host_checks.yml")
-
-
-def host_checks(tmp_path: Path, extra: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    playbook = tmp_path / "host_checks.yml"
-    playbook.write_text(HOST_CHECKS, encoding="utf-8")
-    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-           "ANSIBLE_PYTHON_INTERPRETER": sys.executable, "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0"}
-    return subprocess.run(
-        [str(ANSIBLE_PLAYBOOK), "-c", "local", "-e", json.dumps(extra), str(playbook)],
-        capture_output=True, text=True, check=False, env=env, timeout=120)
-
-
 def _wheelhouse(folder: Path, names: list[str]) -> Path:
     folder.mkdir()
     for name in names:
@@ -110,8 +97,8 @@ def test_host_checks_name_wheels_for_another_cpu_or_python_and_keep_releases(
         "bcrypt-4.3.0-cp39-abi3-manylinux_2_34_aarch64.whl",
         "PyYAML-6.0.2-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
     ])
-    result = host_checks(tmp_path, {"agentmon_exporter_wheelhouse": str(wheels),
-                                    "agentmon_exporter_keep_releases": 0})
+    result = preflight(tmp_path, {"agentmon_exporter_wheelhouse": str(wheels),
+                                 "agentmon_exporter_keep_releases": 0}, "host_checks.yml")
     assert result.returncode != 0
     output = " ".join((result.stdout + result.stderr).split())
     assert "bcrypt-4.3.0-cp39-abi3-manylinux_2_34_aarch64.whl" in output
@@ -128,7 +115,7 @@ def test_host_checks_accept_wheels_for_this_python_and_cpu(tmp_path: Path) -> No
         f"bcrypt-4.3.0-cp39-abi3-manylinux_2_34_{platform.machine()}.whl",
         f"PyYAML-6.0.2-{tag}-{tag}-manylinux_2_17_{platform.machine()}.whl",
     ])
-    result = host_checks(tmp_path, {"agentmon_exporter_wheelhouse": str(wheels)})
+    result = preflight(tmp_path, {"agentmon_exporter_wheelhouse": str(wheels)}, "host_checks.yml")
     output = " ".join((result.stdout + result.stderr).split())
     # Only the service manager can be wrong on this machine (no systemd as PID 1 here).
     assert "wheelhouse has wheels" not in output
