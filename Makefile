@@ -63,9 +63,14 @@ $(WHEELHOUSE)/.built: $(STAMP) tools/build_wheelhouse.sh exporter/pyproject.toml
 
 wheelhouse: $(WHEELHOUSE)/.built ## the agentmon wheel + dependency wheels hosts install offline
 
+# The run's log is kept in build/molecule.log; on failure its failed tests and tasks are repeated
+# last, where a CI log cut in the middle still shows them.
 molecule: $(STAMP) image wheelhouse ## every Molecule scenario on real systemd hosts (SCENARIO=name for one)
-	PATH="$(CURDIR)/$(BIN):$$PATH" AGENTMON_TEST_IMAGE=$$(molecule/image/build.sh --ref) \
-	  $(BIN)/molecule test $(if $(SCENARIO),--scenario-name $(SCENARIO),--all)
+	@mkdir -p build
+	set -o pipefail; PATH="$(CURDIR)/$(BIN):$$PATH" AGENTMON_TEST_IMAGE=$$(molecule/image/build.sh --ref) \
+	  $(BIN)/molecule test $(if $(SCENARIO),--scenario-name $(SCENARIO),--all) 2>&1 | tee build/molecule.log \
+	  || { echo '--- what failed (whole log: build/molecule.log) ---'; \
+	       grep -E '(FAILED|ERROR) | E   |fatal: |failed=[1-9]|Error: ' build/molecule.log | tail -40; exit 1; }
 
 test: check-tools lint unit rules molecule ## everything CI runs (host tools checked first)
 

@@ -27,8 +27,12 @@ EXPORTER = "agentmon-exporter.service"
 RECEIVED = "/var/lib/alert-receiver/notifications.jsonl"
 WEB_CONFIG = "/etc/prometheus/alertmanager-web.yml"
 CONFIG = "/etc/prometheus/alertmanager.yml"
-# Watchdog: repeat_interval 10 s + group_interval 2 s in this scenario, plus slack.
-WATCHDOG_MAX_GAP = 25.0
+# Watchdog: repeat_interval 10 s + group_interval 2 s in this scenario, plus generous slack: CI
+# runs this beside other scenarios on 2 cores, where an evaluation or a notification can lag
+# by tens of seconds. A broken Watchdog path still shows: no notification at all for a minute.
+WATCHDOG_MAX_GAP = 60.0
+# How long a notification may take to arrive under that load.
+ARRIVAL = 120.0
 
 # An HTTP client run on the host itself: Alertmanager only listens on its loopback.
 HTTP = """
@@ -40,7 +44,7 @@ if user:
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     request.add_header("Authorization", "Basic " + token)
 try:
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=30) as response:
         print(json.dumps({"status": response.status, "body": response.read().decode()}))
 except urllib.error.HTTPError as error:
     print(json.dumps({"status": error.code, "body": error.read().decode(),
@@ -98,7 +102,7 @@ def has_test_alert(test_id: str, status: str) -> Callable[[Note], bool]:
         a["labels"].get("test") == test_id for a in alerts_in(note))
 
 
-def wait_for(host: Any, matches: Callable[[Note], bool], what: str, timeout: float = 40,
+def wait_for(host: Any, matches: Callable[[Note], bool], what: str, timeout: float = ARRIVAL,
              since: float = 0) -> Note:
     """The first notification that arrived after `since` and matches."""
     deadline = time.monotonic() + timeout
@@ -215,7 +219,7 @@ def test_critical_alert_mutes_warnings_of_its_instance(host: Any) -> None:
     # Both active alerts reach the receiver; the muted one does not, even after a few more
     # group intervals.
     expected = {("AgentmonDatabaseDown", "agent-2"), ("AgentmonRefreshStale", "agent-3")}
-    deadline = time.monotonic() + 40
+    deadline = time.monotonic() + ARRIVAL
     while time.monotonic() < deadline and not expected <= sent_alerts(host, test_id):
         time.sleep(0.5)
     time.sleep(5)
@@ -230,7 +234,7 @@ def test_prometheus_evaluates_every_agentmon_rule(host: Any) -> None:
     durations = {r["name"]: r["duration"] for r in groups["agentmon.alerts"]["rules"]}
     assert len(durations) == 11
     assert {name: d for name, d in durations.items() if d != 4} == {"AgentmonWatchdog": 0}
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + ARRIVAL
     while any(r["health"] != "ok" for g in groups.values() for r in g["rules"]):
         assert time.monotonic() < deadline, [
             (r["name"], r["health"], r.get("lastError")) for g in groups.values()
@@ -254,7 +258,7 @@ def test_stopped_exporter_alerts_the_receiver_end_to_end(host: Any) -> None:
     """Exporter stopped: Prometheus (scraping it with credentials, evaluating agentmon's rules)
     sends AgentmonExporterDown to Alertmanager with credentials, which notifies the webhook;
     exporter started: the resolved notification follows. The Watchdog keeps arriving."""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + ARRIVAL
     while [s["value"][1] for s in promql(host, 'up{job="agentmon"}')] != ["1"]:
         assert time.monotonic() < deadline, "Prometheus never scraped the exporter up"
         time.sleep(1)
@@ -265,12 +269,12 @@ def test_stopped_exporter_alerts_the_receiver_end_to_end(host: Any) -> None:
     host.check_output("systemctl stop %s", EXPORTER)
     try:
         firing = wait_for(host, is_exporter_down("firing"), "AgentmonExporterDown firing",
-                          timeout=60, since=stopped)
+                          since=stopped)
     finally:
         host.check_output("systemctl start %s", EXPORTER)
     started = time.time()
     resolved = wait_for(host, is_exporter_down("resolved"), "AgentmonExporterDown resolved",
-                        timeout=60, since=started)
+                        since=started)
 
     [down] = [a for a in alerts_in(firing) if a["labels"]["alertname"] == "AgentmonExporterDown"]
     assert down["labels"] == {"alertname": "AgentmonExporterDown", "instance": HOST,
