@@ -29,7 +29,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_version_json_names_the_schema_version(capsys: pytest.CaptureFixture[str]) -> None:
-    from agentmon.migrations import LATEST
+    from agentmon.schema.migrations import LATEST
 
     assert cli.main(["--version", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"version": __version__, "schema_version": LATEST}

@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # For deploy tooling: the release's version and the schema version it needs.
             import json
 
-            from agentmon.migrations import LATEST
+            from agentmon.schema.migrations import LATEST
 
             print(json.dumps({"version": __version__, "schema_version": LATEST}))
         else:
