@@ -31,6 +31,9 @@ done
 platforms+=(--platform "manylinux2014_${TARGET_ARCH}" --platform any)
 
 mkdir -p "$OUT"
+# One build at a time per wheelhouse: a wheel and its lock file must come from the same build.
+exec 9>"$OUT/.build.lock"
+flock 9
 tmp=$(mktemp -d "$(dirname "$OUT")/.wheelhouse.XXXXXX")
 log=$tmp/.log
 trap 'rm -rf "$tmp"' EXIT
