@@ -214,6 +214,10 @@ def test_rollback_takes_back_release_and_schema(host: Any) -> None:
     assert schema_version(host) == S1
     assert not query(host, "SELECT name FROM sqlite_master WHERE name = 'idx_rollback_probe'")
     assert host.run(f"ls {BACKUPS}/agent_workflow.db.v{S2}.*.bak").rc == 0  # verified backup first
+    # The down migrations ran as the service account (issue 7), never as root.
+    for name in host.check_output("ls %s", BACKUPS).split():
+        assert host.file(f"{BACKUPS}/{name}").user == "agentmon-db", name
+    assert host.file(DB).user == "agentmon-db"
     assert_every_event_kept(host)
     write_events(host, "after-rollback")  # release 1's hook accepts the schema again
     assert_every_event_kept(host)
@@ -284,6 +288,8 @@ def test_restore_a_backup(host: Any) -> None:
     aside = f"{BACKUPS}/agent_workflow.db.set-aside-before-{backup}"
     assert host.file(aside).is_file
     assert host.file(aside).mode == 0o600
+    assert host.file(aside).user == "agentmon-db"  # the restore ran as the service account
+    assert host.file(DB).user == "agentmon-db"
     # Nothing is lost: every session is in the restored file or in the set-aside one.
     only_aside = [sid for sid in STATE["sessions"] if not has_session(host, sid)]
     assert only_aside, "the backup predates the last sessions"
