@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -25,6 +26,13 @@ def test_no_arguments_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"agentmon {__version__}"
+
+
+def test_version_json_names_the_schema_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from agentmon.schema.migrations import LATEST
+
+    assert cli.main(["--version", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"version": __version__, "schema_version": LATEST}
 
 
 def test_unknown_command_is_one_clear_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,23 +14,36 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
-PLAY = """
+# The role's task file with its defaults and internal values, without its dependency
+# (agentmon_release would build a release on this machine).
+PLAY = f"""
+- name: Preflight only
+  hosts: localhost
+  gather_facts: false
+  vars_files:
+    - {ROOT}/roles/agentmon_exporter/defaults/main.yml
+    - {ROOT}/roles/agentmon_exporter/vars/main.yml
+  tasks:
+    - name: Run agentmon_exporter's preflight
+      ansible.builtin.include_tasks: {ROOT}/roles/agentmon_exporter/tasks/preflight.yml
+"""
+# agentmon_release has no dependency: its own preflight runs as the roles run it.
+RELEASE_PLAY = """
 - name: Preflight only
   hosts: localhost
   gather_facts: false
   tasks:
-    - name: Run agentmon_exporter's preflight
+    - name: Run agentmon_release's preflight
       ansible.builtin.include_role:
-        name: agentmon_exporter
+        name: agentmon_release
         tasks_from: preflight.yml
 """
 GOOD = {"agentmon_exporter_basic_auth_password": "a-password"}
 
 
-def preflight(tmp_path: Path, extra: dict[str, Any],
-              tasks_from: str = "preflight.yml") -> subprocess.CompletedProcess[str]:
-    playbook = tmp_path / tasks_from
-    playbook.write_text(PLAY.replace("preflight.yml", tasks_from), encoding="utf-8")
+def preflight(tmp_path: Path, extra: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    playbook = tmp_path / "preflight.yml"
+    playbook.write_text(PLAY, encoding="utf-8")
     env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
            "ANSIBLE_PYTHON_INTERPRETER": sys.executable, "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0"}
@@ -81,42 +94,49 @@ def test_client_cert_not_needed_without_the_health_check(tmp_path: Path) -> None
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _wheelhouse(folder: Path, names: list[str]) -> Path:
-    folder.mkdir()
-    for name in names:
-        (folder / name).write_bytes(b"")
-    return folder
+def _release_preflight(tmp_path: Path, target: dict[str, str],
+                       extra: dict[str, Any] | None = None) -> subprocess.CompletedProcess[str]:
+    """agentmon_release's preflight (run first by every agent-host role) against a wheelhouse
+    whose lock files say it was built for ``target``."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "agentmon-0.1.0.requirements.txt").write_text("", encoding="utf-8")
+    (wheels / "agentmon-0.1.0.json").write_text(
+        json.dumps({"target": target, "wheels": {}}), encoding="utf-8")
+    playbook = tmp_path / "release_preflight.yml"
+    playbook.write_text(RELEASE_PLAY, encoding="utf-8")
+    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+           "ANSIBLE_PYTHON_INTERPRETER": sys.executable, "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0"}
+    variables = {"agentmon_release_wheelhouse": str(wheels), **(extra or {})}
+    return subprocess.run(
+        [str(ANSIBLE_PLAYBOOK), "-c", "local", "-e", json.dumps(variables), str(playbook)],
+        capture_output=True, text=True, check=False, env=env, timeout=120)
 
 
-def test_host_checks_name_wheels_for_another_cpu_or_python_and_keep_releases(
-        tmp_path: Path) -> None:
-    """This machine runs no systemd, so the check also says so; the wheels and the keep count
-    are named whatever else is wrong."""
-    wheels = _wheelhouse(tmp_path / "wheels", [
-        "agentmon-0.1.0-py3-none-any.whl",
-        "bcrypt-4.3.0-cp39-abi3-manylinux_2_34_aarch64.whl",
-        "PyYAML-6.0.2-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
-    ])
-    result = preflight(tmp_path, {"agentmon_exporter_wheelhouse": str(wheels),
-                                 "agentmon_exporter_keep_releases": 0}, "host_checks.yml")
+def test_release_preflight_names_another_cpu_and_python(tmp_path: Path) -> None:
+    result = _release_preflight(tmp_path, {"arch": "s390x", "python": "3.99"})
     assert result.returncode != 0
     output = " ".join((result.stdout + result.stderr).split())
-    assert "bcrypt-4.3.0-cp39-abi3-manylinux_2_34_aarch64.whl" in output
-    assert "PyYAML-6.0.2-cp312-cp312" in output
-    assert "agentmon-0.1.0-py3-none-any.whl" not in output
-    assert "agentmon_exporter_keep_releases must be at least 1" in output
+    assert "but the wheelhouse was built for s390x (TARGET_ARCH" in output
+    assert "but the wheelhouse was built for 3.99 (TARGET_PYTHON" in output
 
 
-def test_host_checks_accept_wheels_for_this_python_and_cpu(tmp_path: Path) -> None:
+def test_release_preflight_accepts_this_cpu_and_python(tmp_path: Path) -> None:
     import platform
-    tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
-    wheels = _wheelhouse(tmp_path / "wheels", [
-        "agentmon-0.1.0-py3-none-any.whl",
-        f"bcrypt-4.3.0-cp39-abi3-manylinux_2_34_{platform.machine()}.whl",
-        f"PyYAML-6.0.2-{tag}-{tag}-manylinux_2_17_{platform.machine()}.whl",
-    ])
-    result = preflight(tmp_path, {"agentmon_exporter_wheelhouse": str(wheels)}, "host_checks.yml")
+    # The probe asks /usr/bin/python3, as on a real host.
+    host_python = subprocess.run(
+        ["/usr/bin/python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    result = _release_preflight(tmp_path, {"arch": platform.machine(), "python": host_python})
     output = " ".join((result.stdout + result.stderr).split())
-    # Only the service manager can be wrong on this machine (no systemd as PID 1 here).
-    assert "wheelhouse has wheels" not in output
-    assert "keep_releases" not in output
+    # Only the OS and PID 1 can be wrong on this machine (no systemd as PID 1 in CI containers).
+    assert "wheelhouse was built for" not in output
+
+
+def test_release_preflight_refuses_keep_below_one(tmp_path: Path) -> None:
+    result = _release_preflight(tmp_path, {"arch": "x", "python": "3"},
+                                {"agentmon_release_keep": 0})
+    assert result.returncode != 0
+    assert "agentmon_release_keep must be at least 1" in " ".join(
+        (result.stdout + result.stderr).split())

@@ -21,13 +21,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "seed": ("agentmon.seed.main", "write realistic synthetic history, for demos and benchmarks"),
 }
 
-USAGE = "usage: agentmon [-h] [--version] {" + ",".join(COMMANDS) + "} ..."
+USAGE = "usage: agentmon [-h] [--version [--json]] {" + ",".join(COMMANDS) + "} ..."
 
 
 def _help() -> str:
     lines = [USAGE, "", "Monitoring for AI-agent workflow logs.", "", "commands:"]
     lines += [f"  {name:<9} {summary}" for name, (_, summary) in COMMANDS.items()]
-    lines += ["", "Run 'agentmon COMMAND --help' for the options of one command."]
+    lines += ["", "Run 'agentmon COMMAND --help' for the options of one command.",
+              "'agentmon --version --json' prints the version and the schema version it needs."]
     return "\n".join(lines)
 
 
@@ -37,7 +38,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_help())
         return 0 if args else 2
     if args[0] == "--version":
-        print(f"agentmon {__version__}")
+        if args[1:] == ["--json"]:
+            # For deploy tooling: the release's version and the schema version it needs.
+            import json
+
+            from agentmon.schema.migrations import LATEST
+
+            print(json.dumps({"version": __version__, "schema_version": LATEST}))
+        else:
+            print(f"agentmon {__version__}")
         return 0
     entry = COMMANDS.get(args[0])
     if entry is None:

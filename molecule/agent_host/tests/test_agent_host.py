@@ -142,8 +142,20 @@ def test_exporter_user_cannot_log_in(host: Any) -> None:
 def test_release_is_current(host: Any) -> None:
     current = host.file("/opt/agentmon/current")
     assert current.is_symlink
-    assert current.linked_to == "/opt/agentmon/releases/0.1.0"
-    assert host.file("/opt/agentmon/releases/0.1.0/bin/agentmon").is_file
+    release = current.linked_to
+    assert re.fullmatch(r"/opt/agentmon/releases/0\.1\.0-[0-9a-f]{12}", release), release
+    record = json.loads(host.file(f"{release}/release.json").content_string)
+    assert record["version"] == "0.1.0"
+    assert record["schema_version"] == migrations.LATEST
+    # The release keeps the wheels it was installed from, each with the hash pip checked.
+    for wheel, sha256 in record["wheels"].items():
+        assert host.check_output("sha256sum %s", f"{release}/wheels/{wheel}").split()[0] == sha256
+    assert json.loads(host.file("/opt/agentmon/deploys.json").content_string) == {
+        "deploys": [release.rsplit("/", 1)[1]]}
+    # The running exporter started from that release (its interpreter lives in the folder).
+    pid = host.check_output("systemctl show -p MainPID --value %s", SERVICE)
+    cmdline = host.file(f"/proc/{pid}/cmdline").content_string.split("\0")
+    assert cmdline[0].startswith(f"{release}/bin/python"), cmdline
 
 
 def test_exposure_score_is_at_most_2(host: Any) -> None:
