@@ -1,16 +1,23 @@
 """Verify the monitoring path over the network, as users and Prometheus see it: every request
-goes from one test host to another through nginx, with the internal CA, as a client would."""
+goes from one test host to another through nginx, with the internal CA, as a client would. Then
+the alert path end to end (an exporter stopped on one agent host reaches the webhook receiver
+through Prometheus and Alertmanager, firing then resolved) and the files Grafana is given."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 import testinfra
+import yaml
 
 AGENT_1, AGENT_2 = "agentmon-mh-agent-1", "agentmon-mh-agent-2"
 MONITOR, RECEIVER = "agentmon-mh-monitor", "agentmon-mh-receiver"
@@ -20,10 +27,20 @@ ADMIN = "admin:molecule-admin-password"
 ADMIN_NEXT = "admin-next:molecule-admin-next-password"
 SCRAPER = "prometheus:molecule-scrape-password"
 READER = "reader:molecule-reader-password"
+AM_ADMIN = "admin:molecule-am-admin-password"
+AM_PROMETHEUS = "prometheus:molecule-am-prometheus-password"
+GRAFANA_DATASOURCE = "grafana:molecule-grafana-datasource-password"
 WRONG = ["", "admin:wrong-password", "nobody:molecule-admin-password", "prometheus:wrong"]
 SCRAPE_INTERVAL = 3.0
 CA = "/etc/ssl/agentmon/ca.crt"
 PROMETHEUS = f"https://{MONITOR}/prometheus"
+ALERTMANAGER = f"https://{MONITOR}/alertmanager"
+RECEIVED = "/var/lib/alert-receiver/notifications.jsonl"
+# The rules' `for:` in this scenario (agentmon_test_alert_for).
+ALERT_FOR = 4.0
+# Watchdog: repeat_interval 10 s + group_interval 2 s in this scenario, plus slack for the load.
+WATCHDOG_MAX_GAP = 25.0
+DASHBOARDS = Path(__file__).resolve().parents[3] / "files" / "dashboards"
 
 # A client run inside a test host: HTTP(S) with the internal CA and no redirect following, a
 # TLS handshake at one protocol version, a TCP connect. Answers one JSON line.
@@ -147,7 +164,9 @@ def test_web_config_holds_bcrypt_hashes_only() -> None:
     with monitor.sudo():
         web = monitor.file("/etc/prometheus/web-config.yml").content_string
     assert "molecule-admin" not in web
-    assert web.count("$2b$10$") == 2
+    assert "molecule-grafana" not in web
+    # admin, admin-next and grafana (the datasource's user).
+    assert web.count("$2b$10$") == 3
 
 
 def test_prometheus_flags() -> None:
@@ -261,6 +280,10 @@ PROTECTED = [
     f"https://{AGENT_2}/metrics",
     f"https://{RECEIVER}/prometheus/api/v1/query?query=up",
     f"https://{RECEIVER}/prometheus/api/v1/write",
+    f"{ALERTMANAGER}/-/ready",
+    f"{ALERTMANAGER}/api/v2/status",
+    f"{ALERTMANAGER}/api/v2/alerts",
+    f"{ALERTMANAGER}/api/v2/silences",
 ]
 
 
@@ -276,6 +299,9 @@ def test_protected_paths_answer_401(url: str, auth: str) -> None:
     (f"{PROMETHEUS}/-/ready", ADMIN_NEXT),
     (f"https://{AGENT_1}/metrics", SCRAPER),
     (f"https://{RECEIVER}/prometheus/-/ready", READER),
+    (f"{ALERTMANAGER}/-/ready", AM_ADMIN),
+    (f"{ALERTMANAGER}/api/v2/status", AM_ADMIN),
+    (f"{ALERTMANAGER}/api/v2/alerts", AM_PROMETHEUS),
 ])
 def test_right_credentials_are_let_in(url: str, auth: str) -> None:
     assert get(url, auth)["status"] == 200
@@ -309,6 +335,9 @@ def test_http_redirects_to_https() -> None:
     (AGENT_2, MONITOR, 443, "open"),
     (AGENT_2, MONITOR, 80, "open"),
     (AGENT_2, MONITOR, 9090, "refused"),
+    (AGENT_2, MONITOR, 9093, "refused"),
+    (AGENT_2, MONITOR, 9094, "refused"),
+    (AGENT_2, MONITOR, 9000, "refused"),
     (AGENT_2, RECEIVER, 9090, "refused"),
     (MONITOR, AGENT_2, 9477, "refused"),
 ])
@@ -333,3 +362,253 @@ def test_keys_are_private() -> None:
     for name in (AGENT_1, MONITOR):
         key = on(name).file("/etc/ssl/agentmon/server.key")
         assert (key.user, key.mode) == ("root", 0o600)
+
+
+# --- Alertmanager behind nginx; Prometheus sends it alerts ------------------------------------
+
+
+def test_alertmanager_through_nginx() -> None:
+    answer = get(f"{ALERTMANAGER}/api/v2/status", AM_ADMIN)
+    assert answer["status"] == 200, answer
+    status = json.loads(answer["body"])
+    assert status["cluster"]["status"] == "disabled"
+    assert "http://127.0.0.1:9000/hooks/alertmanager" in status["config"]["original"]
+    # The same security headers as every other location.
+    assert answer["headers"]["strict-transport-security"] == "max-age=63072000"
+    assert answer["headers"]["server"] == "nginx"
+
+
+def test_alertmanager_listens_on_loopback_only() -> None:
+    monitor = on(MONITOR)
+    assert monitor.service("prometheus-alertmanager").is_running
+    assert monitor.service("prometheus-alertmanager").is_enabled
+    listening = monitor.check_output("ss -Hltn")
+    assert "127.0.0.1:9093 " in listening
+    assert ":9094 " not in listening
+
+
+def test_prometheus_alerting_block_uses_a_private_password_file() -> None:
+    monitor = on(MONITOR)
+    with monitor.sudo():
+        config = yaml.safe_load(monitor.file("/etc/prometheus/prometheus.yml").content_string)
+    assert config["alerting"]["alertmanagers"] == [{
+        "path_prefix": "/alertmanager",
+        "basic_auth": {"username": "prometheus",
+                       "password_file": "/etc/prometheus/secrets/alertmanager_password"},
+        "static_configs": [{"targets": ["127.0.0.1:9093"]}],
+    }]
+    secret = monitor.file("/etc/prometheus/secrets/alertmanager_password")
+    assert (secret.user, secret.group, secret.mode) == ("prometheus", "prometheus", 0o400)
+    assert secret.content_string == AM_PROMETHEUS.split(":", 1)[1]
+
+
+def test_prometheus_discovered_the_alertmanager() -> None:
+    def active() -> list[str]:
+        answer = get(f"{PROMETHEUS}/api/v1/alertmanagers", ADMIN)
+        assert answer["status"] == 200, answer
+        return [a["url"] for a in json.loads(answer["body"])["data"]["activeAlertmanagers"]]
+
+    assert wait_for(active, 15) == ["http://127.0.0.1:9093/alertmanager/api/v2/alerts"]
+    # Prometheus sends (the Watchdog always fires) and Alertmanager accepts: no error lately.
+    sent = wait_for(lambda: query('prometheus_notifications_sent_total{job="prometheus"} > 0'), 30)
+    assert sent, "Prometheus sent no notification"
+    errors = query('increase(prometheus_notifications_errors_total{job="prometheus"}[1m])')
+    assert errors, "no error counter"
+    assert all(float(e["value"][1]) == 0.0 for e in errors), errors
+
+
+def test_prometheus_evaluates_every_agentmon_rule() -> None:
+    def groups() -> dict[str, Any]:
+        answer = get(f"{PROMETHEUS}/api/v1/rules", ADMIN)
+        assert answer["status"] == 200, answer
+        return {g["name"]: g for g in json.loads(answer["body"])["data"]["groups"]}
+
+    def healthy() -> dict[str, Any]:
+        found = groups()
+        rules = [r for g in found.values() for r in g["rules"]]
+        return found if rules and all(r["health"] == "ok" for r in rules) else {}
+
+    found = wait_for(healthy, 30, step=1)
+    assert found, [(r["name"], r["health"], r.get("lastError"))
+                   for g in groups().values() for r in g["rules"]]
+    assert set(found) == {"agentmon.recording", "agentmon.alerts"}
+    durations = {r["name"]: r["duration"] for r in found["agentmon.alerts"]["rules"]}
+    assert len(durations) == 11
+    # The shipped alerts with the test's `for:`, but the Watchdog (none).
+    assert {n: d for n, d in durations.items() if d != ALERT_FOR} == {"AgentmonWatchdog": 0}
+
+
+# --- the alert path, end to end ---------------------------------------------------------------
+
+Note = dict[str, Any]
+
+
+def received() -> list[Note]:
+    """Every notification the receiver on the monitoring host got, with "received" (Unix time)."""
+    monitor = on(MONITOR)
+    with monitor.sudo():
+        receiver = monitor.file(RECEIVED)
+        text = receiver.content_string if receiver.exists else ""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def alerts_in(note: Note) -> list[dict[str, Any]]:
+    return note["notification"].get("alerts", [])
+
+
+def wait_for_note(matches: Callable[[Note], bool], what: str, since: float,
+                  timeout: float = 90) -> Note:
+    """The first notification that arrived after `since` and matches."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for note in received():
+            if note["received"] >= since and matches(note):
+                return note
+        time.sleep(1)
+    pytest.fail(f"no {what} within {timeout} s; last: {received()[-3:]}")
+
+
+def exporter_down(status: str) -> Callable[[Note], bool]:
+    return lambda note: note["notification"].get("status") == status and any(
+        a["labels"].get("alertname") == "AgentmonExporterDown" and a["status"] == status
+        for a in alerts_in(note))
+
+
+def is_watchdog(note: Note) -> bool:
+    return any(a["labels"].get("alertname") == "AgentmonWatchdog" for a in alerts_in(note))
+
+
+def test_stopped_exporter_alerts_the_receiver_end_to_end() -> None:
+    """The exporter on agent 1 stopped: Prometheus (scraping it through nginx, evaluating
+    agentmon's rules) sends AgentmonExporterDown to Alertmanager with credentials, which
+    notifies the webhook receiver with agent 1's labels; started again: the resolved
+    notification follows. The Watchdog keeps arriving throughout."""
+    def both_up() -> list[Any]:
+        up = query('up{job="agentmon"} == 1')
+        return up if len(up) == 2 else []
+
+    assert wait_for(both_up, 60, step=1), "Prometheus never saw both exporters up"
+    begin = time.time()
+    wait_for_note(is_watchdog, "Watchdog notification", since=begin - WATCHDOG_MAX_GAP)
+
+    agent = on(AGENT_1)
+    stopped = time.time()
+    agent.check_output("systemctl stop agentmon-exporter.service")
+    try:
+        firing = wait_for_note(exporter_down("firing"), "AgentmonExporterDown firing",
+                               since=stopped)
+    finally:
+        agent.check_output("systemctl start agentmon-exporter.service")
+    started = time.time()
+    resolved = wait_for_note(exporter_down("resolved"), "AgentmonExporterDown resolved",
+                             since=started)
+
+    expected = {"alertname": "AgentmonExporterDown", "instance": AGENT_1, "job": "agentmon",
+                "severity": "critical", "cluster": "molecule", "replica": MONITOR}
+    [down] = [a for a in alerts_in(firing) if a["labels"]["alertname"] == "AgentmonExporterDown"]
+    assert down["labels"] == expected
+    assert down["annotations"]["summary"] == "An agentmon exporter cannot be scraped."
+    assert down["annotations"]["runbook_url"] == "README.md#agentmonexporterdown"
+    assert AGENT_1 in down["annotations"]["description"]
+    assert firing["notification"]["receiver"] == "webhook"
+    assert firing["notification"]["externalURL"] == ALERTMANAGER
+    # Only the stopped host's exporter is reported.
+    assert all(a["labels"].get("instance") != AGENT_2 for n in received()
+               if n["received"] >= stopped for a in alerts_in(n)
+               if a["labels"].get("alertname") == "AgentmonExporterDown")
+    [back] = [a for a in alerts_in(resolved) if a["labels"]["alertname"] == "AgentmonExporterDown"]
+    assert back["labels"] == expected
+    assert back["status"] == "resolved"
+
+    # The Watchdog arrived throughout: no gap longer than its repeat interval allows.
+    end = time.time()
+    watchdog = sorted(n["received"] for n in received()
+                      if is_watchdog(n) and n["received"] >= begin - WATCHDOG_MAX_GAP)
+    gaps = [b - a for a, b in zip([begin - WATCHDOG_MAX_GAP, *watchdog], [*watchdog, end],
+                                  strict=True)]
+    assert max(gaps) <= WATCHDOG_MAX_GAP, gaps
+    assert any(stopped <= t <= resolved["received"] for t in watchdog)
+    [dog] = [a for a in alerts_in(next(n for n in received() if is_watchdog(n)))
+             if a["labels"]["alertname"] == "AgentmonWatchdog"]
+    assert dog["labels"] == {"alertname": "AgentmonWatchdog", "severity": "none",
+                             "cluster": "molecule", "replica": MONITOR}
+
+    print(f"\nalert end to end: exporter on {AGENT_1} stopped at "
+          f"{datetime.fromtimestamp(stopped, UTC):%H:%M:%S}, AgentmonExporterDown firing at "
+          f"the receiver after {firing['received'] - stopped:.1f} s with {down['labels']} "
+          f"(for: 4s, scrape/evaluation every 3 s); started at "
+          f"{datetime.fromtimestamp(started, UTC):%H:%M:%S}, resolved at the receiver after "
+          f"{resolved['received'] - started:.1f} s; {len(watchdog)} Watchdog notifications, "
+          f"largest gap {max(gaps):.1f} s")
+
+
+# --- what Grafana is given (Grafana itself cannot be installed here) --------------------------
+
+
+def test_grafana_server_is_not_installed_here() -> None:
+    monitor = on(MONITOR)
+    # grafana_manage_server: false: the files only, never a stand-in server.
+    assert not monitor.package("grafana").is_installed
+    assert "127.0.0.1:3000 " not in monitor.check_output("ss -Hltn")
+
+
+@pytest.mark.parametrize(("path", "mode"), [
+    ("/etc/grafana/grafana.ini", 0o640),
+    ("/etc/grafana/provisioning/datasources/agentmon.yml", 0o640),
+    ("/etc/grafana/provisioning/dashboards/agentmon.yml", 0o644),
+])
+def test_grafana_files_owner_and_mode(path: str, mode: int) -> None:
+    file = on(MONITOR).file(path)
+    assert file.is_file
+    assert (file.user, file.group, file.mode) == ("root", "grafana", mode)
+
+
+def test_grafana_ini_listens_on_loopback_under_grafana() -> None:
+    monitor = on(MONITOR)
+    with monitor.sudo():
+        ini = monitor.file("/etc/grafana/grafana.ini").content_string
+    for line in ("http_addr = 127.0.0.1", "http_port = 3000",
+                 f"root_url = https://{MONITOR}/grafana/", "serve_from_sub_path = true",
+                 "allow_sign_up = false", "provisioning = /etc/grafana/provisioning"):
+        assert line in ini.splitlines(), line
+    assert "[auth.anonymous]\nenabled = false" in ini
+
+
+def test_grafana_datasource_reaches_prometheus_with_its_credentials() -> None:
+    monitor = on(MONITOR)
+    with monitor.sudo():
+        provisioned = yaml.safe_load(
+            monitor.file("/etc/grafana/provisioning/datasources/agentmon.yml").content_string)
+    [source] = provisioned["datasources"]
+    assert source["uid"] == "agentmon-prometheus"
+    assert source["type"] == "prometheus"
+    assert source["url"] == "http://127.0.0.1:9090/prometheus"
+    assert source["basicAuth"] is True
+    user, password = GRAFANA_DATASOURCE.split(":", 1)
+    assert source["basicAuthUser"] == user
+    # The password only in secureJsonData (Grafana encrypts it), never in jsonData.
+    assert source["secureJsonData"] == {"basicAuthPassword": password}
+    assert password not in json.dumps(source["jsonData"])
+    # What Grafana would do with it: query Prometheus on loopback as that user.
+    url = source["url"] + "/api/v1/query?query=up"
+    answer = client(MONITOR, "http", url, f"{source['basicAuthUser']}:{password}")
+    assert answer["status"] == 200, answer
+    assert client(MONITOR, "http", url, f"{user}:wrong")["status"] == 401
+
+
+def test_grafana_dashboards_provider_and_dashboards() -> None:
+    monitor = on(MONITOR)
+    provider = yaml.safe_load(
+        monitor.file("/etc/grafana/provisioning/dashboards/agentmon.yml").content_string)
+    [entry] = provider["providers"]
+    assert entry["folder"] == "agentmon"
+    assert entry["allowUiUpdates"] is False
+    folder = entry["options"]["path"]
+    shipped = sorted(DASHBOARDS.glob("*.json"))
+    assert len(shipped) == 4
+    on_host = sorted(monitor.check_output("ls -A %s", folder).split())
+    assert on_host == [p.name for p in shipped]
+    for path in shipped:
+        file = monitor.file(f"{folder}/{path.name}")
+        assert (file.user, file.group, file.mode) == ("root", "grafana", 0o644)
+        assert file.sha256sum == hashlib.sha256(path.read_bytes()).hexdigest(), path.name
