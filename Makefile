@@ -52,7 +52,7 @@ rules: $(STAMP) ## promtool check (duplicate-rule lint) and unit tests of files/
 # Molecule test hosts: podman (runc, see .ci/containers.conf) running a local Debian 12 image.
 export CONTAINERS_CONF ?= $(CURDIR)/.ci/containers.conf
 WHEELHOUSE := build/wheelhouse
-.PHONY: image wheelhouse molecule
+.PHONY: image wheelhouse molecule demo demo-down
 
 image: check-tools ## build the Debian 12 systemd test host image, only when missing or its recipe changed
 	molecule/image/build.sh
@@ -71,6 +71,14 @@ molecule: $(STAMP) image wheelhouse ## every Molecule scenario on real systemd h
 	  $(BIN)/molecule test $(if $(SCENARIO),--scenario-name $(SCENARIO),--all) 2>&1 | tee build/molecule.log \
 	  || { echo '--- what failed (whole log: build/molecule.log) ---'; \
 	       grep -E '(FAILED|ERROR) | E   |fatal: |failed=[1-9]|Error: ' build/molecule.log | tail -40; exit 1; }
+
+demo: ## the whole stack on one local systemd host (installs what is missing; reuses what exists)
+	bash .ci/install-tools
+	@$(MAKE) --no-print-directory venv image wheelhouse
+	tools/demo.sh up
+
+demo-down: ## remove the demo host, its network and its generated secrets and CA (.demo/)
+	tools/demo.sh down
 
 test: check-tools lint unit rules molecule ## everything CI runs (host tools checked first)
 
