@@ -173,8 +173,8 @@ def overview() -> dict[str, Any]:
               [(f"sum(agentmon_sessions_active{{{SEL}}})", "active")], "short",
               kind="stat", width=6, options=STAT),
         Panel("Running now", "Invocations and tool uses with status running now.",
-              [(f"sum(agentmon_invocations_running{{{SEL}}})", "invocations"),
-               (f"sum(agentmon_tool_uses_running{{{SEL}}})", "tool uses")], "short",
+              [(f"sum(agentmon_invocations_running{{{SEL}}}) or vector(0)", "invocations"),
+               (f"sum(agentmon_tool_uses_running{{{SEL}}}) or vector(0)", "tool uses")], "short",
               kind="stat", width=6, options=STAT),
         Panel("Interrupted work", "Invocations and tool uses that were still running when their "
               "session ended (status interrupted), per hour.",
