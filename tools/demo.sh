@@ -122,7 +122,8 @@ up() {
   step "waiting for the events to reach Prometheus (through nginx, scrape every 10 s)"
   local value=""
   for _ in $(seq 60); do
-    value=$(query 'sum(agentmon_invocations_total) + sum(agentmon_invocations_running)')
+    # Finished invocations: the demo's sessions all end (running work has no series at 0).
+    value=$(query 'sum(agentmon_invocations_total)')
     [ -n "$value" ] && [ "$value" != 0 ] && break
     printf '.'
     sleep 3
@@ -131,7 +132,7 @@ up() {
   [ -n "$value" ] && [ "$value" != 0 ] || die "no agentmon_invocations_total in Prometheus after 3 minutes"
   local tools
   tools=$(query 'sum(agentmon_tool_uses_total)')
-  echo "Prometheus sees $value subagent invocations and ${tools:-0} finished tool uses"
+  echo "Prometheus sees $value finished subagent invocations and ${tools:-0} finished tool uses"
   info
   echo
   echo "agentmon demo is up (${SECONDS} s)."
