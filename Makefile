@@ -70,7 +70,7 @@ molecule: $(STAMP) image wheelhouse ## every Molecule scenario on real systemd h
 	set -o pipefail; PATH="$(CURDIR)/$(BIN):$$PATH" AGENTMON_TEST_IMAGE=$$(molecule/image/build.sh --ref) \
 	  $(BIN)/molecule test $(if $(SCENARIO),--scenario-name $(SCENARIO),--all) 2>&1 | tee build/molecule.log \
 	  || { echo '--- what failed (whole log: build/molecule.log) ---'; \
-	       grep -E '(FAILED|ERROR) | E   |fatal: |failed=[1-9]|Error: ' build/molecule.log | tail -40; exit 1; }
+	       grep -E '(FAILED|ERROR) | E   |fatal: |failed=[1-9]|Error: ' build/molecule.log | grep -v RETRYING | tail -40; exit 1; }
 
 demo: ## the whole stack on one local systemd host (installs what is missing; reuses what exists)
 	bash .ci/install-tools
