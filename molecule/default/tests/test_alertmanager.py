@@ -68,10 +68,11 @@ def stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def alert(labels: dict[str, str], ends_in: timedelta = timedelta(minutes=5)) -> dict[str, Any]:
+def alert(labels: dict[str, str], ends_in: timedelta = timedelta(minutes=5),
+          started: timedelta = timedelta(seconds=30)) -> dict[str, Any]:
     now = datetime.now(UTC)
     return {"labels": labels, "annotations": {"summary": "Posted by the Molecule verify step."},
-            "startsAt": stamp(now - timedelta(seconds=30)), "endsAt": stamp(now + ends_in),
+            "startsAt": stamp(now - started), "endsAt": stamp(now + ends_in),
             "generatorURL": "https://monitor.example/prometheus/graph"}
 
 
@@ -196,10 +197,19 @@ def test_critical_alert_mutes_warnings_of_its_instance(host: Any) -> None:
              "test": test_id}
     other = {"alertname": "AgentmonRefreshStale", "instance": "agent-3", "severity": "warning",
              "test": test_id}
-    body = [alert(critical), alert(muted), alert(other)]
-    assert call(host, "POST", "/api/v2/alerts", body=body)["status"] == 200
+    # The critical alert first, as it happens (the database goes down, then the refresh goes
+    # stale). The warnings start now: an alert that started more than group_wait ago is
+    # dispatched at once, racing the inhibitor, which learns of the critical alert on its own.
+    assert call(host, "POST", "/api/v2/alerts", body=[alert(critical)])["status"] == 200
+    filtered = f"/api/v2/alerts?filter=test%3D%22{test_id}%22"
+    deadline = time.monotonic() + ARRIVAL
+    while not json.loads(call(host, "GET", filtered)["body"]):
+        assert time.monotonic() < deadline, "the critical alert was never listed"
+        time.sleep(0.5)
+    warnings = [alert(muted, started=timedelta(0)), alert(other, started=timedelta(0))]
+    assert call(host, "POST", "/api/v2/alerts", body=warnings)["status"] == 200
     time.sleep(2)
-    listed = json.loads(call(host, "GET", f"/api/v2/alerts?filter=test%3D%22{test_id}%22")["body"])
+    listed = json.loads(call(host, "GET", filtered)["body"])
     state = {(a["labels"]["alertname"], a["labels"]["instance"]): a["status"] for a in listed}
     assert state[("AgentmonRefreshStale", "agent-2")]["state"] == "suppressed"
     assert state[("AgentmonRefreshStale", "agent-2")]["inhibitedBy"]
