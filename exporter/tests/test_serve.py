@@ -502,6 +502,51 @@ def migrated_db(tmp_path: Path) -> Path:
     return db
 
 
+class Served:
+    """A real `agentmon serve` process: its port, its stderr lines as they come, and `log`,
+    every line read so far (the whole of it once the process has stopped)."""
+
+    def __init__(self, proc: subprocess.Popen[str], lines: queue.Queue[str], port: int,
+                 log: list[str]) -> None:
+        self.proc, self.lines, self.port, self.log = proc, lines, port, log
+
+    def wait_for(self, pattern: str) -> re.Match[str]:
+        return wait_for_line(self.lines, pattern, self.log)
+
+    def stop(self) -> None:
+        """SIGTERM: the server must exit 0."""
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(30) == 0
+
+
+@contextmanager
+def agentmon_serve(db: Path, config: Path, checkpoint: Path, *extra: str,
+                   scheme: str = "http") -> Iterator[Served]:
+    """Run `python -m agentmon.cli serve` on a free loopback port until the block ends; killed
+    if the block did not stop it."""
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentmon.cli", "serve", "--db", str(db),
+         "--web.listen-address", "127.0.0.1:0", "--web.config.file", str(config),
+         "--checkpoint.file", str(checkpoint), *extra],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=_lines, args=(proc.stderr, lines), daemon=True)
+    reader.start()
+    log: list[str] = []
+    try:
+        port = int(wait_for_line(lines, rf"listening on {scheme}://127\.0\.0\.1:(\d+)/metrics",
+                                 log).group(1))
+        yield Served(proc, lines, port, log)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        reader.join(10)
+        while not lines.empty():
+            log.append(lines.get())
+
+
 def test_agentmon_serve_end_to_end(tmp_path: Path, migrated_db: Path, pki: Pki) -> None:
     key = tmp_path / "server.key"
     key.write_bytes(pki.server_key.read_bytes())
@@ -512,39 +557,20 @@ def test_agentmon_serve_end_to_end(tmp_path: Path, migrated_db: Path, pki: Pki) 
                                   f"basic_auth_users:\n  {USER}: {HASH}\n")
     checkpoint = tmp_path / "state" / "agentmon.checkpoint"
     checkpoint.parent.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agentmon.cli", "serve", "--db", str(migrated_db),
-         "--web.listen-address", "127.0.0.1:0", "--web.config.file", str(config),
-         "--checkpoint.file", str(checkpoint), "--refresh.interval", "0.2"],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
-    lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(target=_lines, args=(proc.stderr, lines), daemon=True)
-    reader.start()
-    log: list[str] = []
-    try:
-        port = int(wait_for_line(lines, r"listening on https://127\.0\.0\.1:(\d+)/metrics",
-                                 log).group(1))
+    with agentmon_serve(migrated_db, config, checkpoint, "--refresh.interval", "0.2",
+                        scheme="https") as served:
         ctx = client_context(pki)
-        status, headers, body = get(port, headers=basic(), context=ctx)
+        status, headers, body = get(served.port, headers=basic(), context=ctx)
         assert status == 200
         assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
         assert headers["X-Frame-Options"] == "deny"
         assert re.search(rb"^agentmon_db_up 1\.0$", body, re.M), body[:2000]
-        status, headers, _ = get(port, context=ctx)
+        status, headers, _ = get(served.port, context=ctx)
         assert status == 401
         assert headers["WWW-Authenticate"] == 'Basic realm="agentmon"'
-        assert get(port, headers=basic(password="wrong"), context=ctx)[0] == 401
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    reader.join(10)
-    while not lines.empty():
-        log.append(lines.get())
-    text = "".join(log)
+        assert get(served.port, headers=basic(password="wrong"), context=ctx)[0] == 401
+        served.stop()
+    text = "".join(served.log)
     assert checkpoint.exists(), text
     assert "Traceback" not in text
     assert PASSWORD not in text
@@ -759,27 +785,10 @@ def test_watcher_follows_the_files_a_new_config_names(tmp_path: Path,
 def test_sighup_reloads_and_does_not_stop_the_server(tmp_path: Path, migrated_db: Path) -> None:
     """SIGHUP used to kill agentmon serve (Python's default action); now it re-reads."""
     config = web_config(tmp_path, f"basic_auth_users:\n  {USER}: {HASH}\n")
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agentmon.cli", "serve", "--db", str(migrated_db),
-         "--web.listen-address", "127.0.0.1:0", "--web.config.file", str(config),
-         "--checkpoint.file", str(tmp_path / "ck")],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
-    lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(target=_lines, args=(proc.stderr, lines), daemon=True)
-    reader.start()
-    log: list[str] = []
-    try:
-        port = int(wait_for_line(lines, r"listening on http://127\.0\.0\.1:(\d+)/metrics",
-                                 log).group(1))
-        proc.send_signal(signal.SIGHUP)
-        wait_for_line(lines, r"INFO agentmon\.web: web config reloaded \(plain HTTP, basic "
-                             r"auth \(1 user\)\)$", log)
-        assert proc.poll() is None
-        assert get(port, headers=basic())[0] == 200
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+    with agentmon_serve(migrated_db, config, tmp_path / "ck") as served:
+        served.proc.send_signal(signal.SIGHUP)
+        served.wait_for(r"INFO agentmon\.web: web config reloaded \(plain HTTP, basic "
+                        r"auth \(1 user\)\)$")
+        assert served.proc.poll() is None
+        assert get(served.port, headers=basic())[0] == 200
+        served.stop()
