@@ -548,3 +548,31 @@ HARMLESS: list[tuple[str, str]] = [
     ("mysql-without-password", "mysql -h db -P 3306 -u app -p\nmysql -u root -e 'show tables'"),
     ("comparison-code", "if count == 0:\n    return None\nresult = a if b else c\n"),
 ]
+
+
+# Pathological inputs for the redaction patterns (test_hook_secret_corpus, bench_redact).
+ADVERSARIAL = [
+    "a_" * 200_000 + "token",
+    "password=" * 100_000,
+    "key: " * 100_000,
+    "token " * 100_000,
+    "--password " * 100_000,
+    "mysql -p" * 100_000,
+    "mysql " + "x" * 200_000 + " -p",
+    "curl -u " + "a" * 200_000 + ":",
+    "://" + "a" * 200_000 + ":" + "b" * 200_000,
+    "://a:" * 100_000,
+    "-----BEGIN RSA PRIVATE KEY-----" * 20_000,
+    "-----BEGIN PRIVATE KEY-----" + "-" * 200_000,
+    "eyJ" + "a" * 200_000 + ".eyJ" + "b" * 200_000,
+    'password="' + "\\\\" * 100_000,
+    '\\"' * 200_000,
+    "sk-" * 100_000,
+    "x" * 13 + ".atlasv1." * 50_000,
+    "1234567890:AA" * 50_000,
+    "aaa1Q~" * 50_000,
+    "password: " + "a " * 200_000,
+    "identified by " * 50_000,
+    "<password>" * 100_000,
+    "password: str = " * 50_000,
+]

@@ -7,7 +7,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
@@ -606,7 +605,8 @@ def test_sequence_numbers_follow_commit_order(tracked: Path) -> None:
     assert len(set(flat)) == len(flat)
 
 
-def test_upgrade_of_a_large_original_database_takes_seconds(tmp_path: Path) -> None:
+def test_upgrade_of_a_large_original_database(tmp_path: Path) -> None:
+    """800k original rows reach the latest schema; the time it takes: bench/bench_migrate.py."""
     from agentmon.seed.main import SeedOptions, seed
 
     db = tmp_path / "big.db"
@@ -615,14 +615,14 @@ def test_upgrade_of_a_large_original_database_takes_seconds(tmp_path: Path) -> N
     counts = [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608
               for t in ("agent_invocations", "agent_tool_uses")]
     conn.close()
-    started = time.perf_counter()
     result = migrate(db, backup_dir=tmp_path / "b")
-    elapsed = time.perf_counter() - started
-    print(f"\nupgrade of {sum(counts):,} original rows 0 -> {migrations.LATEST}: {elapsed:.1f} s "
-          "(including the verified backup)")
     assert result.to_version == migrations.LATEST
     assert counts == [200_000, 600_000]
-    assert elapsed < 60
+    conn = sqlite3.connect(db)
+    after = [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608
+             for t in ("agent_invocations", "agent_tool_uses")]
+    conn.close()
+    assert after == counts
 
 
 def test_a_step_another_process_already_applied_is_skipped(tmp_path: Path) -> None:

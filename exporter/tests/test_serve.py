@@ -461,11 +461,9 @@ def test_overrunning_refreshes_do_not_burst(tmp_path: Path) -> None:
     deadline = time.monotonic() + 10
     while refresher.refreshes < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
-    started = time.monotonic()
     stop.set()
-    thread.join(10)
+    thread.join(30)  # a failure guard: stop ends the loop, however long the machine takes
     assert not thread.is_alive()
-    assert time.monotonic() - started < 1
     assert refresher.refreshes >= 2
 
 
@@ -682,7 +680,18 @@ def serving_in_thread(s: serve.Settings, tmp_path: Path) -> Iterator[MetricsServ
 
 
 def test_passwords_are_reloaded_when_the_file_changes(tmp_path: Path, quick_watch: None,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+                                                      caplog: pytest.LogCaptureFixture,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    polls = 0
+    real_poll = WebConfigWatcher.poll
+
+    def counted_poll(self: WebConfigWatcher, force: bool = False) -> bool:
+        nonlocal polls
+        result = real_poll(self, force)
+        polls += 1
+        return result
+
+    monkeypatch.setattr(WebConfigWatcher, "poll", counted_poll)
     path = web_config(tmp_path, f"basic_auth_users:\n  {USER}: {HASH}\n")
     new_hash = bcrypt.hashpw(b"rotated-pass", bcrypt.gensalt(rounds=4)).decode()
     with caplog.at_level(logging.INFO, logger="agentmon"), serving_in_thread(
@@ -694,7 +703,9 @@ def test_passwords_are_reloaded_when_the_file_changes(tmp_path: Path, quick_watc
         # a broken file keeps the running config, with one log line
         replace_file(path, "basic_auth_users: [unclosed\n")
         wait_until(lambda: "not reloaded" in caplog.text)
-        time.sleep(0.3)  # several more polls: still one line
+        after = polls
+        wait_until(lambda: polls >= after + 3)  # several more polls of the same broken file
+        assert caplog.text.count("not reloaded") == 1
         assert get(server.port, headers=basic(password="rotated-pass"))[0] == 200
         replace_file(path, f"basic_auth_users:\n  {USER}: {PASSWORD}\n")  # plain text
         wait_until(lambda: caplog.text.count("not reloaded") == 2)

@@ -6,9 +6,9 @@ import asyncio
 import gzip
 import http.client
 import re
+import select
 import socket
 import ssl
-import statistics
 import struct
 import threading
 import time
@@ -286,24 +286,6 @@ def test_repeated_scrapes_on_one_connection_pay_bcrypt_once() -> None:
         assert server.authenticator.bcrypt_calls == 1
 
 
-def test_authenticated_scrape_latency() -> None:
-    """Keep-alive scrapes, as Prometheus does; the figure is printed (pytest -s)."""
-    with serving(WebConfig(basic_auth_users=USERS)) as server:
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-        samples = []
-        with closing(conn):
-            for _ in range(1000):
-                start = time.perf_counter()
-                conn.request("GET", "/metrics", headers=basic())
-                response = conn.getresponse()
-                response.read()
-                samples.append((time.perf_counter() - start) * 1000)
-        samples.sort()
-        p50, p99 = statistics.median(samples), samples[int(len(samples) * 0.99)]
-        print(f"\nauthenticated scrape over keep-alive: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
-        assert p99 < 25  # generous: the machine is shared; the target (2 ms) is in the README
-
-
 def test_ipv6_loopback() -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6 in this kernel")
@@ -461,6 +443,16 @@ def test_untrusted_server_cert_is_rejected_by_a_verifying_client(pki: Pki) -> No
 # ------------------------------------------------------------------ hostile clients (issue 8)
 
 
+def closed_by_server(port: int, data: bytes) -> bool:
+    """True when the server closes the connection without an answer (not our timeout)."""
+    with closing(socket.create_connection(("127.0.0.1", port), timeout=10)) as s:
+        s.sendall(data)
+        try:
+            return s.recv(100) == b""
+        except ConnectionResetError:
+            return True
+
+
 def raw(port: int, data: bytes, *, read_all: bool = True, timeout: float = 10) -> bytes:
     """Send bytes on a new connection; everything the server answers until it closes."""
     with closing(socket.create_connection(("127.0.0.1", port), timeout=timeout)) as s:
@@ -570,51 +562,60 @@ class QuickServer(MetricsServer):
 
 def test_slow_heads_get_408_and_idle_sockets_are_closed() -> None:
     with serving(WebConfig(headers=HARDENED), server_class=QuickServer) as server:
-        started = time.monotonic()
+        # raw() reads until the server closes; its 10 s socket timeout is only a failure guard
         answer = raw(server.port, b"GET /metrics HTTP/1.1\r\nX-Slow: 1\r\n")
         assert statuses(answer) == [408]
         assert b"X-Frame-Options: deny" in answer
         assert b"Connection: close" in answer
-        assert raw(server.port, b"") == b""  # an idle socket: closed, no answer
-        assert time.monotonic() - started < 5
+        assert closed_by_server(server.port, b"")  # an idle socket: closed, no answer
 
 
 def test_the_head_deadline_is_total_not_per_line() -> None:
-    """One header line every 0.2 s used to keep a connection (and its slot) forever."""
+    """A header line every 0.1 s (faster than the 0.5 s head deadline) used to keep a connection
+    (and its slot) forever: the server must end the request while the lines still arrive."""
     with serving(WebConfig(), server_class=QuickServer) as server, closing(
             socket.create_connection(("127.0.0.1", server.port), timeout=10)) as s:
-        started = time.monotonic()
         s.sendall(b"GET /metrics HTTP/1.1\r\n")
-        answer = b""
-        try:
-            for n in range(25):
-                time.sleep(0.2)
+        answer = None
+        for n in range(600):  # 60 s of dripping: only a failure guard
+            if select.select([s], [], [], 0.1)[0]:  # the server answered or closed
+                with suppress(ConnectionResetError):
+                    answer = s.recv(4096)
+                answer = answer or b""
+                break
+            try:
                 s.sendall(f"X-Drip-{n}: x\r\n".encode())
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        with suppress(ConnectionResetError):
-            answer = s.recv(4096)
-        assert time.monotonic() - started < 4
+            except (BrokenPipeError, ConnectionResetError):
+                answer = b""
+                break
+        assert answer is not None, "a dripping client kept its connection for 60 s"
         assert answer == b"" or statuses(answer) == [408]
 
 
 def test_tls_handshake_has_a_deadline(pki: Pki) -> None:
     with serving(WebConfig(tls=tls(pki)), server_class=QuickServer) as server, closing(
             socket.create_connection(("127.0.0.1", server.port), timeout=10)) as s:
-        started = time.monotonic()
         s.sendall(b"\x16\x03\x01")  # the start of a ClientHello, then nothing
-        assert s.recv(100) == b""
-        assert time.monotonic() - started < 5
+        assert s.recv(100) == b""  # closed by the server (the 10 s timeout is a failure guard)
+
+
+class LongIdle(MetricsServer):
+    header_timeout = 0.3
+    idle_timeout = 120.0
 
 
 def test_authenticated_keep_alive_may_idle_between_scrapes() -> None:
-    with serving(WebConfig(basic_auth_users=USERS), server_class=QuickServer) as server:
+    """An authenticated connection idles past the head deadline and stays open: the proof that
+    the head deadline has passed is a slow anonymous head, started later, getting its 408."""
+    with serving(WebConfig(basic_auth_users=USERS), server_class=LongIdle) as server:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
         with closing(conn):
-            for _ in range(2):
-                conn.request("GET", "/metrics", headers=basic())
-                assert conn.getresponse().read() == BODY
-                time.sleep(0.7)  # longer than the head deadline, shorter than idle_timeout
+            conn.request("GET", "/metrics", headers=basic())
+            assert conn.getresponse().read() == BODY
+            later = raw(server.port, b"GET /metrics HTTP/1.1\r\nX-Slow: 1\r\n")
+            assert statuses(later) == [408]
+            conn.request("GET", "/metrics", headers=basic())
+            assert conn.getresponse().read() == BODY
 
 
 class SmallTable(MetricsServer):
@@ -700,20 +701,32 @@ def test_slow_anonymous_and_wrong_password_clients_do_not_stop_scrapes(pki: Pki)
         assert results == [(200, BODY)] * 8
 
 
-def test_bcrypt_runs_off_the_event_loop() -> None:
-    """While a dear bcrypt check runs, a cached credential is answered at once."""
-    dear = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=13)).decode().encode()
-    with serving(WebConfig(basic_auth_users={USER: HASH.encode(), "dear": dear})) as server:
+def test_bcrypt_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a bcrypt check is held inside bcrypt (until the test lets it go), a cached
+    credential is answered: if bcrypt ran on the event loop, nothing would be answered."""
+    entered, release = threading.Event(), threading.Event()
+    real_checkpw = bcrypt.checkpw
+
+    def held_checkpw(password: bytes, hashed: bytes) -> bool:
+        entered.set()
+        release.wait(30)  # a failure guard only
+        return real_checkpw(password, hashed)
+
+    with serving(WebConfig(basic_auth_users=USERS)) as server:
         assert get(server.port, headers=basic())[0] == 200  # now cached
-        slow = threading.Thread(target=get, args=(server.port,),
-                                kwargs={"headers": basic("dear", "wrong")})
+        monkeypatch.setattr(bcrypt, "checkpw", held_checkpw)
+        slow_status: list[int] = []
+        slow = threading.Thread(target=lambda: slow_status.append(
+            get(server.port, headers=basic(password="wrong"))[0]))
         slow.start()
-        time.sleep(0.05)
-        started = time.monotonic()
-        assert get(server.port, headers=basic())[0] == 200
-        fast = time.monotonic() - started
-        slow.join(30)
-        assert fast < 0.3  # a bcrypt run at cost 13 takes ~0.4 s or more here
+        try:
+            assert entered.wait(30), "the wrong password never reached bcrypt"
+            assert get(server.port, headers=basic())[0] == 200
+            assert slow.is_alive()  # answered while the wrong password was held in bcrypt
+        finally:
+            release.set()
+            slow.join(30)
+        assert slow_status == [401]
 
 
 def test_handshake_turns_go_to_the_newest_waiter_a_few_per_iteration() -> None:

@@ -165,9 +165,16 @@ def test_posting_alerts_needs_credentials(host: Any) -> None:
     answer = call(host, "POST", "/api/v2/alerts", auth=None,
                   body=[alert({"alertname": "AgentmonExporterDown", "test": test_id})])
     assert answer["status"] == 401
-    time.sleep(3)
+    # The later event: the same alert, posted with credentials, listed and notified.
+    accepted = {"alertname": "AgentmonExporterDown", "test": test_id + "-accepted"}
+    assert call(host, "POST", "/api/v2/alerts", body=[alert(accepted)])["status"] == 200
+    wait_for(host, has_test_alert(accepted["test"], "firing"), "the accepted alert")
+    refused = f"/api/v2/alerts?filter=test%3D%22{test_id}%22"
+    assert not json.loads(call(host, "GET", refused)["body"])
     assert not any(a["labels"].get("test") == test_id
                    for note in received(host) for a in alerts_in(note))
+    ended = alert(accepted, ends_in=timedelta(seconds=-1))
+    assert call(host, "POST", "/api/v2/alerts", body=[ended])["status"] == 200
 
 
 def test_alert_reaches_the_receiver_then_resolves(host: Any) -> None:
@@ -208,21 +215,42 @@ def test_critical_alert_mutes_warnings_of_its_instance(host: Any) -> None:
         time.sleep(0.5)
     warnings = [alert(muted, started=timedelta(0)), alert(other, started=timedelta(0))]
     assert call(host, "POST", "/api/v2/alerts", body=warnings)["status"] == 200
-    time.sleep(2)
-    listed = json.loads(call(host, "GET", filtered)["body"])
-    state = {(a["labels"]["alertname"], a["labels"]["instance"]): a["status"] for a in listed}
+
+    def states() -> dict[tuple[str, str], Any]:
+        listed = json.loads(call(host, "GET", filtered)["body"])
+        return {(a["labels"]["alertname"], a["labels"]["instance"]): a["status"] for a in listed}
+
+    deadline = time.monotonic() + ARRIVAL
+    state = states()
+    muted_key = ("AgentmonRefreshStale", "agent-2")
+    while len(state) < 3 or not state.get(muted_key, {}).get("inhibitedBy"):
+        assert time.monotonic() < deadline, f"the warning of agent-2 was never inhibited: {state}"
+        time.sleep(0.5)
+        state = states()
     assert state[("AgentmonRefreshStale", "agent-2")]["state"] == "suppressed"
     assert state[("AgentmonRefreshStale", "agent-2")]["inhibitedBy"]
     assert state[("AgentmonDatabaseDown", "agent-2")]["state"] == "active"
     assert state[("AgentmonRefreshStale", "agent-3")]["state"] == "active"
-    # Both active alerts reach the receiver; the muted one does not, even after a few more
-    # group intervals.
+    # Both active alerts reach the receiver; the muted one does not, even after a group interval
+    # more: the later event is a sentinel warning, posted once those two arrived, firing and
+    # then resolved (its resolution waits for its group's next interval).
     expected = {("AgentmonDatabaseDown", "agent-2"), ("AgentmonRefreshStale", "agent-3")}
     deadline = time.monotonic() + ARRIVAL
-    while time.monotonic() < deadline and not expected <= sent_alerts(host, test_id):
+    while not expected <= sent_alerts(host, test_id):
+        assert time.monotonic() < deadline, sent_alerts(host, test_id)
         time.sleep(0.5)
-    time.sleep(5)
-    assert sent_alerts(host, test_id) == expected
+    sentinel = {"alertname": "AgentmonRefreshStale", "instance": "agent-4",
+                "severity": "warning", "test": test_id}
+    assert call(host, "POST", "/api/v2/alerts",
+                body=[alert(sentinel, started=timedelta(0))])["status"] == 200
+    fired = wait_for(host, lambda n: has_test_alert(test_id, "firing")(n) and any(
+        a["labels"].get("instance") == "agent-4" for a in alerts_in(n)), "the sentinel")
+    ended = alert(sentinel, ends_in=timedelta(seconds=-1), started=timedelta(0))
+    assert call(host, "POST", "/api/v2/alerts", body=[ended])["status"] == 200
+    wait_for(host, lambda n: has_test_alert(test_id, "resolved")(n) and any(
+        a["labels"].get("instance") == "agent-4" for a in alerts_in(n)), "the sentinel resolved",
+        since=fired["received"])
+    assert sent_alerts(host, test_id) == expected | {("AgentmonRefreshStale", "agent-4")}
 
 
 def test_prometheus_evaluates_every_agentmon_rule(host: Any) -> None:

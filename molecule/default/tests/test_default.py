@@ -122,6 +122,17 @@ def in_step(host: Any, sql_total: str, metric: str) -> Any:
     return probe
 
 
+def scrapes(host: Any) -> int:
+    """How many times Prometheus has scraped the exporter in the last hour."""
+    return int(value(host, "sum(count_over_time(agentmon_db_up[1h]))") or 0)
+
+
+def wait_scrapes(host: Any, more: int, what: str) -> None:
+    """Until Prometheus has scraped the exporter `more` more times (rates need those samples)."""
+    first = scrapes(host)
+    wait_for(what, lambda: scrapes(host) >= first + more)
+
+
 def test_stack_is_up(host: Any) -> None:
     for unit in ("agentmon-exporter", "nginx", "prometheus", "prometheus-alertmanager", "webhook"):
         assert host.service(unit).is_running, unit
@@ -164,7 +175,7 @@ def test_hook_events_reach_prometheus_through_the_chain(host: Any) -> None:
     )
     say(f"batch 1: {got:.0f} finished tool uses in Prometheus = {want} in SQL"
         f" ({time.monotonic() - started:.1f}s from the first hook run)")
-    time.sleep(6)  # a few scrapes at the first batch's values
+    wait_scrapes(host, 3, "3 scrapes at the first batch's values")
     started = time.monotonic()
     say(play_sessions(host, sessions=6, seed=41))
     want, got = wait_for(
@@ -184,7 +195,7 @@ def test_hook_events_reach_prometheus_through_the_chain(host: Any) -> None:
     say(f"invocations by status: {statuses}")
     interrupted = sql(host, "SELECT count(*) FROM agent_invocations WHERE status = 'interrupted'")
     assert statuses.get("interrupted", 0) == interrupted
-    time.sleep(6)  # rates over the second batch need a few scrapes after it
+    wait_scrapes(host, 3, "3 scrapes after the second batch")  # rates over it need them
 
 
 def test_watchdog_reaches_the_webhook_receiver(host: Any) -> None:
