@@ -26,11 +26,6 @@ from agentmon.collector.labels import LabelFolder
 from agentmon.collector.state import Histogram, State, usable_duration
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return make_db(tmp_path / "agent_workflow.db")
-
-
 def total(collector: ExporterCollector, name: str) -> float:
     return sum(by_name(samples(collector), name).values())
 

@@ -16,7 +16,6 @@ from collector_db import (
     add_invocation,
     add_session,
     add_tool_use,
-    make_db,
     samples,
     value,
     writer,
@@ -25,11 +24,6 @@ from test_truth import assert_matches, recount
 
 from agentmon.collector.collector import ExporterCollector
 from agentmon.schema import migrations
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return make_db(tmp_path / "agent_workflow.db")
 
 
 def rebuilds(collector: ExporterCollector) -> float:

@@ -40,17 +40,17 @@ def _info_logs(caplog: pytest.LogCaptureFixture) -> None:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    path = make_db(tmp_path / "agent_workflow.db")
-    conn = writer(path)
+def history(db: Path) -> Path:
+    """The conftest's empty database with three finished invocations."""
+    conn = writer(db)
     for _ in range(3):
         add_invocation(conn, duration=2.0)
     conn.close()
-    return path
+    return db
 
 
-def healthy(db: Path, **kwargs: object) -> ExporterCollector:
-    collector = ExporterCollector(db, busy_timeout_ms=50, **kwargs)
+def healthy(history: Path, **kwargs: object) -> ExporterCollector:
+    collector = ExporterCollector(history, busy_timeout_ms=50, **kwargs)
     collector.refresh()
     assert up(collector) == 1
     assert invocations(collector) == 3
@@ -88,16 +88,16 @@ def test_directory_at_path_is_unreadable(tmp_path: Path, caplog: pytest.LogCaptu
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file(db: Path) -> None:
-    collector = healthy(db)
+def test_unreadable_file(history: Path) -> None:
+    collector = healthy(history)
     collector.close()
-    db.chmod(0)
+    history.chmod(0)
     try:
         collector.refresh()
         assert (up(collector), errors(collector, "unreadable")) == (0, 1)
         assert invocations(collector) == 3
     finally:
-        db.chmod(0o600)
+        history.chmod(0o600)
     collector.refresh()
     assert up(collector) == 1
 
@@ -110,30 +110,30 @@ def test_garbage_file_is_corrupt(tmp_path: Path) -> None:
     assert (up(collector), errors(collector, "corrupt")) == (0, 1)
 
 
-def test_damaged_pages_are_corrupt_and_last_values_stay(db: Path,
+def test_damaged_pages_are_corrupt_and_last_values_stay(history: Path,
                                                         caplog: pytest.LogCaptureFixture) -> None:
-    collector = healthy(db)
-    conn = writer(db)
+    collector = healthy(history)
+    conn = writer(history)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
-    good = db.read_bytes()
+    good = history.read_bytes()
     page = 4096
-    db.write_bytes(good[:page] + b"\xde\xad" * ((len(good) - page) // 2))
+    history.write_bytes(good[:page] + b"\xde\xad" * ((len(good) - page) // 2))
     collector.close()  # a fresh connection must not see cached pages
     collector.refresh()
     assert (up(collector), errors(collector, "corrupt")) == (0, 1)
     assert invocations(collector) == 3  # last good values
     assert "corrupt" in fault_lines(caplog)[0]
-    db.write_bytes(good)
+    history.write_bytes(good)
     collector.refresh()
     assert up(collector) == 1
     assert invocations(collector) == 3
 
 
-def test_locked_longer_than_a_refresh(db: Path, caplog: pytest.LogCaptureFixture) -> None:
-    conn = sqlite3.connect(db, isolation_level=None)
+def test_locked_longer_than_a_refresh(history: Path, caplog: pytest.LogCaptureFixture) -> None:
+    conn = sqlite3.connect(history, isolation_level=None)
     conn.execute("PRAGMA journal_mode = DELETE")  # rollback journal: EXCLUSIVE blocks readers
-    collector = healthy(db)
+    collector = healthy(history)
     conn.execute("BEGIN EXCLUSIVE")
     add_invocation(conn, duration=1.0)
     collector.refresh()
@@ -149,15 +149,15 @@ def test_locked_longer_than_a_refresh(db: Path, caplog: pytest.LogCaptureFixture
 
 
 def test_deleted_while_connection_open_counts_as_missing_then_new_db_rebuilds(
-        db: Path, caplog: pytest.LogCaptureFixture) -> None:
-    collector = healthy(db)
+        history: Path, caplog: pytest.LogCaptureFixture) -> None:
+    collector = healthy(history)
     for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
+        Path(f"{history}{suffix}").unlink(missing_ok=True)
     collector.refresh()
     assert (up(collector), errors(collector, "missing")) == (0, 1)
     assert invocations(collector) == 3  # last good values while missing
-    make_db(db)
-    conn = writer(db)
+    make_db(history)
+    conn = writer(history)
     add_invocation(conn, agent="coder", duration=1.0)
     conn.close()
     collector.refresh()
@@ -170,33 +170,35 @@ def test_deleted_while_connection_open_counts_as_missing_then_new_db_rebuilds(
     assert value(snap, "agentmon_state_rebuilds_total") == 2
 
 
-def test_replaced_in_place_is_detected_without_a_missing_phase(db: Path, tmp_path: Path) -> None:
-    collector = healthy(db)
+def test_replaced_in_place_is_detected_without_a_missing_phase(
+        history: Path, tmp_path: Path) -> None:
+    collector = healthy(history)
     other = make_db(tmp_path / "other.db")
     conn = writer(other)
     add_invocation(conn, agent="coder")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
-    os.replace(other, db)
+    os.replace(other, history)
     collector.refresh()
     assert up(collector) == 1
     assert invocations(collector) == 1
 
 
-def test_restored_backup_same_identity_lower_sequence_rebuilds(db: Path, tmp_path: Path) -> None:
-    conn = writer(db)
+def test_restored_backup_same_identity_lower_sequence_rebuilds(
+        history: Path, tmp_path: Path) -> None:
+    conn = writer(history)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     backup = tmp_path / "backup.db"
-    shutil.copyfile(db, backup)
-    collector = healthy(db)
+    shutil.copyfile(history, backup)
+    collector = healthy(history)
     add_invocation(conn)
     add_invocation(conn)
     conn.close()
     collector.refresh()
     assert invocations(collector) == 5
     for suffix in ("-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    os.replace(backup, db)
+        Path(f"{history}{suffix}").unlink(missing_ok=True)
+    os.replace(backup, history)
     collector.refresh()
     assert invocations(collector) == 3
     assert value(samples(collector), "agentmon_state_rebuilds_total") == 2
@@ -221,31 +223,31 @@ def test_empty_file_is_not_migrated(tmp_path: Path) -> None:
     assert errors(collector, "not_migrated") == 1
 
 
-def test_missing_index_is_reported_not_scanned(db: Path) -> None:
-    conn = writer(db)
+def test_missing_index_is_reported_not_scanned(history: Path) -> None:
+    conn = writer(history)
     conn.execute("DROP INDEX idx_invocations_running")
     conn.close()
-    collector = ExporterCollector(db)
+    collector = ExporterCollector(history)
     collector.refresh()
     assert (up(collector), errors(collector, "not_migrated")) == (0, 1)
 
 
-def test_missing_sequence_row_is_not_migrated(db: Path) -> None:
-    conn = writer(db)
+def test_missing_sequence_row_is_not_migrated(history: Path) -> None:
+    conn = writer(history)
     conn.execute("DELETE FROM agentmon_sequence")
     conn.close()
-    collector = ExporterCollector(db)
+    collector = ExporterCollector(history)
     collector.refresh()
     assert errors(collector, "not_migrated") == 1
 
 
-def test_unexpected_error_is_counted_not_raised(db: Path, monkeypatch: pytest.MonkeyPatch,
+def test_unexpected_error_is_counted_not_raised(history: Path, monkeypatch: pytest.MonkeyPatch,
                                                caplog: pytest.LogCaptureFixture) -> None:
     def broken(*_: object) -> None:
         raise RuntimeError("bug")
 
     monkeypatch.setattr(State, "set_running", broken)
-    collector = ExporterCollector(db)
+    collector = ExporterCollector(history)
     collector.refresh()
     assert (up(collector), errors(collector, "other")) == (0, 1)
     assert "RuntimeError: bug" in fault_lines(caplog)[0]
@@ -269,10 +271,10 @@ def test_classify_other_sqlite_errors(tmp_path: Path) -> None:
 
 
 def test_checkpoint_write_failure_is_counted_once_logged(
-        db: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        history: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     folder = tmp_path / "state"
-    collector = healthy(db, checkpoint_path=folder / "state.json", checkpoint_interval=0)
-    conn = writer(db)
+    collector = healthy(history, checkpoint_path=folder / "state.json", checkpoint_interval=0)
+    conn = writer(history)
     add_invocation(conn)
     collector.refresh()
     assert errors(collector, "checkpoint") == 2
@@ -291,24 +293,24 @@ def test_checkpoint_write_failure_is_counted_once_logged(
     assert any("checkpoint written again" in r.getMessage() for r in caplog.records)
 
 
-def test_unusable_checkpoint_is_ignored(db: Path, tmp_path: Path,
+def test_unusable_checkpoint_is_ignored(history: Path, tmp_path: Path,
                                         caplog: pytest.LogCaptureFixture) -> None:
     ckpt = tmp_path / "state.json"
     for content in (b"{not json", b'{"format": 99}', b'{"format": 1, "state": []}',
                     b'{"format": 1, "state": {"db_id": "x"}}'):
         ckpt.write_bytes(content)
-        collector = ExporterCollector(db, checkpoint_path=ckpt)
+        collector = ExporterCollector(history, checkpoint_path=ckpt)
         collector.refresh()
         assert invocations(collector) == 3
     assert len(fault_lines(caplog)) == 4
     assert all("ignoring checkpoint" in line for line in fault_lines(caplog))
 
 
-def test_checkpoint_path_that_is_a_directory(db: Path, tmp_path: Path,
+def test_checkpoint_path_that_is_a_directory(history: Path, tmp_path: Path,
                                              caplog: pytest.LogCaptureFixture) -> None:
     ckpt = tmp_path / "state.json"
     ckpt.mkdir()
-    collector = ExporterCollector(db, checkpoint_path=ckpt)  # cannot read: ignored
+    collector = ExporterCollector(history, checkpoint_path=ckpt)  # cannot read: ignored
     collector.refresh()  # cannot replace a directory: counted, temp file removed
     assert up(collector) == 1
     assert errors(collector, "checkpoint") == 1
@@ -326,20 +328,20 @@ def test_path_below_a_file_is_unreadable(tmp_path: Path) -> None:
 
 
 def test_tracking_restarted_by_down_and_up_rebuilds_from_stale_checkpoint(
-        db: Path, tmp_path: Path) -> None:
+        history: Path, tmp_path: Path) -> None:
     """Down to 2 and up to 3 restarts the sequence at 0 but keeps db_id; once the sequence has
     climbed past a stale checkpoint's value, only the new tracking_id tells them apart."""
     ckpt = tmp_path / "state.json"
-    collector = healthy(db, checkpoint_path=ckpt)
+    collector = healthy(history, checkpoint_path=ckpt)
     assert collector.save_checkpoint() is True
     collector.close()
-    migrate(db, 2)
-    migrate(db)
-    conn = writer(db)
+    migrate(history, 2)
+    migrate(history)
+    conn = writer(history)
     for _ in range(6):  # sequence now passes the checkpoint's watermark
         add_invocation(conn, duration=1.0)
     conn.close()
-    restarted = ExporterCollector(db, checkpoint_path=ckpt)
+    restarted = ExporterCollector(history, checkpoint_path=ckpt)
     restarted.refresh()
     # 3 rows from before tracking restarted (NULL seq, counted by the rebuild) + 6 new ones
     assert invocations(restarted) == 9
