@@ -63,14 +63,29 @@ $(WHEELHOUSE)/.built: $(STAMP) tools/build_wheelhouse.sh exporter/pyproject.toml
 
 wheelhouse: $(WHEELHOUSE)/.built ## the agentmon wheel + dependency wheels hosts install offline
 
-# The run's log is kept in build/molecule.log; on failure its failed tests and tasks are repeated
-# last, where a CI log cut in the middle still shows them.
-molecule: $(STAMP) image wheelhouse ## every Molecule scenario on real systemd hosts (SCENARIO=name for one)
+# Scenarios share no host, network or state (each names its own containers and network), so
+# `make molecule` runs them side by side, MOLECULE_JOBS at a time, longest first; most of a
+# scenario is waiting on apt, systemd and timers, not CPU. New scenarios are picked up.
+ALL_SCENARIOS := $(sort $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+SCENARIO_ORDER := multi_host default agent_host rollback
+SCENARIOS := $(foreach s,$(SCENARIO_ORDER),$(filter $(s),$(ALL_SCENARIOS))) $(filter-out $(SCENARIO_ORDER),$(ALL_SCENARIOS))
+MOLECULE_JOBS ?= 4
+STEPS := $(BIN)/python tools/timed_steps.py --log-dir build/steps
+scenario_lanes = $(foreach s,$(SCENARIOS),--lane molecule/$(s)='$(MAKE) --no-print-directory molecule SCENARIO=$(s)')
+
+# One scenario's log is kept in build/molecule-NAME.log; on failure its failed tests and tasks are
+# repeated last, where a CI log cut in the middle still shows them. Without SCENARIO: every
+# scenario (tools/timed_steps.py: a log per scenario, then the failures and a table of times).
+molecule: $(STAMP) image wheelhouse ## every Molecule scenario on real systemd hosts, side by side (SCENARIO=name for one)
+ifdef SCENARIO
 	@mkdir -p build
 	set -o pipefail; PATH="$(CURDIR)/$(BIN):$$PATH" AGENTMON_TEST_IMAGE=$$(molecule/image/build.sh --ref) \
-	  $(BIN)/molecule test $(if $(SCENARIO),--scenario-name $(SCENARIO),--all) 2>&1 | tee build/molecule.log \
-	  || { echo '--- what failed (whole log: build/molecule.log) ---'; \
-	       grep -E '(FAILED|ERROR) | E   |fatal: |failed=[1-9]|Error: ' build/molecule.log | grep -v RETRYING | tail -40; exit 1; }
+	  $(BIN)/molecule test --scenario-name $(SCENARIO) 2>&1 | tee build/molecule-$(SCENARIO).log \
+	  || { echo '--- what failed (whole log: build/molecule-$(SCENARIO).log) ---'; \
+	       grep -E '(FAILED|ERROR) | E   |fatal: |failed=[1-9]|Error: ' build/molecule-$(SCENARIO).log | grep -v RETRYING | tail -40; exit 1; }
+else
+	$(STEPS) --jobs $(MOLECULE_JOBS) $(scenario_lanes)
+endif
 
 demo: ## the whole stack on one local systemd host (installs what is missing; reuses what exists)
 	bash .ci/install-tools
@@ -80,7 +95,16 @@ demo: ## the whole stack on one local systemd host (installs what is missing; re
 demo-down: ## remove the demo host, its network and its generated secrets and CA (.demo/)
 	tools/demo.sh down
 
-test: check-tools lint unit rules molecule ## everything CI runs (host tools checked first)
+# check-tools, then the venv, image and wheelhouse once; then lint+unit+rules in one lane beside
+# the scenarios (TEST_JOBS lanes at once). Ends with a table of each step's wall time and result.
+TEST_JOBS ?= 5
+test: ## everything CI runs (host tools checked first), with a table of times at the end
+	@$(PYTHON) tools/timed_steps.py --log-dir build/steps \
+	  check-tools='$(MAKE) --no-print-directory check-tools' \
+	  prerequisites='$(MAKE) --no-print-directory venv image wheelhouse' \
+	  --jobs $(TEST_JOBS) $(scenario_lanes) \
+	  --lane lint='$(MAKE) --no-print-directory lint' unit='$(MAKE) --no-print-directory unit' \
+	  rules='$(MAKE) --no-print-directory rules'
 
 # The benchmarks' peers (query-exporter) go into the same venv, only for make bench.
 $(BENCH_STAMP): $(STAMP) requirements-bench.txt
