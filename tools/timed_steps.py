@@ -5,8 +5,8 @@
 
 A STEP is NAME=COMMAND (run by bash). Steps before the first --then/--lane run one after the
 other and stop the run when one fails (check-tools, the prerequisites). After that, each --lane
-starts a lane: its steps run one after the other, and up to --jobs lanes run at once, in the
-order given (put the longest first). Every step's output goes to DIR/NAME.log (a "/" in NAME
+starts a lane: its steps run one after the other (all of them, whatever the earlier ones gave),
+and up to --jobs lanes run at once, in the order given (put the longest first). Every step's output goes to DIR/NAME.log (a "/" in NAME
 becomes "-"); a lane's output is also printed, prefixed with the step's name, as lines come.
 At the end: the failed steps' summaries (the lines of their logs that say what failed), then the
 table, so that a CI log cut in the middle still shows both. Exits 1 when any step failed.
@@ -89,8 +89,7 @@ def run_lanes(lanes: list[list[Step]], jobs: int, log_dir: Path) -> None:
                     return
                 lane = pending.pop(0)
             for step in lane:
-                if not run(step, log_dir, echo_prefix=True):
-                    break  # a lane's later steps need the earlier ones
+                run(step, log_dir, echo_prefix=True)  # a failure does not stop the lane
 
     threads = [threading.Thread(target=worker) for _ in range(max(1, min(jobs, len(lanes))))]
     for thread in threads:
