@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from verify_helpers import http
 
 HOST = os.environ.get("AGENTMON_AGENT_HOST", "agentmon-agent-host")
 testinfra_hosts = [f"podman://{HOST}"]
@@ -39,21 +40,6 @@ chown agentmon-exporter server.key && chmod 0400 server.key client.key ca.key
 chmod 0444 server.crt ca.crt
 """
 
-HTTPS_GET = """
-import base64, json, ssl, sys, urllib.request
-url, auth, cert, key = sys.argv[1:5]
-context = ssl.create_default_context(cafile=sys.argv[5])
-if cert:
-    context.load_cert_chain(cert, key)
-request = urllib.request.Request(url)
-request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
-try:
-    with urllib.request.urlopen(request, timeout=10, context=context) as response:
-        print(json.dumps({"status": response.status}))
-except Exception as error:
-    print(json.dumps({"status": 0, "error": type(error).__name__}))
-"""
-
 TLS_VARS = {
     "agentmon_exporter_tls_server_config": {
         "cert_file": f"{TLS}/server.crt", "key_file": f"{TLS}/server.key",
@@ -76,11 +62,9 @@ def converge(extra_vars: dict[str, Any] | None = None) -> subprocess.CompletedPr
 
 
 def https_get(host: Any, with_cert: bool) -> dict[str, Any]:
-    cert, key = (f"{TLS}/client.crt", f"{TLS}/client.key") if with_cert else ("", "")
-    out = host.check_output("python3 -c %s %s %s %s %s %s", HTTPS_GET,
-                            "https://127.0.0.1:9477/metrics", f"{USER}:{PASSWORD}", cert, key,
-                            f"{TLS}/ca.crt")
-    return json.loads(out)
+    cert, key = (f"{TLS}/client.crt", f"{TLS}/client.key") if with_cert else (None, None)
+    return http(host, "https://127.0.0.1:9477/metrics", basic=(USER, PASSWORD),
+                ca=f"{TLS}/ca.crt", cert=cert, key=key)
 
 
 @pytest.fixture(scope="module")
@@ -102,5 +86,6 @@ def test_the_health_check_presents_the_client_certificate(mtls_host: Any) -> Non
     result = converge({**TLS_VARS, **CLIENT_VARS})
     assert result.returncode == 0, result.stdout[-2000:]
     assert "Check the scrape answered 200 with agentmon_db_up 1" in result.stdout
-    assert https_get(mtls_host, with_cert=True) == {"status": 200}
-    assert https_get(mtls_host, with_cert=False)["status"] == 0  # the handshake is refused
+    assert https_get(mtls_host, with_cert=True)["status"] == 200
+    refused = https_get(mtls_host, with_cert=False)
+    assert refused["status"] == 0, refused  # the handshake is refused

@@ -19,7 +19,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-import pytest
+from verify_helpers import http, wait_for
 
 PROJECT = Path(__file__).resolve().parents[3]
 DASHBOARDS = PROJECT / "files" / "dashboards"
@@ -39,34 +39,14 @@ def name(host: Any) -> str:
     return host.check_output("hostname")
 
 
-# The test host has no curl: the same request with Python's standard library, on the host.
-_FETCH = """
-import base64, ssl, sys, urllib.error, urllib.request
-url, ca, user, password, data = sys.argv[1:6]
-request = urllib.request.Request(url, data=data.encode() if data else None)
-if user:
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    request.add_header("Authorization", "Basic " + token)
-try:
-    with urllib.request.urlopen(request, context=ssl.create_default_context(cafile=ca),
-                                timeout=30) as reply:
-        code, body = reply.status, reply.read()
-except urllib.error.HTTPError as error:
-    code, body = error.code, error.read()
-sys.stdout.write(body.decode(errors="replace") + "\\n" + str(code))
-"""
-
-
 def curl(
     host: Any, path: str, auth: tuple[str, str] | None = ADMIN, data: dict[str, str] | None = None
 ) -> tuple[int, str]:
     """GET (or POST a form) https://<host>/<path> through nginx, from the host, CA verified."""
-    user, password = auth or ("", "")
-    form = urllib.parse.urlencode(data) if data else ""
-    args = ["python3", "-c", _FETCH, f"https://{name(host)}{path}", CA, user, password, form]
-    out = host.check_output(" ".join(shlex.quote(a) for a in args))
-    body, _, code = out.rpartition("\n")
-    return int(code), body
+    answer = http(host, f"https://{name(host)}{path}", basic=auth, ca=CA,
+                  form=urllib.parse.urlencode(data) if data else None)
+    assert "error" not in answer, answer
+    return answer["status"], answer["body"]
 
 
 def promql(host: Any, expr: str) -> list[dict[str, Any]]:
@@ -88,17 +68,6 @@ def sql(host: Any, query: str) -> int:
         " print(c.execute(sys.argv[1]).fetchone()[0])"
     )
     return int(host.check_output(f"python3 -c {shlex.quote(script)} {shlex.quote(query)}"))
-
-
-def wait_for(what: str, probe: Any, timeout: float = 90, every: float = 1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = probe()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
 
 
 def play_sessions(host: Any, sessions: int, seed: int) -> str:
@@ -130,7 +99,7 @@ def scrapes(host: Any) -> int:
 def wait_scrapes(host: Any, more: int, what: str) -> None:
     """Until Prometheus has scraped the exporter `more` more times (rates need those samples)."""
     first = scrapes(host)
-    wait_for(what, lambda: scrapes(host) >= first + more)
+    wait_for(lambda: scrapes(host) >= first + more, what)
 
 
 def test_stack_is_up(host: Any) -> None:
@@ -169,9 +138,9 @@ def test_hook_events_reach_prometheus_through_the_chain(host: Any) -> None:
     started = time.monotonic()
     say(play_sessions(host, sessions=6, seed=14))
     want, got = wait_for(
-        "the first batch in Prometheus",
         in_step(host, "SELECT count(*) FROM agent_tool_uses WHERE status != 'running'",
                 "sum(agentmon_tool_uses_total)"),
+        "the first batch in Prometheus",
     )
     say(f"batch 1: {got:.0f} finished tool uses in Prometheus = {want} in SQL"
         f" ({time.monotonic() - started:.1f}s from the first hook run)")
@@ -179,14 +148,14 @@ def test_hook_events_reach_prometheus_through_the_chain(host: Any) -> None:
     started = time.monotonic()
     say(play_sessions(host, sessions=6, seed=41))
     want, got = wait_for(
-        "the second batch in Prometheus",
         in_step(host, "SELECT count(*) FROM agent_tool_uses WHERE status != 'running'",
                 "sum(agentmon_tool_uses_total)"),
+        "the second batch in Prometheus",
     )
     inv_want, inv_got = wait_for(
-        "the invocations in Prometheus",
         in_step(host, "SELECT count(*) FROM agent_invocations WHERE status != 'running'",
                 "sum(agentmon_invocations_total)"),
+        "the invocations in Prometheus",
     )
     say(f"batch 2: {got:.0f} finished tool uses = {want} in SQL, {inv_got:.0f} finished"
         f" invocations = {inv_want} in SQL ({time.monotonic() - started:.1f}s)")
@@ -210,7 +179,7 @@ def test_watchdog_reaches_the_webhook_receiver(host: Any) -> None:
                    for a in n["notification"].get("alerts", []))
         ]
 
-    got = wait_for("the Watchdog at the webhook receiver", delivered, timeout=120, every=2)
+    got = wait_for(delivered, "the Watchdog at the webhook receiver", every=2)
     say(f"alert path: {len(got)} Watchdog notification(s) at the webhook receiver"
         f" (waited {time.monotonic() - started:.1f}s)")
     code, body = curl(host, "/alertmanager/api/v2/alerts", auth=AM_ADMIN)

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import testinfra
 import yaml
+from verify_helpers import http, wait_for
 
 AGENT_1, AGENT_2 = "agentmon-mh-agent-1", "agentmon-mh-agent-2"
 MONITOR, RECEIVER = "agentmon-mh-monitor", "agentmon-mh-receiver"
@@ -44,31 +45,14 @@ ALERT_FOR = 4.0
 WATCHDOG_MAX_GAP = 60.0
 DASHBOARDS = Path(__file__).resolve().parents[3] / "files" / "dashboards"
 
-# A client run inside a test host: HTTP(S) with the internal CA and no redirect following, a
-# TLS handshake at one protocol version, a TCP connect. Answers one JSON line.
+# Probes run inside a test host (HTTP goes through verify_helpers.http): a TLS handshake at
+# one protocol version, a TCP connect. Answers one JSON line.
 CLIENT = r"""
-import base64, json, socket, ssl, sys, urllib.error, urllib.request, warnings
+import json, socket, ssl, sys, warnings
 warnings.simplefilter("ignore")
 mode, args = sys.argv[1], sys.argv[2:]
 CA = "/etc/ssl/agentmon/ca.crt"
-if mode == "http":
-    url, auth = args
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *a, **k):
-            return None
-    ctx = ssl.create_default_context(cafile=CA)
-    opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=ctx))
-    request = urllib.request.Request(url)
-    if auth:
-        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
-    try:
-        with opener.open(request, timeout=10) as response:
-            status, headers, body = response.status, response.headers, response.read()
-    except urllib.error.HTTPError as error:
-        status, headers, body = error.code, error.headers, error.read()
-    print(json.dumps({"status": status, "headers": {k.lower(): v for k, v in headers.items()},
-                      "body": body.decode("utf-8", "replace")}))
-elif mode == "tls":
+if mode == "tls":
     host, port, version = args
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(CA)
@@ -103,7 +87,10 @@ def client(origin: str, *args: str) -> Any:
 
 
 def get(url: str, auth: str = "", origin: str = AGENT_2) -> dict[str, Any]:
-    return client(origin, "http", url, auth)
+    """From `origin`, with the internal CA, not following redirects; auth is "user:password"."""
+    user, _, password = auth.partition(":")
+    return http(on(origin), url, basic=(user, password) if auth else None, ca=CA,
+                follow_redirects=False, timeout=10)
 
 
 def query(promql: str, base: str = PROMETHEUS, auth: str = ADMIN) -> list[dict[str, Any]]:
@@ -113,14 +100,6 @@ def query(promql: str, base: str = PROMETHEUS, auth: str = ADMIN) -> list[dict[s
     assert answer["status"] == 200, answer
     return json.loads(answer["body"])["data"]["result"]
 
-
-def wait_for(check: Any, timeout: float, step: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(step)
 
 
 # --- Prometheus scrapes both agent hosts over https -----------------------------------------
@@ -134,7 +113,7 @@ def test_both_agent_targets_are_up_over_https() -> None:
                  if t["labels"]["job"] == "agentmon"]
         return found if len(found) == 2 and all(t["health"] == "up" for t in found) else []
 
-    up = wait_for(targets, 30)
+    up = wait_for(targets, "both agent targets up")
     assert up, get(f"{PROMETHEUS}/api/v1/targets", ADMIN)["body"]
     assert sorted(t["scrapeUrl"] for t in up) == [f"https://{AGENT_1}:443/metrics",
                                                   f"https://{AGENT_2}:443/metrics"]
@@ -142,7 +121,7 @@ def test_both_agent_targets_are_up_over_https() -> None:
 
 
 def test_prometheus_scrapes_itself_with_credentials() -> None:
-    result = wait_for(lambda: query('up{job="prometheus"} == 1'), 15)
+    result = wait_for(lambda: query('up{job="prometheus"} == 1'), "Prometheus' own target up")
     assert len(result) == 1
 
 
@@ -228,7 +207,7 @@ def test_hook_event_reaches_prometheus_within_two_scrapes(hook_event: dict[str, 
         result = query(hook_event["promql"])
         return (scrapes, result) if result else None
 
-    seen = wait_for(visible, 120, step=0.2)  # a failure guard only
+    seen = wait_for(visible, "the hook event in Prometheus", every=0.2)
     elapsed = time.monotonic() - hook_event["written"]
     print(f"hook event visible in Prometheus after {elapsed:.1f} s")
     assert seen, f"not visible after {elapsed:.1f} s"
@@ -242,7 +221,8 @@ def test_hook_event_reaches_prometheus_within_two_scrapes(hook_event: dict[str, 
 
 def test_hook_event_arrives_at_the_remote_write_receiver(hook_event: dict[str, Any]) -> None:
     base = f"https://{RECEIVER}/prometheus"
-    result = wait_for(lambda: query(hook_event["promql"], base, READER), 30)
+    result = wait_for(lambda: query(hook_event["promql"], base, READER),
+                      "the hook event at the receiver")
     assert result, "the receiver never got the series"
     assert len(result) == 1
     labels = result[0]["metric"]
@@ -425,9 +405,10 @@ def test_prometheus_discovered_the_alertmanager() -> None:
         assert answer["status"] == 200, answer
         return [a["url"] for a in json.loads(answer["body"])["data"]["activeAlertmanagers"]]
 
-    assert wait_for(active, 15) == ["http://127.0.0.1:9093/alertmanager/api/v2/alerts"]
+    assert wait_for(active, "Prometheus' Alertmanager") == ["http://127.0.0.1:9093/alertmanager/api/v2/alerts"]
     # Prometheus sends (the Watchdog always fires) and Alertmanager accepts: no error lately.
-    sent = wait_for(lambda: query('prometheus_notifications_sent_total{job="prometheus"} > 0'), 30)
+    sent = wait_for(lambda: query('prometheus_notifications_sent_total{job="prometheus"} > 0'),
+                    "a notification sent by Prometheus")
     assert sent, "Prometheus sent no notification"
     errors = query('increase(prometheus_notifications_errors_total{job="prometheus"}[1m])')
     assert errors, "no error counter"
@@ -445,7 +426,7 @@ def test_prometheus_evaluates_every_agentmon_rule() -> None:
         rules = [r for g in found.values() for r in g["rules"]]
         return found if rules and all(r["health"] == "ok" for r in rules) else {}
 
-    found = wait_for(healthy, 30, step=1)
+    found = wait_for(healthy, "every rule healthy", every=1)
     assert found, [(r["name"], r["health"], r.get("lastError"))
                    for g in groups().values() for r in g["rules"]]
     assert set(found) == {"agentmon.recording", "agentmon.alerts"}
@@ -473,16 +454,11 @@ def alerts_in(note: Note) -> list[dict[str, Any]]:
     return note["notification"].get("alerts", [])
 
 
-def wait_for_note(matches: Callable[[Note], bool], what: str, since: float,
-                  timeout: float = 120) -> Note:
+def wait_for_note(matches: Callable[[Note], bool], what: str, since: float) -> Note:
     """The first notification that arrived after `since` and matches."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for note in received():
-            if note["received"] >= since and matches(note):
-                return note
-        time.sleep(1)
-    pytest.fail(f"no {what} within {timeout} s; last: {received()[-3:]}")
+    return wait_for(lambda: next((note for note in received()
+                                  if note["received"] >= since and matches(note)), None),
+                    what, every=1)
 
 
 def exporter_down(status: str) -> Callable[[Note], bool]:
@@ -504,7 +480,7 @@ def test_stopped_exporter_alerts_the_receiver_end_to_end() -> None:
         up = query('up{job="agentmon"} == 1')
         return up if len(up) == 2 else []
 
-    assert wait_for(both_up, 60, step=1), "Prometheus never saw both exporters up"
+    assert wait_for(both_up, "Prometheus to see both exporters up", every=1)
     begin = time.time()
     wait_for_note(is_watchdog, "Watchdog notification", since=begin - WATCHDOG_MAX_GAP)
 
@@ -608,9 +584,9 @@ def test_grafana_datasource_reaches_prometheus_with_its_credentials() -> None:
     assert password not in json.dumps(source["jsonData"])
     # What Grafana would do with it: query Prometheus on loopback as that user.
     url = source["url"] + "/api/v1/query?query=up"
-    answer = client(MONITOR, "http", url, f"{source['basicAuthUser']}:{password}")
+    answer = get(url, f"{source['basicAuthUser']}:{password}", origin=MONITOR)
     assert answer["status"] == 200, answer
-    assert client(MONITOR, "http", url, f"{user}:wrong")["status"] == 401
+    assert get(url, f"{user}:wrong", origin=MONITOR)["status"] == 401
 
 
 def test_grafana_dashboards_provider_and_dashboards() -> None:

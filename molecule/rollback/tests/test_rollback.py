@@ -18,6 +18,7 @@ from typing import Any
 
 import agentmon
 from agentmon.schema import migrations
+from verify_helpers import http, wait_for
 
 # AGENTMON_RB_HOST renames the container (molecule.yml), so two checkouts can run the scenario.
 HOST = os.environ.get("AGENTMON_RB_HOST", "agentmon-rb-host")
@@ -41,17 +42,6 @@ PROBE = "mcp__rollback__probe"
 
 # Shared between the stages: release folders and every session written through the hook.
 STATE: dict[str, Any] = {"sessions": []}
-
-HTTP_GET = """
-import base64, sys, urllib.error, urllib.request
-request = urllib.request.Request(sys.argv[1])
-request.add_header("Authorization", "Basic " + base64.b64encode(sys.argv[2].encode()).decode())
-try:
-    with urllib.request.urlopen(request, timeout=10) as response:
-        print(response.read().decode())
-except (urllib.error.URLError, OSError) as error:
-    print("# unreachable:", error)
-"""
 
 SQL_QUERY = """
 import json, sqlite3, sys
@@ -93,7 +83,12 @@ def has_session(host: Any, sid: str, db: str = DB) -> bool:
 
 
 def scrape(host: Any) -> str:
-    return str(host.check_output("python3 -c %s %s %s", HTTP_GET, URL, AUTH))
+    """The exposition, or one comment line when the exporter does not answer 200."""
+    user, _, password = AUTH.partition(":")
+    answer = http(host, URL, basic=(user, password), timeout=10)
+    if answer["status"] != 200:
+        return f"# unreachable: {answer.get('error') or answer['status']}\n"
+    return str(answer["body"])
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -159,15 +154,12 @@ def assert_metrics_match_sql(host: Any) -> None:
     sql = {status: query(host, "SELECT count(*) FROM agent_tool_uses WHERE tool_name = ?"
                                " AND status = ?", PROBE, status)[0][0]
            for status in ("completed", "error")}
-    deadline = time.monotonic() + 30
-    while True:
+    def matching() -> str | None:
         text = scrape(host)
         seen = {s: metric(text, "agentmon_tool_uses_total", tool=PROBE, status=s) for s in sql}
-        if (seen == sql and metric(text, "agentmon_db_up") == 1) or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert metric(text, "agentmon_db_up") == 1
-    assert seen == sql
+        return text if seen == sql and metric(text, "agentmon_db_up") == 1 else None
+
+    wait_for(matching, f"agentmon_db_up 1 and the probe's tool uses {sql} in a scrape")
 
 
 # --- stages -------------------------------------------------------------------------------
