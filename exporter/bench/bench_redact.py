@@ -46,7 +46,7 @@ def main() -> int:
         growth = seconds[2] / seconds[1] if seconds[1] > 0 else float("nan")
         rows.append({"case": i, "seconds": dict(zip(map(str, SIZES), seconds, strict=True)),
                      "growth_150k_to_300k": growth})
-        print(f"{i:>4} {text[:22]!r:<24}" + "".join(f"{s:>10.3f}" for s in seconds)
+        print(f"{i:>4} {repr(text[:16])[:24]:<24}" + "".join(f"{s:>10.3f}" for s in seconds)
               + f"  x{growth:.1f}")
     worst = max(rows, key=lambda r: r["seconds"][str(SIZES[-1])])
     print(f"slowest at 300k: case {worst['case']}, {worst['seconds'][str(SIZES[-1])]:.3f} s")
