@@ -6,8 +6,9 @@
 A STEP is NAME=COMMAND (run by bash). Steps before the first --then/--lane run one after the
 other and stop the run when one fails (check-tools, the prerequisites). After that, each --lane
 starts a lane: its steps run one after the other (all of them, whatever the earlier ones gave),
-and up to --jobs lanes run at once, in the order given (put the longest first). Every step's output goes to DIR/NAME.log (a "/" in NAME
-becomes "-"); a lane's output is also printed, prefixed with the step's name, as lines come.
+and up to --jobs lanes run at once, in the order given (put the longest first). Every step's
+output goes to DIR/NAME.log (a "/" in NAME becomes "-"); a lane's output is also printed,
+prefixed with the step's name, as lines come.
 At the end: the failed steps' summaries (the lines of their logs that say what failed), then the
 table, so that a CI log cut in the middle still shows both. Exits 1 when any step failed.
 """
