@@ -212,7 +212,7 @@ def test_critical_alert_mutes_warnings_of_its_instance(host: Any) -> None:
                 body=[alert(sentinel, started=timedelta(0))])["status"] == 200
     fired = wait_for_note(host, lambda n: has_test_alert(test_id, "firing")(n) and any(
         a["labels"].get("instance") == "agent-4" for a in alerts_in(n)), "the sentinel")
-    ended = alert(sentinel, ends_in=timedelta(seconds=-1), started=timedelta(0))
+    ended = alert(sentinel, ends_in=timedelta(seconds=-1))  # startsAt must precede endsAt
     assert call(host, "POST", "/api/v2/alerts", body=[ended])["status"] == 200
     wait_for_note(host, lambda n: has_test_alert(test_id, "resolved")(n) and any(
         a["labels"].get("instance") == "agent-4" for a in alerts_in(n)), "the sentinel resolved",
