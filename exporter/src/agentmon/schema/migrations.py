@@ -437,14 +437,14 @@ _USAGE_SEQ = "(SELECT value FROM agentmon_sequence WHERE id = 1)"
 def usage_triggers() -> list[str]:
     """The CREATE TRIGGER statements of step 6 (also used by the seeder after a bulk load)."""
     return [
-        f"CREATE TRIGGER IF NOT EXISTS agentmon_agent_usage_ins AFTER INSERT ON agent_usage"
+        f"CREATE TRIGGER IF NOT EXISTS agentmon_agent_usage_ins AFTER INSERT ON agent_usage"  # noqa: S608
         f" BEGIN {_BUMP} UPDATE agent_usage SET agentmon_seq = {_USAGE_SEQ}"
         " WHERE id = NEW.id; END",
         f"CREATE TRIGGER IF NOT EXISTS agentmon_agent_usage_frozen BEFORE UPDATE OF"
         f" {USAGE_COUNTED} ON agent_usage BEGIN SELECT RAISE(IGNORE); END",
         f"CREATE TRIGGER IF NOT EXISTS agentmon_agent_usage_del AFTER DELETE ON agent_usage"
         f" BEGIN {_REMOVED} END",
-        "CREATE TRIGGER IF NOT EXISTS agentmon_agent_usage_replace BEFORE INSERT ON agent_usage"
+        "CREATE TRIGGER IF NOT EXISTS agentmon_agent_usage_replace BEFORE INSERT ON agent_usage"  # noqa: S608
         " WHEN EXISTS (SELECT 1 FROM agent_usage WHERE id = NEW.id"
         " OR (NEW.dedup_key IS NOT NULL AND dedup_key = NEW.dedup_key))"
         f" BEGIN {_REMOVED} END",
