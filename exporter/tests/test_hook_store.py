@@ -70,9 +70,17 @@ def test_tool_use_pre_then_post(db: Path) -> None:
 
 def test_failure_stores_its_error(db: Path) -> None:
     send(db, tool("PreToolUse", "toolu_a"),
-         tool("PostToolUseFailure", "toolu_a", error="Command failed: exit 1", is_interrupt=True))
+         tool("PostToolUseFailure", "toolu_a", error="Command failed: exit 1", is_interrupt=False))
     assert rows(db, "SELECT status, error, tool_output FROM agent_tool_uses") == [
         ("error", "Command failed: exit 1", None)]
+
+
+def test_a_user_interrupt_is_interrupted_not_an_error(db: Path) -> None:
+    # Esc during a tool: PostToolUseFailure with is_interrupt true (SDK PostToolUseFailureHookInput)
+    send(db, tool("PreToolUse", "toolu_a"),
+         tool("PostToolUseFailure", "toolu_a", error="Interrupted by user", is_interrupt=True))
+    assert rows(db, "SELECT status, error FROM agent_tool_uses") == [
+        ("interrupted", "Interrupted by user")]
 
 
 def test_duplicate_events_change_nothing(db: Path) -> None:
@@ -192,13 +200,20 @@ def test_attribution_is_per_session_with_parallel_sessions(db: Path) -> None:
                     " GROUP BY session_id ORDER BY 1") == [("A", "1,2"), ("B", "1,2"), ("C", "1")]
 
 
-def test_agent_type_on_the_event_wins(db: Path) -> None:
+def test_agent_id_names_a_subagent_and_agent_type_alone_is_the_main_thread(db: Path) -> None:
+    # SDK BaseHookInput: agent_id only within a subagent; agent_type without agent_id is the
+    # main thread of a session started with --agent; prompt_id marks a client that says so.
     send(db, task("PreToolUse", "t1", agent="planner"), task("PreToolUse", "t2", agent="tester"))
     send(db, tool("PreToolUse", "u1", agent_type="planner", agent_id="a1"),
-         tool("PreToolUse", "u2", agent_type="newcomer"))
-    assert rows(db, "SELECT t.agent_name, i.tool_use_id FROM agent_tool_uses t"
+         tool("PreToolUse", "u2", agent_type="planner"),
+         tool("PreToolUse", "u3", prompt_id="p-1"),
+         tool("PreToolUse", "u4", agent_id="a9"))
+    assert rows(db, "SELECT t.agent_name, i.tool_use_id, t.agent_id, t.prompt_id"
+                    " FROM agent_tool_uses t"
                     " LEFT JOIN agent_invocations i ON i.id = t.agent_invocation_id"
-                    " ORDER BY t.id") == [("planner", "t1"), ("newcomer", None)]
+                    " ORDER BY t.id") == [("planner", "t1", "a1", None), ("main", None, None, None),
+                                          ("main", None, None, "p-1"),
+                                          ("unknown", None, "a9", None)]
 
 
 def test_session_start_end_and_resume(db: Path) -> None:
@@ -481,12 +496,13 @@ def test_subagent_start_without_agent_id_or_a_running_invocation_changes_nothing
 
 def test_known_events_the_store_does_not_use_only_ensure_their_session(db: Path) -> None:
     used = {"PreToolUse", "PostToolUse", "PostToolUseFailure", "SessionStart", "SessionEnd",
-            "SubagentStart", "SubagentStop"}
+            "SubagentStart", "SubagentStop", "Stop", "StopFailure", "PermissionDenied"}
     names = [name for name in EVENT_NAMES if name not in used]
-    assert len(names) == 26
+    assert len(names) == 24
     for name in names:
         send(db, event(name, session=f"s-{name}"))
-    assert rows(db, "SELECT count(*), min(status) FROM sessions") == [(26, "active")]
+    assert rows(db, "SELECT count(*), min(status) FROM sessions") == [(24, "active")]
+    assert rows(db, "SELECT count(*) FROM agent_usage") == [(0,)]
     assert rows(db, "SELECT count(*) FROM agent_tool_uses") == [(0,)]
     assert rows(db, "SELECT count(*) FROM agent_invocations") == [(0,)]
     # Setup has cwd and agent_type null: accepted, the session's cwd stays unknown
