@@ -80,6 +80,15 @@ def render(state: State, health: Health) -> tuple[Metric, ...]:
     gauge("agentmon_sessions_active",
           "Sessions with at least one agent invocation or tool use running now.", [],
           {(): state.sessions_active})
+    counter("agentmon_tokens", "Tokens used by agent, model and type (input, output,"
+            " cache_read, cache_creation); agent main is the main thread.",
+            ["agent", "model", "type"], state.tokens)
+    counter("agentmon_lines_changed", "Lines added and removed by subagents (Agent tool stats).",
+            ["agent", "type"], state.lines)
+    counter("agentmon_api_errors", "Turns that ended on an API error (StopFailure), by error.",
+            ["error"], {(k,): v for k, v in state.api_errors.items()})
+    counter("agentmon_permission_denials", "Tool calls denied permission, by tool.", ["tool"],
+            {(k,): v for k, v in state.denials.items()})
     gauge("agentmon_db_up", "1 if the last refresh read the database, else 0.", [],
           {(): 1 if health.up else 0})
     gauge("agentmon_last_refresh_duration_seconds", "Duration of the last refresh.", [],
