@@ -149,7 +149,8 @@ def test_schema_is_exactly_what_migrations_create(seeded: Path, tmp_path: Path) 
     assert rows(seeded, "PRAGMA user_version") == [(migrations.LATEST,)]
     assert rows(seeded, "PRAGMA integrity_check") == [("ok",)]
     assert rows(seeded, "PRAGMA journal_mode") == [("wal",)]
-    assert len(rows(seeded, "SELECT name FROM sqlite_master WHERE type = 'trigger'")) == 13
+    assert len(rows(seeded, "SELECT name FROM sqlite_master WHERE type = 'trigger'")) == 13 + len(
+        migrations.usage_triggers())
     keys = {r[0] for r in rows(seeded, "SELECT key FROM agentmon_meta")}
     assert {"db_id", "tracking_id"} <= keys
 
