@@ -516,3 +516,19 @@ def test_cli_error_with_a_progress_bar(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_default_jobs_is_bounded() -> None:
     assert 1 <= seed.default_jobs() <= 4
+
+
+def test_usage_facts_are_counted_as_sql_says(tmp_path: Path) -> None:
+    from collector_db import samples
+    from test_truth import assert_matches, recount
+
+    from agentmon.collector.collector import ExporterCollector
+
+    db = tmp_path / "usage.db"
+    seed.seed(db, opts(400, usage=True))
+    kinds = dict(rows(db, "SELECT kind, count(*) FROM agent_usage GROUP BY kind"))
+    assert kinds["tokens"] > 0 and kinds["api_error"] > 0 and kinds["permission_denied"] > 0
+    assert rows(db, "SELECT count(*) FROM agent_usage WHERE agentmon_seq IS NULL") == [(0,)]
+    collector = ExporterCollector(db, label_cap=1000)
+    collector.refresh()
+    assert_matches(samples(collector), recount(db))
