@@ -527,7 +527,7 @@ def test_usage_facts_are_counted_as_sql_says(tmp_path: Path) -> None:
     db = tmp_path / "usage.db"
     seed.seed(db, opts(400, usage=True))
     kinds = dict(rows(db, "SELECT kind, count(*) FROM agent_usage GROUP BY kind"))
-    assert kinds["tokens"] > 0 and kinds["api_error"] > 0 and kinds["permission_denied"] > 0
+    assert min(kinds["tokens"], kinds["api_error"], kinds["permission_denied"]) > 0
     assert rows(db, "SELECT count(*) FROM agent_usage WHERE agentmon_seq IS NULL") == [(0,)]
     collector = ExporterCollector(db, label_cap=1000)
     collector.refresh()
