@@ -36,7 +36,7 @@ MAX_COUNT = 2**53
 MAX_LINE = 8 * 1024 * 1024
 CHUNK = 1024 * 1024
 HEAD_BYTES = 4096
-DEFAULT_BUDGET = 256 * 1024 * 1024
+DEFAULT_BUDGET = 64 * 1024 * 1024  # ~0.4 s of reading (bench/bench_transcript.py)
 
 
 class Unreadable(OSError):
