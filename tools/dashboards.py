@@ -5,7 +5,7 @@
     tools/dashboards.py --check    exit 1 if a committed file differs from what this writes
 
 The JSON is committed (it is what Grafana is provisioned with, and what a reviewer reads);
-this script only keeps the four dashboards consistent: one datasource uid, a grid laid out
+this script only keeps the dashboards consistent: one datasource uid, a grid laid out
 without overlaps, units and descriptions on every panel. No dependency beyond the stdlib.
 """
 
@@ -261,7 +261,64 @@ def stack_health() -> dict[str, Any]:
                      panels, [INSTANCE])
 
 
-DASHBOARDS = {"overview": overview, "agent": agent, "tools": tools, "stack-health": stack_health}
+TOKENS = "agentmon_tokens_total"
+PRICE = "agentmon_token_price_usd"
+
+
+def cost(sel: str = SEL) -> str:
+    """USD per second by agent and model: tokens times the price the same host was given (the
+    expression of the instance_agent_model:agentmon_cost_usd:rate5m rule, with the dashboard's
+    selector); a model without a price has no series."""
+    return (f"sum by (agent, model) ({rate(TOKENS, sel)} * on (job, instance, model, type)"
+            f" group_left {PRICE}{{{SEL}}})")
+
+
+def usage() -> dict[str, Any]:
+    sel = f'{SEL}, agent=~"$agent"'
+    inputs = f'{sel}, type=~"input|cache_read|cache_creation"'
+    hits = f'{sel}, type="cache_read"'
+    completed = f"sum by (agent) ({rate(INV, sel, 'completed')})"
+    panels = [
+        Panel("Tokens per minute by agent and type",
+              "Tokens per minute (input, output, cache reads, cache writes); agent main is the"
+              " main thread.", [(f"sum by (agent, type) ({rate(TOKENS, sel)}) * 60",
+                                 "{{agent}} {{type}}")], "short"),
+        Panel("Tokens per minute by model", "Tokens per minute of every type, by model.",
+              [per_minute(TOKENS, "model", sel)], "short"),
+        Panel("Cost per hour by agent and model",
+              "USD per hour: tokens times the configured price of their model and type"
+              " (--prices.file). A model without a price has tokens and no cost here.",
+              [(f"{cost(sel)} * 3600", "{{agent}} {{model}}")], "currencyUSD"),
+        Panel("Cost per completed invocation",
+              "USD a subagent spends per invocation that completed (its cost over the window"
+              " divided by its completed invocations).",
+              [(f"sum by (agent) ({cost(sel)}) / {completed}", "{{agent}}")], "currencyUSD"),
+        Panel("Cache hit ratio", "Share of input tokens read from the prompt cache (of fresh"
+              " input, cache reads and cache writes).",
+              [(f"sum({rate(TOKENS, hits)}) / sum({rate(TOKENS, inputs)})", "cache hits")],
+              "percentunit"),
+        Panel("Lines changed by agent", "Lines added and removed per hour by subagents (the"
+              " Agent tool's toolStats).",
+              [(f"sum by (agent, type) ({rate('agentmon_lines_changed_total', sel)}) * 3600",
+                "{{agent}} {{type}}")], "short"),
+        Panel("API errors by error", "Turns that ended on an API error (StopFailure) per hour,"
+              " by error.",
+              [(f"sum by (error) ({rate('agentmon_api_errors_total')}) * 3600", "{{error}}")],
+              "short"),
+        Panel("Permission denials by tool", "Tool calls denied permission per hour, by tool.",
+              [(f"sum by (tool) ({rate('agentmon_permission_denials_total')}) * 3600",
+                "{{tool}}")], "short"),
+    ]
+    variable = _variable("agent", "Agent", f'label_values({TOKENS}{{job="agentmon"}}, agent)',
+                         multi=True)
+    return dashboard("agentmon-usage", "agentmon / Usage",
+                     "Tokens and cost by agent and model, cost per completed invocation, cache"
+                     " hit ratio, lines changed, API errors and permission denials.",
+                     panels, [INSTANCE, variable])
+
+
+DASHBOARDS = {"overview": overview, "agent": agent, "tools": tools, "stack-health": stack_health,
+              "usage": usage}
 
 
 def render() -> dict[str, str]:

@@ -10,7 +10,11 @@ shell, or the exec form `args`). Nothing here writes the database itself.
 
 Each session: SessionStart, a prompt, two or three subagent invocations (Task) each with a few
 tool calls (Read, Grep, Edit, Bash, an MCP tool; about one in eight fails), one invocation left
-running when the session ends (so it becomes interrupted), Stop, SessionEnd.
+running when the session ends (so it becomes interrupted), Stop, SessionEnd. Subagent responses
+carry usage, model and lines changed as Claude Code's Agent tool reports them; the main thread's
+transcript (JSON lines with assistant messages and their usage) is written where the events say,
+for the Stop hook to read. The first session also has an API error (StopFailure) and a
+permission denial; later ones now and then.
 """
 
 from __future__ import annotations
@@ -65,7 +69,34 @@ def fire(settings: dict[str, Any], event: dict[str, Any]) -> int:
     return len(hooks)
 
 
-def session(rng: random.Random, cwd: str) -> list[dict[str, Any]]:
+MAIN_MODEL = "claude-opus-4-1-20250805"
+AGENT_MODELS = ["claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001"]
+
+
+def usage(rng: random.Random) -> dict[str, int]:
+    return {"input_tokens": rng.randint(5, 400), "output_tokens": rng.randint(50, 3000),
+            "cache_read_input_tokens": rng.randint(5_000, 60_000),
+            "cache_creation_input_tokens": rng.randint(0, 4_000)}
+
+
+def transcript(rng: random.Random, sid: str, turns: int) -> str:
+    """A main-thread transcript: a user line, then assistant messages, the first streamed over
+    two lines (same message id and request id), as Claude Code writes them."""
+    lines = [{"type": "user", "sessionId": sid, "isSidechain": False,
+              "message": {"role": "user", "content": "Make the views return lists."}}]
+    for n in range(turns):
+        message = {"id": f"msg_{rng.getrandbits(64):016x}", "model": MAIN_MODEL,
+                   "role": "assistant", "content": [{"type": "text", "text": "Working on it."}],
+                   "usage": usage(rng)}
+        entry = {"type": "assistant", "sessionId": sid, "isSidechain": False,
+                 "requestId": f"req_{rng.getrandbits(64):016x}", "message": message}
+        lines.append(entry)
+        if n == 0:
+            lines.append(entry)
+    return "".join(json.dumps(line) + "\n" for line in lines)
+
+
+def session(rng: random.Random, cwd: str, first: bool = False) -> list[dict[str, Any]]:
     sid = str(uuid.UUID(int=rng.getrandbits(128)))
     base = {"session_id": sid, "transcript_path": f"{cwd}/.claude/{sid}.jsonl", "cwd": cwd,
             "permission_mode": "default"}
@@ -101,9 +132,27 @@ def session(rng: random.Random, cwd: str) -> list[dict[str, Any]]:
         events.append({**base, "hook_event_name": "PostToolUseFailure" if failed else "PostToolUse",
                        "tool_name": "Task", "tool_input": task_input, "tool_use_id": task_id,
                        **({"error": "Agent failed", "is_interrupt": False} if failed else
-                          {"tool_response": {"totalDurationMs": rng.randint(20_000, 400_000),
-                                             "totalTokens": rng.randint(5_000, 90_000),
-                                             "totalToolUseCount": 4}})})
+                          {"tool_response": {
+                              "status": "completed", "agentId": f"{rng.getrandbits(64):016x}",
+                              "agentType": agent, "prompt": "Do your part.",
+                              "content": [{"type": "text", "text": "Done."}],
+                              "resolvedModel": rng.choice(AGENT_MODELS),
+                              "totalDurationMs": rng.randint(20_000, 400_000),
+                              "totalTokens": rng.randint(5_000, 90_000),
+                              "totalToolUseCount": 4, "usage": usage(rng),
+                              "toolStats": {"readCount": 1, "searchCount": 1, "bashCount": 1,
+                                            "editFileCount": 1,
+                                            "linesAdded": rng.randint(0, 120),
+                                            "linesRemoved": rng.randint(0, 40),
+                                            "otherToolCount": 0}}})})
+    if first or rng.random() < 0.2:
+        events.append({**base, "hook_event_name": "PermissionDenied", "tool_name": "Bash",
+                       "tool_input": {"command": "curl https://example.invalid"},
+                       "tool_use_id": f"toolu_{rng.getrandbits(64):016x}",
+                       "reason": "denied by the auto mode classifier"})
+    if first or rng.random() < 0.2:
+        events.append({**base, "hook_event_name": "StopFailure", "error": "rate_limit",
+                       "error_details": "429 Too Many Requests"})
     events.append({**base, "hook_event_name": "Stop", "stop_hook_active": False})
     events.append({**base, "hook_event_name": "SessionEnd", "reason": "prompt_input_exit"})
     return events
@@ -123,8 +172,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     rng = random.Random(args.seed)  # noqa: S311 (demo data, not secrets)
     events = runs = 0
-    for _ in range(args.sessions):
-        for event in session(rng, str(Path.home() / "shop")):
+    for n in range(args.sessions):
+        played = session(rng, str(Path.home() / "shop"), first=n == 0)
+        path = Path(played[0]["transcript_path"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(transcript(rng, played[0]["session_id"], rng.randint(2, 5)),
+                        encoding="utf-8")
+        for event in played:
             runs += fire(settings, event)
             events += 1
     print(f"demo_events: {args.sessions} sessions, {events} events, {runs} hook runs")

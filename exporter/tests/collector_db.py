@@ -94,3 +94,17 @@ def exposition(collector: ExporterCollector) -> str:
 
 def families(collector: ExporterCollector) -> Iterator[str]:
     return (f.name for f in collector.collect())
+
+
+def add_usage(conn: sqlite3.Connection, kind: str = "tokens", agent: object = "main",
+              model: object = "claude-sonnet-4-5", label: object = None,
+              counts: tuple[int, int, int, int, int, int] = (0, 0, 0, 0, 0, 0),
+              key: str | None = None, session: object = "s1") -> int:
+    """One agent_usage row: counts are input, output, cache_read, cache_creation tokens, lines
+    added, lines removed."""
+    cur = conn.execute(
+        "INSERT INTO agent_usage (session_id, kind, agent_name, model, label, input_tokens,"
+        " output_tokens, cache_read_tokens, cache_creation_tokens, lines_added, lines_removed,"
+        " dedup_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (session, kind, agent, model, label, *counts, key))
+    return int(cur.lastrowid or 0)

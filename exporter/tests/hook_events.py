@@ -62,6 +62,9 @@ def event(name: str, session: str = "sess-1", **fields: Any) -> dict[str, Any]:
         "PostModelSwitch": {"from_model": "sonnet", "to_model": "opus"},
         "MessageDisplay": {"message": "Compacting..."},
         "DirectoryAdded": {"directory": "/home/dev/other"},
+        "PreSkillShellCommand": {"tool_name": "Bash", "tool_input": {"command": "git status"},
+                                 "tool_use_id": "toolu_s1", "command_name": "review",
+                                 "invoked_by": "user"},
     }[name]
     return {**BASE, "hook_event_name": name, "session_id": session, **extra, **fields}
 
@@ -74,7 +77,7 @@ EVENT_NAMES = ["PreToolUse", "PostToolUse", "PostToolUseFailure", "PostToolBatch
                "TaskCreated", "TaskCompleted", "Setup", "InstructionsLoaded", "CwdChanged",
                "FileChanged", "ConfigChange", "WorktreeCreate", "WorktreeRemove", "SessionStart",
                "SessionEnd", "PreModelSwitch", "PostModelSwitch", "MessageDisplay",
-               "DirectoryAdded"]
+               "DirectoryAdded", "PreSkillShellCommand"]
 
 
 def run_hook(payload: bytes | dict[str, Any], db: Path | None, *args: str,

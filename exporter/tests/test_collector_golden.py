@@ -17,6 +17,7 @@ from collector_db import (
     add_invocation,
     add_session,
     add_tool_use,
+    add_usage,
     exposition,
     make_db,
     samples,
@@ -54,6 +55,12 @@ def fixed_database(path: Path) -> Path:
     add_tool_use(conn, agent="coder", tool="Bash", status="running", session="s0")
     add_tool_use(conn, agent="coder", tool=None, duration=None,
                  start="2025-01-01T10:00:00.000+00:00", end="2025-01-01T10:00:00.250Z")
+    add_usage(conn, counts=(1200, 300, 50000, 2000, 0, 0), key="m1")
+    add_usage(conn, model="claude-opus-4-1", counts=(10, 20, 30, 40, 0, 0), key="m2")
+    add_usage(conn, agent="coder", counts=(5, 6, 7, 8, 120, 30), key="a1")
+    add_usage(conn, kind="api_error", agent=None, model=None, label="rate_limit")
+    add_usage(conn, kind="permission_denied", agent=None, model=None, label="Bash")
+    add_usage(conn, kind="something_newer", label="x")  # a kind this agentmon does not know
     add_session(conn, "s0")
     add_session(conn, "s1")
     add_session(conn, "s2", "completed")
@@ -87,7 +94,7 @@ def test_incremental_and_cold_start_expose_the_same(tmp_path: Path) -> None:
     source = fixed_database(tmp_path / "source.db")
     conn = writer(path)
     conn.execute("ATTACH DATABASE ? AS src", (str(source),))
-    for table in ("agent_invocations", "agent_tool_uses", "sessions"):
+    for table in ("agent_invocations", "agent_tool_uses", "sessions", "agent_usage"):
         conn.execute(f"INSERT INTO {table} SELECT * FROM src.{table}")  # noqa: S608
     conn.close()
     collector.refresh()

@@ -65,9 +65,17 @@ def test_tool_use_pre_then_post(db_path: Path) -> None:
 
 def test_failure_stores_its_error(db_path: Path) -> None:
     send(db_path, tool("PreToolUse", "toolu_a"),
-         tool("PostToolUseFailure", "toolu_a", error="Command failed: exit 1", is_interrupt=True))
+         tool("PostToolUseFailure", "toolu_a", error="Command failed: exit 1", is_interrupt=False))
     assert rows(db_path, "SELECT status, error, tool_output FROM agent_tool_uses") == [
         ("error", "Command failed: exit 1", None)]
+
+
+def test_a_user_interrupt_is_interrupted_not_an_error(db_path: Path) -> None:
+    # Esc during a tool: PostToolUseFailure with is_interrupt true (SDK PostToolUseFailureHookInput)
+    send(db_path, tool("PreToolUse", "toolu_a"),
+         tool("PostToolUseFailure", "toolu_a", error="Interrupted by user", is_interrupt=True))
+    assert rows(db_path, "SELECT status, error FROM agent_tool_uses") == [
+        ("interrupted", "Interrupted by user")]
 
 
 def test_duplicate_events_change_nothing(db_path: Path) -> None:
@@ -147,8 +155,8 @@ def test_agent_tool_name_and_failure(db_path: Path) -> None:
 
 def test_missing_subagent_type_is_unknown(db_path: Path) -> None:
     send(db_path, event("PreToolUse", tool_name="Task", tool_use_id="toolu_x", tool_input={}))
-    assert rows(db_path,
-                "SELECT agent_name, agent_type FROM agent_invocations") == [("unknown", None)]
+    assert rows(
+        db_path, "SELECT agent_name, agent_type FROM agent_invocations") == [("unknown", None)]
 
 
 def test_phase_comes_from_the_environment(db_path: Path) -> None:
@@ -162,12 +170,12 @@ def test_subagent_stop_never_inserts_a_row(db_path: Path) -> None:
 
 
 def test_subagent_stop_matches_by_agent_type_then_most_recent(db_path: Path) -> None:
-    send(db_path,
-         task("PreToolUse", "t1", agent="planner"), task("PreToolUse", "t2", agent="tester"),
+    send(db_path, task("PreToolUse", "t1", agent="planner"),
+         task("PreToolUse", "t2", agent="tester"),
          task("PreToolUse", "t3", agent="planner"))
     send(db_path, event("SubagentStop", agent_type="planner", agent_id="a-1"))
-    assert rows(db_path,
-                "SELECT tool_use_id FROM agent_invocations WHERE end_time IS NOT NULL") == [
+    assert rows(
+        db_path, "SELECT tool_use_id FROM agent_invocations WHERE end_time IS NOT NULL") == [
         ("t3",)]
     send(db_path, event("SubagentStop", agent_id="a-2"))  # no type: the newest one not stopped yet
     assert rows(db_path, "SELECT tool_use_id FROM agent_invocations WHERE end_time IS NOT NULL"
@@ -190,14 +198,21 @@ def test_attribution_is_per_session_with_parallel_sessions(db_path: Path) -> Non
                     " GROUP BY session_id ORDER BY 1") == [("A", "1,2"), ("B", "1,2"), ("C", "1")]
 
 
-def test_agent_type_on_the_event_wins(db_path: Path) -> None:
-    send(db_path,
-         task("PreToolUse", "t1", agent="planner"), task("PreToolUse", "t2", agent="tester"))
+def test_agent_id_names_a_subagent_and_agent_type_alone_is_the_main_thread(db_path: Path) -> None:
+    # SDK BaseHookInput: agent_id only within a subagent; agent_type without agent_id is the
+    # main thread of a session started with --agent; prompt_id marks a client that says so.
+    send(db_path, task("PreToolUse", "t1", agent="planner"),
+         task("PreToolUse", "t2", agent="tester"))
     send(db_path, tool("PreToolUse", "u1", agent_type="planner", agent_id="a1"),
-         tool("PreToolUse", "u2", agent_type="newcomer"))
-    assert rows(db_path, "SELECT t.agent_name, i.tool_use_id FROM agent_tool_uses t"
+         tool("PreToolUse", "u2", agent_type="planner"),
+         tool("PreToolUse", "u3", prompt_id="p-1"),
+         tool("PreToolUse", "u4", agent_id="a9"))
+    assert rows(db_path, "SELECT t.agent_name, i.tool_use_id, t.agent_id, t.prompt_id"
+                    " FROM agent_tool_uses t"
                     " LEFT JOIN agent_invocations i ON i.id = t.agent_invocation_id"
-                    " ORDER BY t.id") == [("planner", "t1"), ("newcomer", None)]
+                    " ORDER BY t.id") == [("planner", "t1", "a1", None), ("main", None, None, None),
+                                          ("main", None, None, "p-1"),
+                                          ("unknown", None, "a9", None)]
 
 
 def test_session_start_end_and_resume(db_path: Path) -> None:
@@ -330,7 +345,7 @@ OPS = st.lists(st.tuples(st.sampled_from(["pre", "post", "fail", "task_pre", "ta
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(OPS)
 def test_any_event_order_keeps_the_invariants(tmp_path: Path, ops: list[Any]) -> None:
-    db_path = tmp_path / f"prop-{abs(hash(tuple(ops)))}.db"
+    db_path = tmp_path / f"prop-{abs(hash(tuple(ops)))}.db_path"
     migrate(db_path)
     conn = connect_writer(db_path)
     clock = datetime(2026, 1, 1, tzinfo=UTC)
@@ -353,18 +368,15 @@ def test_any_event_order_keeps_the_invariants(tmp_path: Path, ops: list[Any]) ->
         conn.close()
     for table in ("agent_tool_uses", "agent_invocations"):
         # one row per (session, tool_use_id); finished rows have an end; running ones none
-        assert rows(db_path,
-                    f"SELECT count(*) = count(DISTINCT session_id || '/' || tool_use_id)"  # noqa: S608
+        assert rows(db_path, f"SELECT count(*) = count(DISTINCT session_id || '/' || tool_use_id)"  # noqa: S608
                         f" FROM {table}") == [(1,)]
-        assert rows(db_path,
-                    f"SELECT count(*) FROM {table} WHERE status IN ('completed', 'error')"  # noqa: S608
+        assert rows(db_path, f"SELECT count(*) FROM {table} WHERE status IN ('completed', 'error')"  # noqa: S608
                         " AND end_time IS NULL") == [(0,)]
         # work still running at its session's end is interrupted, never left running
         assert rows(db_path, f"SELECT count(*) FROM {table} WHERE status = 'running'"  # noqa: S608
                         " AND session_id IN (SELECT session_id FROM sessions"
                         " WHERE status = 'completed')") == [(0,)]
-        assert rows(db_path,
-                    f"SELECT count(*) FROM {table} WHERE duration_seconds < 0") == [(0,)]  # noqa: S608
+        assert rows(db_path, f"SELECT count(*) FROM {table} WHERE duration_seconds < 0") == [(0,)]  # noqa: S608
     seqs = rows(db_path, "SELECT session_id, sequence_number FROM agent_tool_uses ORDER BY id")
     for sid in ("s1", "s2"):
         mine = [s for (x, s) in seqs if x == sid]
@@ -391,8 +403,8 @@ def test_session_end_interrupts_its_running_rows_once(db_path: Path) -> None:
     send(db_path, tool("PostToolUse", "u1"), task("PostToolUseFailure", "t1", error="late"),
          tool("PreToolUse", "u1"))
     assert rows(db_path, "SELECT value FROM agentmon_sequence") == seq
-    assert rows(db_path,
-                "SELECT count(*) FROM agent_tool_uses WHERE session_id = 'sess-1'") == [(2,)]
+    assert rows(
+        db_path, "SELECT count(*) FROM agent_tool_uses WHERE session_id = 'sess-1'") == [(2,)]
     send(db_path, event("SessionEnd"))  # a repeated end finds nothing running
     assert rows(db_path, "SELECT status FROM agent_tool_uses WHERE tool_use_id = 'u1'") == [
         ("interrupted",)]
@@ -418,14 +430,14 @@ def test_rows_running_past_the_limit_are_interrupted_at_any_session_start_or_end
         record(tool("PreToolUse", "old", session="A"), timedelta(0))
         record(tool("PreToolUse", "young", session="B"), timedelta(minutes=50))
         record(event("Stop", session="C"), timedelta(hours=5))  # other events do not sweep
-        assert rows(db_path,
-                    "SELECT count(*) FROM agent_tool_uses WHERE status = 'running'") == [(2,)]
+        assert rows(
+            db_path, "SELECT count(*) FROM agent_tool_uses WHERE status = 'running'") == [(2,)]
         record(event("SessionStart", session="C"), timedelta(hours=5), limit=None)  # off
-        assert rows(db_path,
-                    "SELECT count(*) FROM agent_tool_uses WHERE status = 'running'") == [(2,)]
+        assert rows(
+            db_path, "SELECT count(*) FROM agent_tool_uses WHERE status = 'running'") == [(2,)]
         record(event("SessionStart", session="C"), timedelta(minutes=70))
-        assert rows(db_path,
-                    "SELECT tool_use_id, status, error FROM agent_tool_uses ORDER BY id") == [
+        assert rows(
+            db_path, "SELECT tool_use_id, status, error FROM agent_tool_uses ORDER BY id") == [
             ("old", "interrupted", "interrupted: still running after 3600 s"
              " (2026-01-01T01:10:00+00:00)"), ("young", "running", None)]
         record(event("SessionEnd", session="D"), timedelta(minutes=200))
@@ -465,8 +477,8 @@ def test_subagent_start_names_its_invocation_and_its_events_find_it(db_path: Pat
                     " JOIN agent_invocations i ON i.id = t.agent_invocation_id ORDER BY t.id") == [
         ("u1", "t2"), ("u2", "t1")]
     send(db_path, event("SubagentStop", agent_id="a-2", agent_type="code-reviewer"))
-    assert rows(db_path,
-                "SELECT tool_use_id FROM agent_invocations WHERE end_time IS NOT NULL") == [
+    assert rows(
+        db_path, "SELECT tool_use_id FROM agent_invocations WHERE end_time IS NOT NULL") == [
         ("t2",)]
     # a stop arriving after the Post changes nothing (the row is frozen)
     send(db_path, task("PostToolUse", "t1"))
@@ -488,12 +500,13 @@ def test_subagent_start_without_agent_id_or_a_running_invocation_changes_nothing
 
 def test_known_events_the_store_does_not_use_only_ensure_their_session(db_path: Path) -> None:
     used = {"PreToolUse", "PostToolUse", "PostToolUseFailure", "SessionStart", "SessionEnd",
-            "SubagentStart", "SubagentStop"}
+            "SubagentStart", "SubagentStop", "Stop", "StopFailure", "PermissionDenied"}
     names = [name for name in EVENT_NAMES if name not in used]
-    assert len(names) == 26
+    assert len(names) == 24
     for name in names:
         send(db_path, event(name, session=f"s-{name}"))
-    assert rows(db_path, "SELECT count(*), min(status) FROM sessions") == [(26, "active")]
+    assert rows(db_path, "SELECT count(*), min(status) FROM sessions") == [(24, "active")]
+    assert rows(db_path, "SELECT count(*) FROM agent_usage") == [(0,)]
     assert rows(db_path, "SELECT count(*) FROM agent_tool_uses") == [(0,)]
     assert rows(db_path, "SELECT count(*) FROM agent_invocations") == [(0,)]
     # Setup has cwd and agent_type null: accepted, the session's cwd stays unknown

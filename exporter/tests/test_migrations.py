@@ -71,7 +71,8 @@ def test_adopt_up_and_down_keeps_every_row_and_value(tmp_path: Path, shape: dict
     conn.close()
 
     down = migrate(db, 0)
-    assert [s.split()[1] for s in down.steps] == ["5->4", "4->3", "3->2", "2->1", "1->0"]
+    assert [s.split()[1] for s in down.steps] == [
+        f"{v}->{v - 1}" for v in range(migrations.LATEST, 0, -1)]
     assert version(db) == 0
     assert same_rows(db, before)
     # no down dropped a table; only agentmon's bookkeeping is gone
@@ -125,7 +126,7 @@ def test_adopts_an_empty_file_and_a_brand_new_path(tmp_path: Path, make: str) ->
     assert not (tmp_path / "backups").exists()
     assert {"sessions", "agent_invocations", "agent_tool_uses", "agentmon_meta",
             "agentmon_sequence"} <= names(db, "table")
-    assert len(names(db, "trigger")) == 13  # 8 change tracking + 5 removals
+    assert len(names(db, "trigger")) == 13 + len(migrations.usage_triggers())  # 8 + 5 removals
     migrate(db, 0)
     assert version(db) == 0
 
@@ -151,8 +152,8 @@ def test_dry_run_changes_nothing_not_even_the_journal_mode(tmp_path: Path) -> No
     result = migrate(db, dry_run=True, backup_dir=tmp_path / "b")
     assert result.dry_run
     assert not result.changed
-    assert result.steps == ["up 0->1 (adopt)", "up 1->2 (indexes)", "up 2->3 (changes)",
-                            "up 3->4 (interrupted)", "up 4->5 (removals)"]
+    assert result.steps == [f"up {s.version - 1}->{s.version} ({s.name})"
+                            for s in migrations.STEPS]
     assert result.to_version == migrations.LATEST
     assert db.read_bytes() == raw
     assert not (tmp_path / "b").exists()
@@ -168,15 +169,16 @@ def test_dry_run_changes_nothing_not_even_the_journal_mode(tmp_path: Path) -> No
     assert at_latest.steps == []
     assert at_latest.to_version == migrations.LATEST
     down = migrate(db, 1, dry_run=True)
-    assert down.steps == ["down 5->4 (removals)", "down 4->3 (interrupted)", "down 3->2 (changes)",
-                          "down 2->1 (indexes)"]
+    assert down.steps == [f"down {s.version}->{s.version - 1} ({s.name})"
+                          for s in reversed(migrations.STEPS[1:])]
     assert version(db) == migrations.LATEST
 
 
 def test_to_a_lower_version_runs_the_downs_one_at_a_time(tmp_path: Path) -> None:
     db = build_original_db(tmp_path / "a.db")
     migrate(db)
-    assert migrate(db, 3).steps == ["down 5->4 (removals)", "down 4->3 (interrupted)"]
+    assert migrate(db, 3).steps == [f"down {s.version}->{s.version - 1} ({s.name})"
+                                    for s in reversed(migrations.STEPS[3:])]
     assert names(db, "trigger") == {
         f"agentmon_{table}_{suffix}" for table in migrations.TRACKED for suffix in
         ("ins", "upd", *(("frozen",) if table in migrations.FROZEN_TABLES else ()))}
@@ -237,7 +239,8 @@ def test_adoption_does_not_duplicate_the_original_indexes(tmp_path: Path) -> Non
     assert migrations.REDUNDANT_ORIGINAL_INDEX not in names(db, "index")
     assert "idx_tool_uses_agent" in names(db, "index")
     migrate(db, 0)
-    assert names(db, "index") == before
+    # agent_usage (kept by its down: it holds recorded rows) keeps its UNIQUE key's index
+    assert names(db, "index") - {"sqlite_autoindex_agent_usage_1"} == before
 
 
 class FailAfterFirstStatement:
@@ -302,8 +305,8 @@ def test_two_migrate_processes_at_once_apply_each_step_once(tmp_path: Path) -> N
     assert [p.returncode for p in procs] == [0, 0], outs
     results = [json.loads(out) for out, _ in outs]
     applied = sorted(step for r in results for step in r["steps"])
-    assert applied == ["up 0->1 (adopt)", "up 1->2 (indexes)", "up 2->3 (changes)",
-                       "up 3->4 (interrupted)", "up 4->5 (removals)"]
+    assert applied == sorted(f"up {s.version - 1}->{s.version} ({s.name})"
+                             for s in migrations.STEPS)
     assert all(r["to_version"] == migrations.LATEST for r in results)
     assert version(db) == migrations.LATEST
     assert same_rows(db, before)
@@ -411,7 +414,7 @@ def test_step_4_freezes_interrupted_rows_and_down_restores_step_3(tmp_path: Path
         assert "agent_id" in table_columns(conn, "agent_invocations")
     assert migrate(db).to_version == migrations.LATEST
     with closing(sqlite3.connect(db)) as conn:
-        assert frozen_sql(conn) == step4
+        assert {k: v for k, v in frozen_sql(conn).items() if k in step4} == step4
 
 
 def test_plan_refuses_unknown_versions() -> None:
@@ -634,3 +637,67 @@ def test_a_step_another_process_already_applied_is_skipped(tmp_path: Path) -> No
     assert not conn.in_transaction
     conn.close()
     assert version(db) == 1
+
+
+# ---------------------------------------------------------------- usage (step "usage")
+
+USAGE_STEP = next(s.version for s in migrations.STEPS if s.name == "usage")
+
+
+def _usage_row(conn: sqlite3.Connection, key: str, tokens: int = 10) -> int:
+    cur = conn.execute(
+        "INSERT INTO agent_usage (session_id, kind, agent_name, model, input_tokens, dedup_key)"
+        " VALUES ('s1', 'tokens', 'main', 'claude-x', ?, ?)", (tokens, key))
+    return int(cur.lastrowid or 0)
+
+
+def test_usage_rows_are_stamped_frozen_and_their_removal_counted(tracked: Path) -> None:
+    conn = connect_writer(tracked)
+    start = sequence(conn)
+    row = _usage_row(conn, "m1")
+    assert seq_of(conn, "agent_usage", "agentmon_seq", row) == start + 1 == sequence(conn)
+    conn.execute("UPDATE agent_usage SET input_tokens = 99, model = 'y' WHERE id = ?", (row,))
+    assert conn.execute("SELECT input_tokens, model FROM agent_usage").fetchall() == [
+        (10, "claude-x")]
+    assert sequence(conn) == start + 1
+    # a duplicate key is refused by UNIQUE; the hook looks it up first, so OR IGNORE is rare
+    with pytest.raises(sqlite3.IntegrityError):
+        _usage_row(conn, "m1")
+    conn.execute("INSERT OR REPLACE INTO agent_usage (kind, dedup_key) VALUES ('tokens', 'm1')")
+    assert removals(conn) == 1
+    conn.execute("DELETE FROM agent_usage")
+    assert removals(conn) == 2
+    conn.close()
+
+
+def test_usage_down_keeps_rows_and_columns_and_up_adopts_them(tracked: Path) -> None:
+    conn = connect_writer(tracked)
+    _usage_row(conn, "m1", 7)
+    conn.execute("INSERT INTO agent_invocations (agent_name, status, prompt_id, background)"
+                 " VALUES ('a', 'running', 'p1', 1)")
+    conn.execute("INSERT INTO agent_tool_uses (tool_name, status, prompt_id, agent_id)"
+                 " VALUES ('Bash', 'running', 'p1', 'ag1')")
+    conn.execute("INSERT INTO agentmon_transcripts (path, offset) VALUES ('/t', 5)")
+    conn.close()
+    down = migrate(tracked, USAGE_STEP - 1)
+    assert f"down {USAGE_STEP}->{USAGE_STEP - 1} (usage)" in down.steps
+    assert version(tracked) == USAGE_STEP - 1
+    assert not {n for n in names(tracked, "trigger") if "agent_usage" in n}
+    assert "agentmon_transcripts" not in names(tracked, "table")
+    conn = connect_writer(tracked)
+    assert "agentmon_seq" not in table_columns(conn, "agent_usage")
+    assert conn.execute("SELECT kind, input_tokens, dedup_key FROM agent_usage").fetchall() == [
+        ("tokens", 7, "m1")]
+    assert conn.execute("SELECT prompt_id, background FROM agent_invocations"
+                        " WHERE prompt_id IS NOT NULL").fetchall() == [("p1", 1)]
+    assert conn.execute("SELECT prompt_id, agent_id FROM agent_tool_uses"
+                        " WHERE prompt_id IS NOT NULL").fetchall() == [("p1", "ag1")]
+    conn.close()
+    assert migrate(tracked).to_version == migrations.LATEST
+    conn = connect_writer(tracked)
+    # the row from before the step: no sequence number, counted by a cold start
+    assert conn.execute("SELECT agentmon_seq FROM agent_usage").fetchall() == [(None,)]
+    before = sequence(conn)
+    _usage_row(conn, "m2")
+    assert sequence(conn) == before + 1
+    conn.close()

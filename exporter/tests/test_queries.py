@@ -35,6 +35,16 @@ EXPECTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "session_row_at": (("SEARCH sessions USING INTEGER PRIMARY KEY (rowid=?)",), ()),
     "session_top_stamp": (("SEARCH sessions USING COVERING INDEX idx_sessions_agentmon_seq "
                            "(agentmon_seq<?)",), ("TEMP B-TREE",)),
+    # agent_usage (schema step "usage"): append-only rows, read by sequence number
+    "usage_changed": (("SEARCH agent_usage USING INDEX idx_agent_usage_agentmon_seq "
+                       "(agentmon_seq>? AND agentmon_seq<?)",), ("TEMP B-TREE",)),
+    "usage_cold": (("SEARCH agent_usage USING COVERING INDEX idx_agent_usage_labels (kind=?)",),
+                   ("TEMP B-TREE",)),
+    "usage_last_counted": (("SEARCH agent_usage USING COVERING INDEX"
+                            " idx_agent_usage_agentmon_seq (agentmon_seq<?)",), ("TEMP B-TREE",)),
+    "usage_row_at": (("SEARCH agent_usage USING INTEGER PRIMARY KEY (rowid=?)",), ()),
+    "usage_top_stamp": (("SEARCH agent_usage USING COVERING INDEX idx_agent_usage_agentmon_seq "
+                         "(agentmon_seq<?)",), ("TEMP B-TREE",)),
 }
 for table, key2, agg, untimed, running in (
     ("agent_invocations", "phase", "idx_invocations_agent", "idx_invocations_untimed",

@@ -149,7 +149,8 @@ def test_schema_is_exactly_what_migrations_create(seeded: Path, tmp_path: Path) 
     assert rows(seeded, "PRAGMA user_version") == [(migrations.LATEST,)]
     assert rows(seeded, "PRAGMA integrity_check") == [("ok",)]
     assert rows(seeded, "PRAGMA journal_mode") == [("wal",)]
-    assert len(rows(seeded, "SELECT name FROM sqlite_master WHERE type = 'trigger'")) == 13
+    assert len(rows(seeded, "SELECT name FROM sqlite_master WHERE type = 'trigger'")) == 13 + len(
+        migrations.usage_triggers())
     keys = {r[0] for r in rows(seeded, "SELECT key FROM agentmon_meta")}
     assert {"db_id", "tracking_id"} <= keys
 
@@ -515,3 +516,19 @@ def test_cli_error_with_a_progress_bar(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_default_jobs_is_bounded() -> None:
     assert 1 <= seed.default_jobs() <= 4
+
+
+def test_usage_facts_are_counted_as_sql_says(tmp_path: Path) -> None:
+    from collector_db import samples
+    from test_truth import assert_matches, recount
+
+    from agentmon.collector.collector import ExporterCollector
+
+    db = tmp_path / "usage.db"
+    seed.seed(db, opts(400, usage=True))
+    kinds = dict(rows(db, "SELECT kind, count(*) FROM agent_usage GROUP BY kind"))
+    assert min(kinds["tokens"], kinds["api_error"], kinds["permission_denied"]) > 0
+    assert rows(db, "SELECT count(*) FROM agent_usage WHERE agentmon_seq IS NULL") == [(0,)]
+    collector = ExporterCollector(db, label_cap=1000)
+    collector.refresh()
+    assert_matches(samples(collector), recount(db))

@@ -166,6 +166,23 @@ def recount(db: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         "SELECT COUNT(*) FROM (SELECT session_id FROM agent_invocations WHERE status = 'running'"
         " UNION SELECT session_id FROM agent_tool_uses WHERE status = 'running')").fetchone()[0]
     add("agentmon_sessions_active", active)
+    types = ("input", "output", "cache_read", "cache_creation", "added", "removed")
+    for kind, agent, model, label, *counts in conn.execute(
+            "SELECT kind, agent_name, model, label, input_tokens, output_tokens,"
+            " cache_read_tokens, cache_creation_tokens, lines_added, lines_removed"
+            " FROM agent_usage"):
+        if kind == "tokens":
+            for kind_name, n in zip(types, counts, strict=True):
+                if kind_name in ("added", "removed"):
+                    add("agentmon_lines_changed_total", n, agent=truth_label(agent),
+                        type=kind_name)
+                else:
+                    add("agentmon_tokens_total", n, agent=truth_label(agent),
+                        model=truth_label(model), type=kind_name)
+        elif kind == "api_error":
+            add("agentmon_api_errors_total", 1, error=truth_label(label))
+        elif kind == "permission_denied":
+            add("agentmon_permission_denials_total", 1, tool=truth_label(label))
     conn.close()
     return out
 
@@ -179,7 +196,8 @@ def assert_matches(exported: dict, expected: dict, cap: int | None = None) -> No
         assert math.isclose(have, want, rel_tol=1e-9, abs_tol=1e-6), (key, have, want)
 
 
-CAPPED = {"agent": "agent", "phase": "phase", "tool": "tool", "status": "status"}
+CAPPED = {"agent": "agent", "phase": "phase", "tool": "tool", "status": "status",
+          "model": "model", "error": "error"}
 RESERVED = {"other", "invalid", "unknown", "none"}
 
 
@@ -342,6 +360,36 @@ class TruthMachine(RuleBasedStateMachine):
         if row is not None:
             self._insert(table, agent, key2, status, duration, when, session, row,
                          "INSERT OR REPLACE")
+
+    @rule(kind=st.sampled_from(["tokens", "tokens", "api_error", "permission_denied", "newer"]),
+          agent=AGENTS, model=st.sampled_from(["claude-opus-4-1", "claude-sonnet-4-5", None,
+                                               "bad model/x"]),
+          label=st.sampled_from(["rate_limit", "Bash", None, "two words"]),
+          counts=st.tuples(*[st.integers(0, 10**7)] * 6), keyed=st.booleans())
+    def insert_usage(self, kind, agent, model, label, counts, keyed) -> None:
+        self.events += 1
+        self.conn.execute(
+            "INSERT OR IGNORE INTO agent_usage (timestamp, session_id, kind, agent_name, model,"
+            " label, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens,"
+            " lines_added, lines_removed, dedup_key) VALUES (?, 's1', ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+            " ?, ?)", (self._event_time(), kind, agent, model, label, *counts,
+                       f"k{self.events % 7}" if keyed else None))
+
+    @rule(pick=st.integers(0, 50), action=st.sampled_from(["update", "delete", "replace"]))
+    def change_usage(self, pick, action) -> None:
+        """Usage rows are facts: an update is ignored, a delete or replace is a removal."""
+        row = self._pick("SELECT id FROM agent_usage ORDER BY id", pick)
+        if row is None:
+            return
+        if action == "update":
+            self.conn.execute("UPDATE agent_usage SET input_tokens = input_tokens + 1,"
+                              " agent_name = 'late' WHERE id = ?", (row,))
+        elif action == "delete":
+            self.conn.execute("DELETE FROM agent_usage WHERE id = ?", (row,))
+        else:
+            self.conn.execute("INSERT OR REPLACE INTO agent_usage (id, timestamp, kind,"
+                              " agent_name, output_tokens) VALUES (?, ?, 'tokens', 'coder', 5)",
+                              (row, self._event_time()))
 
     @rule(pick=st.integers(0, 50))
     def delete_session(self, pick) -> None:

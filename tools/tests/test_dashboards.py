@@ -38,7 +38,7 @@ def test_shipped_dashboards_pass_and_are_what_the_generator_writes(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert check_dashboards.main(["--promtool", PROMTOOL]) == 0
-    assert "4 dashboards" in capsys.readouterr().out
+    assert "5 dashboards" in capsys.readouterr().out
     assert dashboards.main(["--check"]) == 0
 
 

@@ -68,7 +68,8 @@ def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     work = tmp_path_factory.mktemp("live")
     db = work / "agent_workflow.db"
     subprocess.run(
-        [str(AGENTMON), "seed", "--db", str(db), "--invocations", "3000", "--days", "1"],
+        [str(AGENTMON), "seed", "--db", str(db), "--invocations", "3000", "--days", "1",
+         "--usage"],
         check=True, capture_output=True,
     )
     exporter, prom = _free_port(), _free_port()
@@ -81,7 +82,13 @@ def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         ],
     }
     (work / "prometheus.yml").write_text(json.dumps(config))
+    prices = work / "prices.json"  # the models the seeder writes; the Usage panels read them
+    prices.write_text(json.dumps({"models": {
+        model: {"input": 3, "output": 15, "cache_read": 0.3, "cache_creation": 3.75}
+        for model in ("claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001",
+                      "claude-opus-4-1-20250805")}}))
     serve = [str(AGENTMON), "serve", "--db", str(db), "--refresh.interval", "0.5",
+             "--prices.file", str(prices),
              "--web.listen-address", f"127.0.0.1:{exporter}"]
     server = [PROMETHEUS, f"--config.file={work / 'prometheus.yml'}",
               f"--storage.tsdb.path={work / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom}"]

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
@@ -27,6 +28,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
+from agentmon.collector.prices import Prices
+from agentmon.collector.prices import load as load_prices
 from agentmon.web.config import WebConfig, WebConfigError, load_web_config
 from agentmon.web.reload import WebConfigWatcher
 from agentmon.web.server import (
@@ -69,6 +72,7 @@ class Settings:
     checkpoint: Path
     interval: float
     label_cap: int
+    prices: Prices = field(default_factory=Prices)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--label.cap", dest="label_cap", type=int, default=50, metavar="N",
                         help="distinct values per label before the rest fold into 'other' "
                         "(default 50)")
+    prices = os.environ.get("AGENTMON_PRICES_FILE") or None
+    parser.add_argument("--prices.file", dest="prices", type=Path,
+                        default=None if prices is None else Path(prices), metavar="FILE",
+                        help="JSON price table (USD per million tokens per model and token type,"
+                        " optional daily budget; env AGENTMON_PRICES_FILE); without it no price"
+                        " and no cost is shown")
     parser.add_argument("--log.level", dest="log_level", default="info",
                         choices=sorted(LOG_LEVELS), help="log level (default info)")
     parser.add_argument("--check-config", action="store_true",
@@ -110,7 +120,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     web = load_web_config(args.web_config)
     check_authentication(listen, web)
     checkpoint = args.checkpoint or args.db.with_name(args.db.name + ".agentmon-checkpoint")
-    return Settings(args.db, listen, web, checkpoint, args.interval, args.label_cap)
+    return Settings(args.db, listen, web, checkpoint, args.interval, args.label_cap,
+                    load_prices(args.prices))
 
 
 def check_authentication(listen: ListenAddress, web: WebConfig) -> None:
@@ -180,7 +191,7 @@ def _default_collector(settings: Settings) -> Collector:
     from agentmon.collector.collector import ExporterCollector
 
     return ExporterCollector(settings.db, checkpoint_path=settings.checkpoint,
-                             label_cap=settings.label_cap,
+                             label_cap=settings.label_cap, prices=settings.prices,
                              logger=logging.getLogger("agentmon.collector"))
 
 

@@ -227,7 +227,7 @@ def test_prometheus_evaluates_every_agentmon_rule(host: Any) -> None:
         return {g["name"]: g for g in json.loads(answer["body"])["data"]["groups"]}
 
     groups = rule_groups()
-    assert set(groups) == {"agentmon.recording", "agentmon.alerts"}
+    assert set(groups) == {"agentmon.recording", "agentmon.usage", "agentmon.alerts"}
     assert len(groups["agentmon.alerts"]["rules"]) == 11
 
     def unhealthy() -> list[tuple[str, str, str | None]]:

@@ -429,7 +429,7 @@ def test_prometheus_evaluates_every_agentmon_rule() -> None:
     found = wait_for(healthy, "every rule healthy", every=1)
     assert found, [(r["name"], r["health"], r.get("lastError"))
                    for g in groups().values() for r in g["rules"]]
-    assert set(found) == {"agentmon.recording", "agentmon.alerts"}
+    assert set(found) == {"agentmon.recording", "agentmon.usage", "agentmon.alerts"}
     durations = {r["name"]: r["duration"] for r in found["agentmon.alerts"]["rules"]}
     assert len(durations) == 11
     # The shipped alerts with the test's `for:`, but the Watchdog (none).

@@ -24,6 +24,7 @@ from pathlib import Path
 from prometheus_client.core import Metric
 
 from agentmon.collector.policy import CheckpointPolicy
+from agentmon.collector.prices import Prices
 from agentmon.collector.reading import DbFault, Reader, read_head
 from agentmon.collector.render import REASONS, Health, render
 from agentmon.collector.state import State
@@ -45,11 +46,13 @@ class ExporterCollector:
         checkpoint_interval: float = 60.0,
         busy_timeout_ms: int = 1000,
         batch_size: int = 10_000,
+        prices: Prices | None = None,
     ) -> None:
         if label_cap < 0 or batch_size < 1:
             raise ValueError("label_cap must be >= 0 and batch_size >= 1")
         self._path = Path(db_path)
         self._label_cap = label_cap
+        self._prices = prices or Prices()
         self._log = logger or logging.getLogger("agentmon.collector")
         self._busy_timeout_ms = busy_timeout_ms
         self._lock = threading.Lock()  # one refresh or checkpoint write at a time
@@ -192,4 +195,4 @@ class ExporterCollector:
 
     def _build_snapshot(self) -> tuple[Metric, ...]:
         self._health.errors["checkpoint"] = self._policy.failures
-        return render(self._state or State(self._label_cap), self._health)
+        return render(self._state or State(self._label_cap), self._health, self._prices)

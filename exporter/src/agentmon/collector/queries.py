@@ -170,6 +170,34 @@ SESSION_TOP_STAMP = (
     " WHERE agentmon_seq <= ? ORDER BY agentmon_seq DESC LIMIT 1"
 )
 
+# --- agent_usage (schema step "usage"): append-only, every row a fact counted once ------------
+USAGE_KINDS = ("tokens", "api_error", "permission_denied")
+_USAGE_KIND_SQL = sql_list(USAGE_KINDS)
+USAGE_VALUES = ("kind, agent_name, model, label, input_tokens, output_tokens, cache_read_tokens,"
+                " cache_creation_tokens, lines_added, lines_removed")
+USAGE_CHANGED = (
+    f"SELECT agentmon_seq, id, {USAGE_VALUES} FROM agent_usage"
+    " INDEXED BY idx_agent_usage_agentmon_seq WHERE agentmon_seq > ? AND agentmon_seq <= ?"
+    f" AND kind IN {_USAGE_KIND_SQL} ORDER BY agentmon_seq LIMIT ?"
+)
+# Cold start: per label combination, one covering scan of idx_agent_usage_labels.
+USAGE_COLD = (
+    "SELECT kind, agent_name, model, label, COUNT(*), SUM(input_tokens), SUM(output_tokens),"
+    " SUM(cache_read_tokens), SUM(cache_creation_tokens), SUM(lines_added), SUM(lines_removed)"
+    f" FROM agent_usage INDEXED BY idx_agent_usage_labels WHERE kind IN {_USAGE_KIND_SQL}"
+    " GROUP BY kind, agent_name, model, label"
+)
+USAGE_LAST_COUNTED = (
+    "SELECT id, agentmon_seq FROM agent_usage INDEXED BY idx_agent_usage_agentmon_seq"
+    " WHERE agentmon_seq <= ? ORDER BY agentmon_seq DESC LIMIT 1"
+)
+USAGE_ROW_AT = f"SELECT agentmon_seq, {USAGE_VALUES}, timestamp, session_id, dedup_key" \
+    " FROM agent_usage WHERE id = ?"
+USAGE_TOP_STAMP = (
+    "SELECT agentmon_seq, id FROM agent_usage INDEXED BY idx_agent_usage_agentmon_seq"
+    " WHERE agentmon_seq <= ? ORDER BY agentmon_seq DESC LIMIT 1"
+)
+
 ACTIVE_SESSIONS = (
     "SELECT COUNT(*) FROM (" + INVOCATIONS.running_sessions + " UNION "
     + TOOL_USES.running_sessions + ")"
@@ -185,6 +213,11 @@ ALL_QUERIES: dict[str, str] = {
     "session_last_changed": SESSION_LAST_CHANGED,
     "session_row_at": SESSION_ROW_AT,
     "session_top_stamp": SESSION_TOP_STAMP,
+    "usage_changed": USAGE_CHANGED,
+    "usage_cold": USAGE_COLD,
+    "usage_last_counted": USAGE_LAST_COUNTED,
+    "usage_row_at": USAGE_ROW_AT,
+    "usage_top_stamp": USAGE_TOP_STAMP,
     **{
         f"{q.table}.{name}": getattr(q, name)
         for q in (INVOCATIONS, TOOL_USES)

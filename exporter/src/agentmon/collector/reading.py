@@ -36,8 +36,8 @@ from agentmon.collector.state import TABLES, State, session_key, usable_duration
 from agentmon.schema.migrations import LATEST, STEPS
 from agentmon.schema.statuses import COMPLETED
 
-# Needs change tracking (step 3) and the removal counter (the "removals" step).
-MIN_SCHEMA = next(s.version for s in STEPS if s.name == "removals")
+# Needs change tracking (step 3), the removal counter ("removals") and agent_usage ("usage").
+MIN_SCHEMA = next(s.version for s in STEPS if s.name == "usage")
 FROZEN = (queries.INVOCATIONS, queries.TOOL_USES)
 
 
@@ -100,6 +100,9 @@ class Reader:
             # a finished row is frozen: the same sequence number and the same values
             if seen is not None and _row(conn, table, seen[0]) != (seen[1], seen[2], seen[2]):
                 return diverged
+        seen = state.witness.get("agent_usage")
+        if seen is not None and _row(conn, USAGE, seen[0]) != (seen[1], seen[2], seen[2]):
+            return diverged  # usage rows never change
         seen = state.witness.get("sessions")
         if seen is not None:
             now = _row(conn, SESSIONS, seen[0])
@@ -165,9 +168,26 @@ class Reader:
                 if self.between_batches is not None:
                     self.between_batches()
                 conn.execute("BEGIN")
+        self._read_usage(conn, state, seq)
         state.seq = seq
         state.head = self._head(conn, seq)
         return None
+
+    def _read_usage(self, conn: sqlite3.Connection, state: State, seq: int) -> None:
+        """New agent_usage rows up to ``seq``, in batches in the caller's transaction (rows
+        never change, and are few next to tool uses)."""
+        while True:
+            rows = conn.execute(queries.USAGE_CHANGED,
+                                (state.marks["agent_usage"], seq, self.batch)).fetchall()
+            for _, _, kind, agent, model, what, *counts in rows:
+                state.add_usage(kind, agent, model, what, 1, tuple(counts))
+            self.rows_read["agent_usage"] += len(rows)
+            if rows:
+                self._witness(conn, state, USAGE, rows[-1][1])
+            if len(rows) < self.batch:
+                state.marks["agent_usage"] = seq
+                return
+            state.marks["agent_usage"] = rows[-1][0]
 
     @staticmethod
     def read_gauges(conn: sqlite3.Connection, state: State) -> None:
@@ -203,6 +223,12 @@ class Reader:
             last = conn.execute(q.last_counted, (head.seq,)).fetchone()
             if last is not None:
                 self._witness(conn, state, TABLES.index(q.table), last[0])
+        for kind, agent, model, what, rows, *counts in conn.execute(queries.USAGE_COLD):
+            state.add_usage(kind, agent, model, what, rows, tuple(counts))
+            self.rows_read["agent_usage"] += rows
+        last = conn.execute(queries.USAGE_LAST_COUNTED, (head.seq,)).fetchone()
+        if last is not None:
+            self._witness(conn, state, USAGE, last[0])
         status_folder: LabelFolder = state.folders["status"]
         for status, rows in conn.execute(queries.COLD_SESSIONS).fetchall():
             label = COMPLETED if status == COMPLETED else status_folder.fold(status, rows)
@@ -242,9 +268,11 @@ class Reader:
 
 # Indexed by table number (the order of state.TABLES).
 SESSIONS = TABLES.index("sessions")
-_ROW_AT = (queries.INVOCATIONS.row_at, queries.TOOL_USES.row_at, queries.SESSION_ROW_AT)
+USAGE = TABLES.index("agent_usage")
+_ROW_AT = (queries.INVOCATIONS.row_at, queries.TOOL_USES.row_at, queries.SESSION_ROW_AT,
+           queries.USAGE_ROW_AT)
 _TOP_STAMP = (queries.INVOCATIONS.top_stamp, queries.TOOL_USES.top_stamp,
-              queries.SESSION_TOP_STAMP)
+              queries.SESSION_TOP_STAMP, queries.USAGE_TOP_STAMP)
 
 
 def _top_stamp(conn: sqlite3.Connection, seq: int) -> tuple[int, int, int] | None:

@@ -18,6 +18,7 @@ from prometheus_client.core import (
 )
 
 from agentmon import __version__
+from agentmon.collector.prices import Prices
 from agentmon.collector.state import TABLES, Histogram, State
 
 REASONS = ("missing", "unreadable", "locked", "corrupt", "not_migrated", "other", "checkpoint")
@@ -35,7 +36,7 @@ class Health:
     rebuilds: int = 0
 
 
-def render(state: State, health: Health) -> tuple[Metric, ...]:
+def render(state: State, health: Health, prices: Prices | None = None) -> tuple[Metric, ...]:
     families: list[Metric] = []
 
     def counter(name: str, doc: str, labels: Sequence[str],
@@ -80,6 +81,21 @@ def render(state: State, health: Health) -> tuple[Metric, ...]:
     gauge("agentmon_sessions_active",
           "Sessions with at least one agent invocation or tool use running now.", [],
           {(): state.sessions_active})
+    counter("agentmon_tokens", "Tokens used by agent, model and type (input, output,"
+            " cache_read, cache_creation); agent main is the main thread.",
+            ["agent", "model", "type"], state.tokens)
+    counter("agentmon_lines_changed", "Lines added and removed by subagents (Agent tool stats).",
+            ["agent", "type"], state.lines)
+    counter("agentmon_api_errors", "Turns that ended on an API error (StopFailure), by error.",
+            ["error"], {(k,): v for k, v in state.api_errors.items()})
+    counter("agentmon_permission_denials", "Tool calls denied permission, by tool.", ["tool"],
+            {(k,): v for k, v in state.denials.items()})
+    prices = prices or Prices()
+    gauge("agentmon_token_price_usd", "Configured price of one token, by model and type"
+          " (--prices.file); cost = tokens x price, see the agentmon:cost_usd rules.",
+          ["model", "type"], dict(prices.per_token))
+    gauge("agentmon_cost_budget_usd_per_day", "Configured daily cost budget (absent: none).",
+          [], {} if prices.daily_budget is None else {(): prices.daily_budget})
     gauge("agentmon_db_up", "1 if the last refresh read the database, else 0.", [],
           {(): 1 if health.up else 0})
     gauge("agentmon_last_refresh_duration_seconds", "Duration of the last refresh.", [],

@@ -15,8 +15,12 @@ from agentmon.collector.labels import NONE, UNKNOWN, LabelFolder
 from agentmon.collector.queries import INVOCATION_BUCKETS, MAX_DURATION, TOOL_USE_BUCKETS
 from agentmon.schema.statuses import COMPLETED
 
-TABLES = ("agent_invocations", "agent_tool_uses", "sessions")
-LABELS = {"agent": UNKNOWN, "phase": NONE, "tool": UNKNOWN, "status": UNKNOWN}
+TABLES = ("agent_invocations", "agent_tool_uses", "sessions", "agent_usage")
+LABELS = {"agent": UNKNOWN, "phase": NONE, "tool": UNKNOWN, "status": UNKNOWN,
+          "model": UNKNOWN, "error": UNKNOWN}
+# agentmon_tokens_total's type label, in agent_usage's column order
+TOKEN_TYPES = ("input", "output", "cache_read", "cache_creation")
+LINE_TYPES = ("added", "removed")
 
 
 def usable_duration(duration_seconds: object, timestamp_duration: object) -> float | None:
@@ -85,6 +89,12 @@ class State:
         self.tool_use_hist: dict[str, Histogram] = {}
         self.sessions: dict[str, int] = {}
         self.open_sessions: dict[str, str] = {}  # session digest -> status label, if not completed
+        # agent_usage: tokens by (agent, model, type), lines by (agent, type), API errors by
+        # error, permission denials by tool
+        self.tokens: dict[tuple[str, str, str], int] = {}
+        self.lines: dict[tuple[str, str], int] = {}
+        self.api_errors: dict[str, int] = {}
+        self.denials: dict[str, int] = {}
         # How the database looked when it was read (see collector.reading, "Divergence"): its
         # removal counter, per table a witness row as [rowid, seq, fingerprint] (sessions:
         # [rowid, seq, identity fingerprint, fingerprint]), and the row holding the highest
@@ -134,6 +144,27 @@ class State:
         if duration is not None:
             self.tool_use_histogram(label).observe(duration)
 
+    # --- agent_usage -----------------------------------------------------------------------
+    def add_usage(self, kind: object, agent: object, model: object, what: object, rows: int,
+                  counts: tuple[object, ...]) -> None:
+        """``rows`` rows of one label combination; ``counts`` are their summed columns
+        (four token types, then lines added and removed)."""
+        if kind == "tokens":
+            a = self.folders["agent"].fold(agent, rows)
+            m = self.folders["model"].fold(model, rows)
+            for kind_name, n in zip(TOKEN_TYPES, counts[:4], strict=True):
+                if isinstance(n, int) and n > 0:
+                    self.tokens[(a, m, kind_name)] = self.tokens.get((a, m, kind_name), 0) + n
+            for kind_name, n in zip(LINE_TYPES, counts[4:], strict=True):
+                if isinstance(n, int) and n > 0:
+                    self.lines[(a, kind_name)] = self.lines.get((a, kind_name), 0) + n
+        elif kind == "api_error":
+            e = self.folders["error"].fold(what, rows)
+            self.api_errors[e] = self.api_errors.get(e, 0) + rows
+        elif kind == "permission_denied":
+            t = self.folders["tool"].fold(what, rows)
+            self.denials[t] = self.denials.get(t, 0) + rows
+
     # --- sessions --------------------------------------------------------------------------
     def session_changed(self, session_id: object, status: object, is_new: bool) -> None:
         """A session row as it is now; ``is_new`` when the state has never counted it."""
@@ -173,6 +204,10 @@ class State:
             "tool_use_hist": {k: [h.counts, h.total] for k, h in self.tool_use_hist.items()},
             "sessions": self.sessions,
             "open_sessions": self.open_sessions,
+            "tokens": [[*k, v] for k, v in self.tokens.items()],
+            "lines": [[*k, v] for k, v in self.lines.items()],
+            "api_errors": self.api_errors,
+            "denials": self.denials,
             "removals": self.removals,
             "witness": self.witness,
             "head": self.head,
@@ -212,6 +247,10 @@ class State:
                                for k, v in data["tool_use_hist"].items()}
         state.sessions = {str(k): _count(v) for k, v in data["sessions"].items()}
         state.open_sessions = {str(k): str(v) for k, v in data["open_sessions"].items()}
+        state.tokens = {_key3(row): _count(row[3]) for row in data["tokens"]}
+        state.lines = {_key2(row): _count(row[2]) for row in data["lines"]}
+        state.api_errors = {str(k): _count(v) for k, v in data["api_errors"].items()}
+        state.denials = {str(k): _count(v) for k, v in data["denials"].items()}
         state.removals = _count(data["removals"])
         witness = data["witness"]
         if not isinstance(witness, dict) or not set(witness) <= set(TABLES):
@@ -229,6 +268,12 @@ def _key3(row: list[object]) -> tuple[str, str, str]:
     if len(row) != 4 or not all(isinstance(v, str) for v in row[:3]):
         raise ValueError("counter row is not [label, label, label, count]")
     return (str(row[0]), str(row[1]), str(row[2]))
+
+
+def _key2(row: list[object]) -> tuple[str, str]:
+    if len(row) != 3 or not all(isinstance(v, str) for v in row[:2]):
+        raise ValueError("counter row is not [label, label, count]")
+    return (str(row[0]), str(row[1]))
 
 
 def _count(value: object) -> int:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 # Must equal agentmon.migrations.LATEST (a test checks it). Importing the migration machinery
 # costs more than the whole budget of a hook process, so it is imported only when needed.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 DEFAULT_DB = "~/.local/share/agentmon/agent_workflow.db"
 DEFAULT_MAX_INPUT_BYTES = 1024 * 1024
@@ -260,8 +260,10 @@ def open_database_file(path: str) -> os.stat_result:
     return opened
 
 
-def store(event: dict[str, Any], config: dict[str, Any]) -> None:
-    """Write one validated event. Raises sqlite3.Error / OSError when the database fails."""
+def store(event: dict[str, Any], config: dict[str, Any]) -> str | None:
+    """Write one validated event; returns a warning (a transcript not read), if any.
+
+    Raises sqlite3.Error / OSError when the database fails."""
     from agentmon.hook.store import Store
     from agentmon.schema.db import connect_writer
 
@@ -288,8 +290,10 @@ def store(event: dict[str, Any], config: dict[str, Any]) -> None:
             from agentmon.schema.migrate import ensure_latest
 
             ensure_latest(conn, path)
-        Store(conn, max_payload_bytes=config["--max-payload-bytes"], phase=config["phase"],
-              interrupt_after=config["--interrupt-after-seconds"]).record(event)
+        writer = Store(conn, max_payload_bytes=config["--max-payload-bytes"],
+                       phase=config["phase"], interrupt_after=config["--interrupt-after-seconds"])
+        writer.record(event)
+        return writer.warning
     finally:
         conn.close()
 
@@ -335,11 +339,10 @@ def _run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[str] | None,
     if config["db"] is None:
         return "database unavailable: no home folder to put the database in; use --db"
     try:
-        store(event, config)
+        return store(event, config)
     except (sqlite3.Error, OSError, ValueError, RuntimeError) as exc:
         # ValueError: schema newer than this agentmon; RuntimeError: pre-migration backup failed
         return f"database unavailable: {config['db']}: {exc}"
-    return None
 
 
 def main(argv: list[str]) -> int:

@@ -9,6 +9,14 @@ Events may arrive in any order (Claude Code runs async hooks in the background):
 its Pre inserts the finished row, and a Pre whose row exists (running or finished) changes
 nothing, so no order leaves a row running or counts it twice. Rows still running when their
 session ends, or running longer than ``interrupt_after`` seconds, become ``interrupted``.
+
+A background subagent (an Agent call whose response is ``status: "async_launched"``) stays
+running until its SubagentStop (found by ``agent_id``), which finishes it and records the usage
+in its transcript. Token usage, API errors and permission denials go to ``agent_usage``
+(``agentmon.hook.usage``). An event's ``agent_id`` names the subagent that made it; without
+one it is the main thread's, as the SDK documents (``agent_type`` alone is a main thread started
+with ``--agent``); only an event of an older client, with neither and no ``prompt_id``, is
+attributed to the session's newest running invocation.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import sqlite3
 import time
 from datetime import UTC, datetime
 
-from agentmon.hook import redact
+from agentmon.hook import redact, usage
 from agentmon.schema.statuses import FINAL, INTERRUPTED, sql_list
 
 TYPE_CHECKING = False  # typing costs ~3 ms of import per hook process; only checkers need it
@@ -83,11 +91,11 @@ def seconds_between(start: Any, end: datetime) -> float | None:
     return seconds if 0 <= seconds <= _MAX_DURATION_S else None
 
 
-def reported_duration(response: Any) -> float | None:
-    """``tool_response.totalDurationMs`` in seconds, when it is a sane number."""
+def reported_duration(response: Any, key: str = "totalDurationMs") -> float | None:
+    """``response[key]`` (milliseconds) in seconds, when it is a sane number."""
     if not isinstance(response, dict):
         return None
-    millis = response.get("totalDurationMs")
+    millis = response.get(key)
     if isinstance(millis, bool) or not isinstance(millis, int | float):
         return None
     try:
@@ -95,6 +103,12 @@ def reported_duration(response: Any) -> float | None:
     except OverflowError:
         return None
     return seconds if math.isfinite(seconds) and 0 <= seconds <= _MAX_DURATION_S else None
+
+
+def short_text(value: Any, limit: int = 256) -> str | None:
+    """An id-like string the hook stores as it is (prompt_id, agent_id), or None."""
+    return value if isinstance(value, str) and 0 < len(value) <= limit \
+        and value.isprintable() else None
 
 
 def result_summary(response: Any) -> str | None:
@@ -112,13 +126,16 @@ class Store:
 
     def __init__(self, conn: sqlite3.Connection, *, max_payload_bytes: int,
                  phase: str | None = None, now: datetime | None = None,
-                 interrupt_after: float | None = None) -> None:
+                 interrupt_after: float | None = None,
+                 transcript_budget: int = usage.DEFAULT_BUDGET) -> None:
         self.conn = conn
         self.max_payload = max_payload_bytes
         self.phase = label(phase)
         self.interrupt_after = interrupt_after or None  # seconds; 0 / None: never
         self.when = now or datetime.now(UTC)
         self.now = self.when.isoformat()
+        self.transcript_budget = transcript_budget
+        self.warning: str | None = None  # a problem worth one line on stderr; nothing lost
 
     def record(self, event: dict[str, Any]) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
@@ -154,7 +171,15 @@ class Store:
             self._subagent_start(sid, event)
         elif name == "SubagentStop":
             self._subagent_stop(sid, event)
-        # Every other known event (Stop, Notification, PermissionRequest, PostCompact, ...) only
+        elif name == "Stop":
+            self._main_usage(sid, event)
+        elif name == "StopFailure":
+            self._fact(sid, event, usage.API_ERROR, label(event.get("error")) or "unknown", None)
+        elif name == "PermissionDenied":
+            tool_use_id = event.get("tool_use_id")
+            self._fact(sid, event, usage.PERMISSION_DENIED, label(event.get("tool_name"), 192),
+                       f"denied:{sid}:{tool_use_id}" if isinstance(tool_use_id, str) else None)
+        # Every other known event (Notification, PermissionRequest, PostCompact, ...) only
         # ensures its session: it carries nothing the metrics use.
 
     # sessions ----------------------------------------------------------------------------
@@ -220,13 +245,18 @@ class Store:
 
     def _attribution(self, sid: str, event: dict[str, Any]) -> tuple[str, int | None]:
         """(agent_name, agent_invocation_id) of the agent that made this call, per session."""
-        found = self._by_agent_id(sid, event.get("agent_id"))
+        agent_id = event.get("agent_id")
+        found = self._by_agent_id(sid, agent_id)
         if found is not None:  # a subagent's own event, and SubagentStart named its row
             return found[1] or "unknown", found[0]
         agent = label(event.get("agent_type"))
+        if agent_id is None and (agent is not None or "prompt_id" in event):
+            return "main", None  # the SDK: no agent_id is the main thread, even with --agent
         if agent is not None:
             found = self._running_invocation(sid, agent)
             return agent, found[0] if found else None
+        if agent_id is not None:
+            return "unknown", None
         found = self._running_invocation(sid, None)
         if found:
             return found[1] or "unknown", found[0]
@@ -258,16 +288,24 @@ class Store:
             "parent_agent": self._attribution(sid, event)[0],
             "raw_input": redact.payload(tool_input, self.max_payload),
             "tool_use_id": event["tool_use_id"],
+            "prompt_id": short_text(event.get("prompt_id")),
+            "background": 1 if tool_input.get("run_in_background") is True else None,
         }
 
     def _finish_values(self, event: dict[str, Any], start: Any) -> dict[str, Any]:
         failed = event["hook_event_name"] == "PostToolUseFailure"
         response = event.get("tool_response")
-        duration = reported_duration(response)
+        # duration_ms: the tool's own execution time (no permission prompt, no hook time)
+        duration = reported_duration(event, "duration_ms")
+        if duration is None:
+            duration = reported_duration(response)
         if duration is None:
             duration = seconds_between(start, self.when)
+        status = "completed"
+        if failed:
+            status = INTERRUPTED if event.get("is_interrupt") is True else "error"
         return {
-            "status": "error" if failed else "completed",
+            "status": status,
             "end_time": self.now,
             "duration_seconds": duration,
             "error": redact.text(event["error"], self.max_payload) if failed else None,
@@ -300,6 +338,13 @@ class Store:
         found = self._find(table, sid, event["tool_use_id"])
         if found is not None and found[1] in FINAL:
             return  # a repeated Post: the row is final
+        response = event.get("tool_response")
+        if table == "agent_invocations" and event["hook_event_name"] == "PostToolUse" \
+                and isinstance(response, dict) and response.get("status") == "async_launched":
+            self._launched(sid, event, response, found)
+            return
+        if table == "agent_invocations" and event["hook_event_name"] == "PostToolUse":
+            self._agent_usage(sid, event, response)
         done = self._finish_values(event, None if found is None else found[2])
         if table == "agent_invocations":
             outputs = {"raw_output": done["output"],
@@ -321,6 +366,91 @@ class Store:
             f" AND (status IS NULL OR status NOT IN {FINAL_SQL})",
             (*values.values(), found[0]),
         )
+
+    # background subagents and usage ------------------------------------------------------
+
+    def _launched(self, sid: str, event: dict[str, Any], response: dict[str, Any],
+                  found: tuple[int, Any, Any] | None) -> None:
+        """A background Agent call returned at launch: it runs until its SubagentStop."""
+        agent_id = short_text(response.get("agentId"), 128)
+        output = redact.payload(response, self.max_payload)
+        if found is None:
+            row = self._columns("agent_invocations", sid, event)
+            row.update(start_time=self.now, status="running", background=1, agent_id=agent_id,
+                       raw_output=output)
+            self._insert("agent_invocations", row)
+            return
+        self.conn.execute(
+            "UPDATE agent_invocations SET background = 1, agent_id = coalesce(agent_id, ?),"
+            " raw_output = ? WHERE id = ?", (agent_id, output, found[0]))
+        # its SubagentStop came first (async hooks): it has ended
+        (end,) = self.conn.execute("SELECT end_time FROM agent_invocations WHERE id = ?",
+                                   (found[0],)).fetchone()
+        ended = parse_time(end)
+        if ended is not None:
+            self._complete_background(found[0], found[2], end, ended)
+
+    def _complete_background(self, row_id: int, start: Any, end: str, ended: datetime) -> None:
+        self.conn.execute(
+            "UPDATE agent_invocations SET status = 'completed', end_time = ?,"  # noqa: S608
+            f" duration_seconds = ? WHERE id = ? AND status NOT IN {FINAL_SQL}",
+            (end, seconds_between(start, ended), row_id))
+
+    def _usage_row(self, sid: str, event: dict[str, Any], agent: str | None,
+                   model: str | None, counts: dict[str, int]) -> dict[str, Any]:
+        return {"timestamp": self.now, "session_id": sid, "kind": usage.TOKENS,
+                "agent_name": agent, "model": label(model, 128),
+                "prompt_id": short_text(event.get("prompt_id")),
+                "agent_id": short_text(event.get("agent_id"), 128),
+                "tool_use_id": short_text(event.get("tool_use_id"), 128), **counts}
+
+    def _agent_usage(self, sid: str, event: dict[str, Any], response: Any) -> None:
+        """A foreground subagent's usage, from its Agent tool response."""
+        counts = usage.tokens(response.get("usage") if isinstance(response, dict) else None)
+        if counts is None:
+            return
+        assert isinstance(response, dict)  # noqa: S101 - tokens() returned counts
+        stats = response.get("toolStats")
+        if isinstance(stats, dict):
+            counts.update(lines_added=usage.count(stats.get("linesAdded")),
+                          lines_removed=usage.count(stats.get("linesRemoved")))
+        model = response.get("resolvedModel")
+        used = response.get("modelsUsed")
+        if not isinstance(model, str) and isinstance(used, list) and len(used) == 1:
+            model = used[0]
+        if not isinstance(model, str):
+            model = event["tool_input"].get("model")
+        agent = label(event["tool_input"].get("subagent_type")) or "unknown"
+        row = self._usage_row(sid, event, agent, model, counts)
+        row["agent_id"] = short_text(response.get("agentId"), 128)
+        usage.record(self.conn, f"agent:{sid}:{event['tool_use_id']}", row)
+
+    def _fact(self, sid: str, event: dict[str, Any], kind: str, what: str | None,
+              key: str | None) -> None:
+        """One API error (StopFailure) or permission denial."""
+        row = self._usage_row(sid, event, None, None, {})
+        row.update(kind=kind, label=what)
+        if key is None:
+            self._insert("agent_usage", row)
+        else:
+            usage.record(self.conn, key, row)
+
+    def _read_usage(self, sid: str, event: dict[str, Any], path: Any, agent: str,
+                    sidechain: bool) -> None:
+        if not isinstance(path, str) or not path:
+            return
+        try:
+            usage.read_transcript(
+                self.conn, path, budget=self.transcript_budget, sidechain=sidechain,
+                row=lambda model, counts: self._usage_row(sid, event, agent, model, counts))
+        except FileNotFoundError:
+            return  # nothing written yet: nothing to count
+        except OSError as exc:
+            self.warning = f"transcript not read: {exc}"
+
+    def _main_usage(self, sid: str, event: dict[str, Any]) -> None:
+        """The main thread's tokens: its transcript's new assistant messages."""
+        self._read_usage(sid, event, event.get("transcript_path"), "main", sidechain=False)
 
     def _finished_row(self, done: dict[str, Any]) -> dict[str, Any]:
         duration = done["duration_seconds"]
@@ -351,9 +481,18 @@ class Store:
 
     def _subagent_stop(self, sid: str, event: dict[str, Any]) -> None:
         # Never a bare row: stamp the end of the matching running invocation; PostToolUse
-        # of its Task/Agent call will set the status. Its agent_id finds it exactly.
+        # of its Task/Agent call will set the status. Its agent_id finds it exactly. A
+        # background one has had its Post: this stop finishes it.
         agent_id = event.get("agent_id")
         found = self._by_agent_id(sid, agent_id)
+        if found is not None:
+            row = self.conn.execute("SELECT background, status, start_time FROM agent_invocations"
+                                    " WHERE id = ?", (found[0],)).fetchone()
+            if row[0] == 1 and row[1] == "running":
+                self._complete_background(found[0], row[2], self.now, self.when)
+                self._read_usage(sid, event, event.get("agent_transcript_path"),
+                                 found[1] or "unknown", sidechain=True)
+                return
         if found is None:
             found = self._running_invocation(sid, label(event.get("agent_type")), unstopped=True)
         if found is not None:
@@ -418,6 +557,8 @@ class Store:
             "tool_input": redact.payload(event["tool_input"], self.max_payload),
             "sequence_number": sequence,
             "tool_use_id": event["tool_use_id"],
+            "prompt_id": short_text(event.get("prompt_id")),
+            "agent_id": short_text(event.get("agent_id"), 128),
         }
 
     def _insert(self, table: str, row: dict[str, Any]) -> None:

@@ -16,6 +16,9 @@ at the same time simply wait on the lock.
              subagent's id from SubagentStart / SubagentStop and the events it makes).
 5. removals - a counter of removed rows, so the exporter notices deletes and replaces (see "Step 5"
              below).
+6. usage   - correlation columns (``prompt_id``, ``agent_id``, ``background``) and the
+             append-only ``agent_usage`` table: tokens, lines changed, API errors and permission
+             denials, one row per counted fact (see "Step 6" below).
 
 No ``down`` drops a table or a column that holds user rows: it removes only what agentmon
 derived (indexes, triggers, sequence columns, its own metadata).
@@ -390,12 +393,106 @@ def _removals_down(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE IF EXISTS agentmon_removals")
 
 
+# Step 6: usage.
+#
+# Every row of ``agent_usage`` is one fact counted once: an assistant message's tokens (read
+# from a transcript, ``dedup_key`` = its message id and request id), a subagent's usage from its
+# Agent tool response (``dedup_key`` = the call's tool_use_id), an API error (StopFailure) or a
+# permission denial. ``dedup_key`` is UNIQUE, so reading a transcript again (rewritten,
+# truncated, the offset lost) never counts a message twice. Rows never change after insert: a
+# BEFORE UPDATE trigger ignores any change to a counted column, the insert trigger stamps
+# ``agentmon_seq`` like step 3's, and deletes bump step 5's removal counter, as does an insert
+# naming an existing id or dedup key (the hook looks a key up first and never does that).
+# ``agentmon_transcripts`` holds how far each transcript was read (derived: dropping it costs a
+# re-read that the dedup keys make harmless).
+USAGE_COUNTED = ("kind, agent_name, model, label, input_tokens, output_tokens,"
+                 " cache_read_tokens, cache_creation_tokens, lines_added, lines_removed")
+USAGE_TABLE = """
+        CREATE TABLE IF NOT EXISTS agent_usage (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            timestamp TIMESTAMP,
+            session_id TEXT,
+            kind TEXT NOT NULL,
+            agent_name TEXT,
+            model TEXT,
+            label TEXT,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_creation_tokens INTEGER NOT NULL DEFAULT 0,
+            lines_added INTEGER NOT NULL DEFAULT 0,
+            lines_removed INTEGER NOT NULL DEFAULT 0,
+            prompt_id TEXT,
+            agent_id TEXT,
+            tool_use_id TEXT,
+            dedup_key TEXT UNIQUE
+        )"""
+STEP6_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "agent_invocations": [("prompt_id", "TEXT"), ("background", "INTEGER")],
+    "agent_tool_uses": [("prompt_id", "TEXT"), ("agent_id", "TEXT")],
+}
+_USAGE_SEQ = "(SELECT value FROM agentmon_sequence WHERE id = 1)"
+
+
+def usage_triggers() -> list[str]:
+    """The CREATE TRIGGER statements of step 6 (also used by the seeder after a bulk load)."""
+    return [
+        f"CREATE TRIGGER IF NOT EXISTS agentmon_agent_usage_ins AFTER INSERT ON agent_usage"  # noqa: S608
+        f" BEGIN {_BUMP} UPDATE agent_usage SET agentmon_seq = {_USAGE_SEQ}"
+        " WHERE id = NEW.id; END",
+        f"CREATE TRIGGER IF NOT EXISTS agentmon_agent_usage_frozen BEFORE UPDATE OF"
+        f" {USAGE_COUNTED} ON agent_usage BEGIN SELECT RAISE(IGNORE); END",
+        f"CREATE TRIGGER IF NOT EXISTS agentmon_agent_usage_del AFTER DELETE ON agent_usage"
+        f" BEGIN {_REMOVED} END",
+        "CREATE TRIGGER IF NOT EXISTS agentmon_agent_usage_replace BEFORE INSERT ON agent_usage"  # noqa: S608
+        " WHEN EXISTS (SELECT 1 FROM agent_usage WHERE id = NEW.id"
+        " OR (NEW.dedup_key IS NOT NULL AND dedup_key = NEW.dedup_key))"
+        f" BEGIN {_REMOVED} END",
+    ]
+
+
+def _usage_up(conn: sqlite3.Connection) -> None:
+    for table, columns in STEP6_COLUMNS.items():
+        present = set(table_columns(conn, table))
+        for column, sql_type in columns:
+            if column not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+    conn.execute(USAGE_TABLE)
+    if "agentmon_seq" not in set(table_columns(conn, "agent_usage")):
+        conn.execute("ALTER TABLE agent_usage ADD COLUMN agentmon_seq INTEGER")
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_agent_usage_agentmon_seq"
+                 " ON agent_usage(agentmon_seq) WHERE agentmon_seq IS NOT NULL")
+    # cold start: a covering scan per label combination
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_agent_usage_labels ON agent_usage(kind,"
+                 " agent_name, model, label, input_tokens, output_tokens, cache_read_tokens,"
+                 " cache_creation_tokens, lines_added, lines_removed)")
+    conn.execute("CREATE TABLE IF NOT EXISTS agentmon_transcripts (path TEXT PRIMARY KEY,"
+                 " session_id TEXT, device INTEGER, inode INTEGER, offset INTEGER NOT NULL,"
+                 " head TEXT)")
+    for stmt in usage_triggers():
+        conn.execute(stmt)
+
+
+def _usage_down(conn: sqlite3.Connection) -> None:
+    # agent_usage and the new columns hold what the hook recorded: they stay. The sequence
+    # column is bookkeeping (as step 3's): a later up starts it afresh, the cold start counts
+    # rows without one.
+    for name in ("ins", "frozen", "del", "replace"):
+        conn.execute(f"DROP TRIGGER IF EXISTS agentmon_agent_usage_{name}")
+    conn.execute("DROP INDEX IF EXISTS idx_agent_usage_agentmon_seq")
+    conn.execute("DROP INDEX IF EXISTS idx_agent_usage_labels")
+    if "agentmon_seq" in set(table_columns(conn, "agent_usage")):
+        conn.execute("ALTER TABLE agent_usage DROP COLUMN agentmon_seq")
+    conn.execute("DROP TABLE IF EXISTS agentmon_transcripts")
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "adopt", _adopt_up, _adopt_down),
     Step(2, "indexes", _indexes_up, _indexes_down),
     Step(3, "changes", _changes_up, _changes_down),
     Step(4, "interrupted", _interrupted_up, _interrupted_down),
     Step(5, "removals", _removals_up, _removals_down),
+    Step(6, "usage", _usage_up, _usage_down),
 )
 # What the latest step's freeze triggers hold final (the seeder re-creates the latest triggers).
 CURRENT_FINAL_STATUSES = STEP4_FINAL_STATUSES
@@ -488,4 +585,5 @@ __all__ = [
     "has_user_tables",
     "plan",
     "removal_triggers",
+    "usage_triggers",
 ]

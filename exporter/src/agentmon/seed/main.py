@@ -149,6 +149,7 @@ class SeedOptions:
     sessions_columns: int = 6
     append: bool = False
     jobs: int = 1
+    usage: bool = False  # also usage facts (tokens, lines, API errors, denials) per _USAGE_SQL
 
 
 @dataclass
@@ -762,8 +763,9 @@ def _load(conn: sqlite3.Connection, path: Path, opts: SeedOptions,
                 "SELECT value FROM agentmon_sequence WHERE id = 1").fetchone()[0])
             migrations.drop_change_tracking_triggers(conn)
             migrations.drop_removal_triggers(conn)  # a bulk load removes nothing
-        frame, shards, final_seq = _plan(opts, _next_id(conn, "agent_invocations"),
-                                         _next_id(conn, "agent_tool_uses"), first_seq, columns)
+        first_inv, first_tool = (_next_id(conn, "agent_invocations"),
+                                 _next_id(conn, "agent_tool_uses"))
+        frame, shards, final_seq = _plan(opts, first_inv, first_tool, first_seq, columns)
         expected = frame.n_sessions + opts.invocations * (1 + opts.tools_per_invocation)
         # Rebuilding an index costs a sort of the whole table: worth it only when the load
         # is bigger than what is there already.
@@ -805,13 +807,51 @@ def _load(conn: sqlite3.Connection, path: Path, opts: SeedOptions,
             conn.execute("UPDATE agentmon_sequence SET value = ? WHERE id = 1", (final_seq,))
             for stmt in migrations.change_tracking_triggers() + migrations.removal_triggers():
                 conn.execute(stmt)
-            result.sequence = final_seq
+            if opts.usage:
+                _usage(conn, first_inv, first_tool)
+            result.sequence = int(conn.execute(
+                "SELECT value FROM agentmon_sequence WHERE id = 1").fetchone()[0])
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction and not new_file:  # a new file has no journal: it is deleted
             conn.execute("ROLLBACK")
         raise
     return result
+
+
+# Usage facts derived from the loaded rows (schema step "usage"), set-based and with the
+# triggers in place, so they are stamped as the hook's would be: each completed invocation's
+# tokens and lines (its model one of three), one main-thread message per session, an API error
+# per fourth failed invocation and a permission denial per fifth failed tool use.
+_USAGE_SQL = (
+    "INSERT INTO agent_usage (timestamp, session_id, kind, agent_name, model, label,"
+    " input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, lines_added,"
+    " lines_removed, dedup_key)"
+    " SELECT end_time, session_id, 'tokens', agent_name, CASE id % 3"
+    " WHEN 0 THEN 'claude-sonnet-4-5-20250929' WHEN 1 THEN 'claude-haiku-4-5-20251001'"
+    " ELSE 'claude-opus-4-1-20250805' END, NULL, id * 7 % 400 + 5, id * 13 % 3000 + 50,"
+    " id * 31 % 60000 + 5000, id * 17 % 4000, id % 120, id % 40, 'seed:inv:' || id"
+    " FROM agent_invocations WHERE id >= ? AND status = 'completed';"
+    "INSERT INTO agent_usage (timestamp, session_id, kind, agent_name, model, input_tokens,"
+    " output_tokens, cache_read_tokens, cache_creation_tokens, dedup_key)"
+    " SELECT start_time, session_id, 'tokens', 'main', 'claude-opus-4-1-20250805',"
+    " length(session_id) * 11, length(session_id) * 90, length(session_id) * 2000,"
+    " length(session_id) * 50, 'seed:main:' || session_id FROM sessions WHERE true"
+    " ON CONFLICT (dedup_key) DO NOTHING;"
+    "INSERT INTO agent_usage (timestamp, session_id, kind, label, dedup_key)"
+    " SELECT end_time, session_id, 'api_error', CASE id % 8 WHEN 0 THEN 'rate_limit'"
+    " ELSE 'overloaded' END, 'seed:err:' || id FROM agent_invocations"
+    " WHERE id >= ? AND status = 'error' AND id % 4 = 0;"
+    "INSERT INTO agent_usage (timestamp, session_id, kind, label, dedup_key)"
+    " SELECT end_time, session_id, 'permission_denied', tool_name, 'seed:deny:' || id"
+    " FROM agent_tool_uses WHERE id >= ? AND status = 'error' AND id % 5 = 0"
+)
+
+
+def _usage(conn: sqlite3.Connection, first_inv: int, first_tool: int) -> None:
+    for sql, args in zip(_USAGE_SQL.split(";"), ((first_inv,), (), (first_inv,), (first_tool,)),
+                         strict=True):
+        conn.execute(sql, args)
 
 
 def _run_inline(conn: sqlite3.Connection, frame: _Frame, shards: Sequence[_Shard],
@@ -933,6 +973,10 @@ def build_parser() -> argparse.ArgumentParser:
                         f"4; here {default_jobs()}); the rows do not depend on it")
     parser.add_argument("--append", action="store_true",
                         help="add to a database that already holds rows (otherwise refused)")
+    parser.add_argument("--usage", action="store_true",
+                        help="also write usage facts derived from the rows (tokens and lines"
+                        " per completed invocation, a main-thread message per session, some API"
+                        " errors and permission denials)")
     parser.add_argument("--json", action="store_true",
                         help="print the result as one JSON object on stdout")
     return parser
@@ -968,7 +1012,7 @@ def main(argv: list[str]) -> int:
         invocations=args.invocations, tools_per_invocation=args.tools_per_invocation,
         days=args.days, seed=args.seed, end=args.end, schema=args.schema,
         error_rate=args.error_rate, sessions_columns=args.sessions_columns, append=args.append,
-        jobs=args.jobs)
+        jobs=args.jobs, usage=args.usage)
     bar = _ProgressBar(sys.stderr) if sys.stderr.isatty() else None
     try:
         result = seed(args.db, opts, bar)
