@@ -29,11 +29,14 @@ def test_migrate_prints_steps_backup_and_versions(tmp_path: Path,
     assert code == 0
     assert err == ""
     lines = out.splitlines()
+    n = migrations.LATEST
+    assert lines[:n] == [f"ran up {s.version - 1}->{s.version} ({s.name})"
+                         for s in migrations.STEPS]
     assert lines[:5] == ["ran up 0->1 (adopt)", "ran up 1->2 (indexes)", "ran up 2->3 (changes)",
                          "ran up 3->4 (interrupted)", "ran up 4->5 (removals)"]
-    assert lines[5].startswith("backup: ")
-    assert lines[5].endswith("(integrity_check ok)")
-    assert lines[6] == f"{db}: schema version 0 -> {migrations.LATEST}"
+    assert lines[n].startswith("backup: ")
+    assert lines[n].endswith("(integrity_check ok)")
+    assert lines[n + 1] == f"{db}: schema version 0 -> {migrations.LATEST}"
     code, out, _ = run(capsys, "--db", str(db))
     assert code == 0
     assert out == f"{db}: at schema version {migrations.LATEST}, nothing to do\n"
@@ -45,8 +48,8 @@ def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert code == 0
     planned = json.loads(out)
     assert planned == {"db": str(db), "from_version": 0, "to_version": migrations.LATEST,
-                       "steps": ["up 0->1 (adopt)", "up 1->2 (indexes)", "up 2->3 (changes)",
-                                 "up 3->4 (interrupted)", "up 4->5 (removals)"],
+                       "steps": [f"up {s.version - 1}->{s.version} ({s.name})"
+                                 for s in migrations.STEPS],
                        "backup": None, "dry_run": True, "changed": False}
     code, out, _ = run(capsys, "--db", str(db), "--json", "--to", "2")
     done = json.loads(out)

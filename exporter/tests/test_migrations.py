@@ -72,7 +72,8 @@ def test_adopt_up_and_down_keeps_every_row_and_value(tmp_path: Path, shape: dict
     conn.close()
 
     down = migrate(db, 0)
-    assert [s.split()[1] for s in down.steps] == ["5->4", "4->3", "3->2", "2->1", "1->0"]
+    assert [s.split()[1] for s in down.steps] == [
+        f"{v}->{v - 1}" for v in range(migrations.LATEST, 0, -1)]
     assert version(db) == 0
     assert same_rows(db, before)
     # no down dropped a table; only agentmon's bookkeeping is gone
@@ -152,8 +153,10 @@ def test_dry_run_changes_nothing_not_even_the_journal_mode(tmp_path: Path) -> No
     result = migrate(db, dry_run=True, backup_dir=tmp_path / "b")
     assert result.dry_run
     assert not result.changed
-    assert result.steps == ["up 0->1 (adopt)", "up 1->2 (indexes)", "up 2->3 (changes)",
-                            "up 3->4 (interrupted)", "up 4->5 (removals)"]
+    assert result.steps == [f"up {s.version - 1}->{s.version} ({s.name})"
+                            for s in migrations.STEPS]
+    assert result.steps[:5] == ["up 0->1 (adopt)", "up 1->2 (indexes)", "up 2->3 (changes)",
+                                "up 3->4 (interrupted)", "up 4->5 (removals)"]
     assert result.to_version == migrations.LATEST
     assert db.read_bytes() == raw
     assert not (tmp_path / "b").exists()
@@ -169,15 +172,16 @@ def test_dry_run_changes_nothing_not_even_the_journal_mode(tmp_path: Path) -> No
     assert at_latest.steps == []
     assert at_latest.to_version == migrations.LATEST
     down = migrate(db, 1, dry_run=True)
-    assert down.steps == ["down 5->4 (removals)", "down 4->3 (interrupted)", "down 3->2 (changes)",
-                          "down 2->1 (indexes)"]
+    assert down.steps == [f"down {s.version}->{s.version - 1} ({s.name})"
+                          for s in reversed(migrations.STEPS[1:])]
     assert version(db) == migrations.LATEST
 
 
 def test_to_a_lower_version_runs_the_downs_one_at_a_time(tmp_path: Path) -> None:
     db = build_original_db(tmp_path / "a.db")
     migrate(db)
-    assert migrate(db, 3).steps == ["down 5->4 (removals)", "down 4->3 (interrupted)"]
+    assert migrate(db, 3).steps == [f"down {s.version}->{s.version - 1} ({s.name})"
+                                    for s in reversed(migrations.STEPS[3:])]
     assert names(db, "trigger") == {
         f"agentmon_{table}_{suffix}" for table in migrations.TRACKED for suffix in
         ("ins", "upd", *(("frozen",) if table in migrations.FROZEN_TABLES else ()))}
@@ -303,8 +307,8 @@ def test_two_migrate_processes_at_once_apply_each_step_once(tmp_path: Path) -> N
     assert [p.returncode for p in procs] == [0, 0], outs
     results = [json.loads(out) for out, _ in outs]
     applied = sorted(step for r in results for step in r["steps"])
-    assert applied == ["up 0->1 (adopt)", "up 1->2 (indexes)", "up 2->3 (changes)",
-                       "up 3->4 (interrupted)", "up 4->5 (removals)"]
+    assert applied == sorted(f"up {s.version - 1}->{s.version} ({s.name})"
+                             for s in migrations.STEPS)
     assert all(r["to_version"] == migrations.LATEST for r in results)
     assert version(db) == migrations.LATEST
     assert same_rows(db, before)

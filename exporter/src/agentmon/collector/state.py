@@ -60,6 +60,11 @@ class Histogram:
         self.counts[-1] += count - previous
         self.total += total
 
+    def add_bucket(self, le: float, count: int, total: float) -> None:
+        """Add ``count`` values of the bucket whose upper bound is ``le`` (+Inf: the last)."""
+        self.counts[bisect.bisect_left(self.buckets, le)] += count
+        self.total += total
+
     def cumulative(self) -> list[int]:
         out, running = [], 0
         for c in self.counts:
@@ -90,6 +95,7 @@ class State:
         # [rowid, seq, identity fingerprint, fingerprint]), and the row holding the highest
         # sequence number up to ``seq`` as [its seq, table index, rowid, fingerprint].
         self.removals = 0
+        self.prune_batches = 0  # agentmon prune's batches this state has accounted for
         self.witness: dict[str, list[int]] = {}
         self.head: list[int] | None = None
         # Gauges, re-read on every refresh (never stored).
@@ -174,6 +180,7 @@ class State:
             "sessions": self.sessions,
             "open_sessions": self.open_sessions,
             "removals": self.removals,
+            "prune_batches": self.prune_batches,
             "witness": self.witness,
             "head": self.head,
         }
@@ -213,6 +220,7 @@ class State:
         state.sessions = {str(k): _count(v) for k, v in data["sessions"].items()}
         state.open_sessions = {str(k): str(v) for k, v in data["open_sessions"].items()}
         state.removals = _count(data["removals"])
+        state.prune_batches = _count(data["prune_batches"])
         witness = data["witness"]
         if not isinstance(witness, dict) or not set(witness) <= set(TABLES):
             raise ValueError("witness is not an object of tables")
