@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -73,7 +74,8 @@ def prune(*args: str) -> int:
 
 
 def exported(collector: ExporterCollector) -> dict:
-    skip = ("agentmon_rows_read", "agentmon_last_refresh", "agentmon_state_rebuilds")
+    skip = ("agentmon_rows_read", "agentmon_last_refresh", "agentmon_state_rebuilds",
+            "agentmon_db_file")
     return {k: v for k, v in samples(collector).items() if not k[0].startswith(skip)}
 
 
@@ -312,3 +314,16 @@ def test_a_full_disk_is_a_one_line_error_and_nothing_is_lost(tmp_path: Path) -> 
     assert "disk is full" in lines[0]
     assert "nothing was lost" in lines[0]
     assert "rows 6000 ok" in run.stdout
+
+
+def test_the_exporter_reports_file_size_and_free_space(db: Path) -> None:
+    collector = ExporterCollector(db)
+    collector.refresh()
+    snap = samples(collector)
+    collector.close()
+    st = os.statvfs(db.parent)
+    assert snap[("agentmon_db_file_size_bytes", ())] == db.stat().st_size + (
+        Path(f"{db}-wal").stat().st_size if Path(f"{db}-wal").exists() else 0)
+    assert snap[("agentmon_db_filesystem_size_bytes", ())] == st.f_blocks * st.f_frsize
+    assert 0 < snap[("agentmon_db_filesystem_avail_bytes", ())] \
+        <= snap[("agentmon_db_filesystem_size_bytes", ())]
