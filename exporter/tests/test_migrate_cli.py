@@ -29,9 +29,11 @@ def test_migrate_prints_steps_backup_and_versions(tmp_path: Path,
     assert code == 0
     assert err == ""
     lines = out.splitlines()
-    n = len(migrations.STEPS)
+    n = migrations.LATEST
     assert lines[:n] == [f"ran up {s.version - 1}->{s.version} ({s.name})"
                          for s in migrations.STEPS]
+    assert lines[:5] == ["ran up 0->1 (adopt)", "ran up 1->2 (indexes)", "ran up 2->3 (changes)",
+                         "ran up 3->4 (interrupted)", "ran up 4->5 (removals)"]
     assert lines[n].startswith("backup: ")
     assert lines[n].endswith("(integrity_check ok)")
     assert lines[n + 1] == f"{db}: schema version 0 -> {migrations.LATEST}"

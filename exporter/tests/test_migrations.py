@@ -154,6 +154,8 @@ def test_dry_run_changes_nothing_not_even_the_journal_mode(tmp_path: Path) -> No
     assert not result.changed
     assert result.steps == [f"up {s.version - 1}->{s.version} ({s.name})"
                             for s in migrations.STEPS]
+    assert result.steps[:5] == ["up 0->1 (adopt)", "up 1->2 (indexes)", "up 2->3 (changes)",
+                                "up 3->4 (interrupted)", "up 4->5 (removals)"]
     assert result.to_version == migrations.LATEST
     assert db.read_bytes() == raw
     assert not (tmp_path / "b").exists()

@@ -41,7 +41,7 @@ NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
 DATETIME = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d")
 SELF_METRICS = ("agentmon_db_up", "agentmon_last_refresh", "agentmon_refresh_errors",
                 "agentmon_rows_read", "agentmon_label_values_folded", "agentmon_state_rebuilds",
-                "agentmon_build_info")
+                "agentmon_build_info", "agentmon_db_file")
 
 AGENTS = st.sampled_from(["planner", "coder", "mcp__srv__x", None, "", "bad agent/x", "a" * 65])
 PHASES = st.sampled_from(["plan", "build", None, "two words"])

@@ -17,6 +17,8 @@ from agentmon import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "hook": ("agentmon.hook.main", "log one Claude Code hook event (JSON on stdin) to SQLite"),
     "migrate": ("agentmon.schema.cli", "bring the database schema to a version, with backups"),
+    "prune": ("agentmon.prune.main", "remove finished rows older than a retention, keeping"
+              " their numbers"),
     "serve": ("agentmon.serve", "serve Prometheus metrics kept incrementally from the database"),
     "seed": ("agentmon.seed.main", "write realistic synthetic history, for demos and benchmarks"),
 }

@@ -16,7 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
-FORMAT = 2  # 2: removals, witnesses and head (see collector.reading)
+FORMAT = 3  # 2: removals, witnesses and head (see collector.reading); 3: usage, prune batches
 
 
 class CheckpointError(Exception):

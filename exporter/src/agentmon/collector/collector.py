@@ -12,6 +12,7 @@ health, and the next refresh that works recovers by itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -103,6 +104,7 @@ class ExporterCollector:
             else:
                 self._succeeded()
             self._health.last_duration = time.perf_counter() - started
+            self._measure_disk()
             if self._health.up:
                 self._policy.maybe_save(self._state)
             self._snapshot = self._build_snapshot()
@@ -142,6 +144,18 @@ class ExporterCollector:
         finally:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+
+    def _measure_disk(self) -> None:
+        """The file's and its filesystem's size (for the disk alerts); kept when unreadable."""
+        size = 0
+        for name in (self._path, Path(f"{self._path}-wal")):
+            with contextlib.suppress(OSError):
+                size += os.stat(name).st_size
+        self._health.file_bytes = size
+        with contextlib.suppress(OSError):
+            st = os.statvfs(self._path.absolute().parent)
+            self._health.fs_avail_bytes = st.f_bavail * st.f_frsize
+            self._health.fs_size_bytes = st.f_blocks * st.f_frsize
 
     def _stat_path(self) -> tuple[int, int]:
         try:

@@ -57,6 +57,11 @@ META = (
     " (SELECT value FROM agentmon_removals WHERE id = 1)"
 )
 
+# What agentmon prune removed (migration step "pruned"): read with the head, and the aggregates
+# on a cold start (one row per label combination and bucket: small).
+PRUNE_MARK = "SELECT batches, max_seq, sessions FROM agentmon_prune_mark WHERE id = 1"
+PRUNED = "SELECT tbl, agent_name, key2, status, le, rows, total FROM agentmon_pruned"
+
 
 class TableQueries:
     """The queries for one of the two frozen tables (invocations or tool uses).
@@ -205,6 +210,8 @@ ACTIVE_SESSIONS = (
 
 ALL_QUERIES: dict[str, str] = {
     "meta": META,
+    "prune_mark": PRUNE_MARK,
+    "pruned": PRUNED,
     "active_sessions": ACTIVE_SESSIONS,
     "sessions_changed": SESSIONS_CHANGED,
     "cold_sessions": COLD_SESSIONS,

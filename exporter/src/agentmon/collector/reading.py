@@ -19,6 +19,13 @@ what the state recorded with what the database says now, with a handful of prima
 - and, whenever a refresh reads a new session, the number of sessions: an ``INSERT OR
   REPLACE`` of a session looks like a new one, and no trigger can tell it from the hook's
   upserts.
+
+Pruning (migration step "pruned"). ``agentmon prune`` deletes old finished rows and adds their
+aggregates to ``agentmon_pruned``; the exported numbers are what the tables hold plus those
+aggregates. A cold start adds them; a refresh that finds new prune batches needs nothing more
+when every pruned row carries a sequence number the state has read past (it was counted when it
+finished and is still in the state), and rebuilds otherwise. Fewer batches than the state saw
+(a restored backup, a down step) rebuild too.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ from agentmon.schema.statuses import COMPLETED
 
 # Needs change tracking (step 3), the removal counter ("removals") and agent_usage ("usage").
 MIN_SCHEMA = next(s.version for s in STEPS if s.name == "usage")
+# From this step on agentmon prune may have removed rows (their numbers are kept).
+PRUNED_SCHEMA = next(s.version for s in STEPS if s.name == "pruned")
 FROZEN = (queries.INVOCATIONS, queries.TOOL_USES)
 
 
@@ -56,6 +65,10 @@ class Head:
     seq: int
     db_id: str
     removals: int
+    # agentmon prune's mark: batches so far, highest sequence number pruned, sessions pruned
+    prune_batches: int = 0
+    prune_max_seq: int = 0
+    pruned_sessions: int = 0
 
 
 def read_head(conn: sqlite3.Connection, name: object) -> Head:
@@ -69,7 +82,12 @@ def read_head(conn: sqlite3.Connection, name: object) -> Head:
     seq, db_id, removals = conn.execute(queries.META).fetchone()
     if not isinstance(seq, int) or not isinstance(db_id, str) or not isinstance(removals, int):
         raise DbFault("not_migrated", f"{name} lacks agentmon's sequence, id or removal counter")
-    return Head(seq, db_id, removals)
+    if version < PRUNED_SCHEMA:
+        return Head(seq, db_id, removals)
+    mark = conn.execute(queries.PRUNE_MARK).fetchone()
+    if mark is None or not all(isinstance(v, int) for v in mark):
+        raise DbFault("not_migrated", f"{name} lacks agentmon's prune mark")
+    return Head(seq, db_id, removals, *mark)
 
 
 class Reader:
@@ -94,6 +112,12 @@ class Reader:
             return "sequence went backwards"
         if head.removals != state.removals:
             return "rows were deleted or replaced"
+        if head.prune_batches != state.prune_batches:
+            if head.prune_batches < state.prune_batches:
+                return "fewer prune batches than counted (a restored backup?)"
+            if head.prune_max_seq > min(state.marks.values()):
+                return "rows were pruned before they were counted"
+            state.prune_batches = head.prune_batches
         diverged = "history differs from what was counted (a restored backup?)"
         for table, q in enumerate(FROZEN):
             seen = state.witness.get(q.table)
@@ -143,7 +167,7 @@ class Reader:
         new = sum(1 for row in rows if row[2] is not None and row[2] > mark)
         # A changed session moves between statuses, a new one adds one: checked before applying.
         if rows and int(conn.execute(queries.SESSION_COUNT).fetchone()[0]) \
-                != sum(state.sessions.values()) + new:
+                + head.pruned_sessions != sum(state.sessions.values()) + new:
             return "the sessions do not add up (a replaced session, or a restored backup?)"
         for _, _, created, session_id, status in rows:
             state.session_changed(session_id, status, created is not None and created > mark)
@@ -209,6 +233,7 @@ class Reader:
         """One aggregated pass over the covering indexes, in the caller's read transaction."""
         state = State(self.label_cap, head.db_id, head.seq)
         state.removals = head.removals
+        state.prune_batches = head.prune_batches
         for q, add, histogram in (
             (queries.INVOCATIONS, state.add_invocations, state.invocation_histogram),
             (queries.TOOL_USES, state.add_tool_uses, state.tool_use_histogram),
@@ -230,10 +255,13 @@ class Reader:
         if last is not None:
             self._witness(conn, state, USAGE, last[0])
         status_folder: LabelFolder = state.folders["status"]
-        for status, rows in conn.execute(queries.COLD_SESSIONS).fetchall():
+        sessions = conn.execute(queries.COLD_SESSIONS).fetchall()
+        self.rows_read["sessions"] += sum(rows for _, rows in sessions)
+        if head.prune_batches:
+            sessions += self._add_pruned(conn, state)
+        for status, rows in sessions:
             label = COMPLETED if status == COMPLETED else status_folder.fold(status, rows)
             state.sessions[label] = state.sessions.get(label, 0) + rows
-            self.rows_read["sessions"] += rows
         for session_id, status in conn.execute(queries.COLD_OPEN_SESSIONS):
             state.open_sessions[session_key(session_id)] = status_folder.fold(status, 0)
         last = conn.execute(queries.SESSION_LAST_CHANGED, (head.seq,)).fetchone()
@@ -242,6 +270,22 @@ class Reader:
         state.head = self._head(conn, head.seq)
         self.read_gauges(conn, state)
         return state
+
+    @staticmethod
+    def _add_pruned(conn: sqlite3.Connection, state: State) -> list[tuple[object, int]]:
+        """Add what agentmon prune removed from the frozen tables; its sessions, returned."""
+        sessions = []
+        add = {queries.INVOCATIONS.table: (state.add_invocations, state.invocation_histogram),
+               queries.TOOL_USES.table: (state.add_tool_uses, state.tool_use_histogram)}
+        for table, agent, key2, status, le, rows, total in conn.execute(queries.PRUNED):
+            if table == "sessions":
+                sessions.append((status, rows))
+            elif table in add:
+                counter, histogram = add[table]
+                label = counter(agent, key2, status, rows)
+                if le is not None:
+                    histogram(label).add_bucket(le, rows, total)
+        return sessions
 
     @staticmethod
     def _cold_durations(conn: sqlite3.Connection, q: queries.TableQueries,

@@ -34,6 +34,10 @@ class Health:
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
     rows_read: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
     rebuilds: int = 0
+    # the database file (with its WAL) and its filesystem, measured on every refresh
+    file_bytes: int = 0
+    fs_avail_bytes: int = 0
+    fs_size_bytes: int = 0
 
 
 def render(state: State, health: Health, prices: Prices | None = None) -> tuple[Metric, ...]:
@@ -112,6 +116,13 @@ def render(state: State, health: Health, prices: Prices | None = None) -> tuple[
             {(k,): f.folded for k, f in state.folders.items()})
     counter("agentmon_state_rebuilds", "Times the state was rebuilt from the whole database.",
             [], {(): health.rebuilds})
+    gauge("agentmon_db_file_size_bytes", "Size of the database file and its WAL.", [],
+          {(): health.file_bytes})
+    gauge("agentmon_db_filesystem_avail_bytes",
+          "Bytes free for unprivileged writers on the database's filesystem.", [],
+          {(): health.fs_avail_bytes})
+    gauge("agentmon_db_filesystem_size_bytes", "Size of the database's filesystem.", [],
+          {(): health.fs_size_bytes})
     gauge("agentmon_build_info", "agentmon build information.",
           ["version", "python_version"],
           {(__version__, ".".join(map(str, sys.version_info[:3]))): 1})

@@ -64,6 +64,11 @@ class Histogram:
         self.counts[-1] += count - previous
         self.total += total
 
+    def add_bucket(self, le: float, count: int, total: float) -> None:
+        """Add ``count`` values of the bucket whose upper bound is ``le`` (+Inf: the last)."""
+        self.counts[bisect.bisect_left(self.buckets, le)] += count
+        self.total += total
+
     def cumulative(self) -> list[int]:
         out, running = [], 0
         for c in self.counts:
@@ -100,6 +105,7 @@ class State:
         # [rowid, seq, identity fingerprint, fingerprint]), and the row holding the highest
         # sequence number up to ``seq`` as [its seq, table index, rowid, fingerprint].
         self.removals = 0
+        self.prune_batches = 0  # agentmon prune's batches this state has accounted for
         self.witness: dict[str, list[int]] = {}
         self.head: list[int] | None = None
         # Gauges, re-read on every refresh (never stored).
@@ -209,6 +215,7 @@ class State:
             "api_errors": self.api_errors,
             "denials": self.denials,
             "removals": self.removals,
+            "prune_batches": self.prune_batches,
             "witness": self.witness,
             "head": self.head,
         }
@@ -252,6 +259,7 @@ class State:
         state.api_errors = {str(k): _count(v) for k, v in data["api_errors"].items()}
         state.denials = {str(k): _count(v) for k, v in data["denials"].items()}
         state.removals = _count(data["removals"])
+        state.prune_batches = _count(data["prune_batches"])
         witness = data["witness"]
         if not isinstance(witness, dict) or not set(witness) <= set(TABLES):
             raise ValueError("witness is not an object of tables")

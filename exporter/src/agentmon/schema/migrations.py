@@ -19,6 +19,8 @@ at the same time simply wait on the lock.
 6. usage   - correlation columns (``prompt_id``, ``agent_id``, ``background``) and the
              append-only ``agent_usage`` table: tokens, lines changed, API errors and permission
              denials, one row per counted fact (see "Step 6" below).
+7. pruned  - what ``agentmon prune`` removed, as aggregates the exporter adds to what the tables
+             hold (see "Step 7" below).
 
 No ``down`` drops a table or a column that holds user rows: it removes only what agentmon
 derived (indexes, triggers, sequence columns, its own metadata).
@@ -484,6 +486,43 @@ def _usage_down(conn: sqlite3.Connection) -> None:
     if "agentmon_seq" in set(table_columns(conn, "agent_usage")):
         conn.execute("ALTER TABLE agent_usage DROP COLUMN agentmon_seq")
     conn.execute("DROP TABLE IF EXISTS agentmon_transcripts")
+# Step 7: pruned, what retention removed.
+#
+# ``agentmon prune`` deletes old finished rows; the exporter's counters must neither go down nor
+# count a row twice. In the same transaction as each batch of deletes the prune adds the rows'
+# aggregates to ``agentmon_pruned`` (per table, raw label values and status, and the histogram
+# bucket's upper bound ``le``: NULL for a row without a usable duration, +Inf past the last
+# bound) and bumps ``agentmon_prune_mark`` (batches so far, the highest sequence number of a
+# pruned row, pruned sessions). The exporter adds the aggregates on a cold start and, on a
+# new batch, needs no rebuild when every pruned row was already counted (see
+# agentmon.collector.reading). The down step keeps both tables once anything was pruned:
+# they are the only record of the removed rows' numbers.
+PRUNED_TABLES = {
+    "agentmon_pruned": "CREATE TABLE IF NOT EXISTS agentmon_pruned (tbl TEXT NOT NULL,"
+    " agent_name, key2, status TEXT NOT NULL, le REAL, rows INTEGER NOT NULL,"
+    " total REAL NOT NULL)",
+    "agentmon_prune_mark": "CREATE TABLE IF NOT EXISTS agentmon_prune_mark"
+    " (id INTEGER PRIMARY KEY CHECK (id = 1), batches INTEGER NOT NULL,"
+    " max_seq INTEGER NOT NULL, sessions INTEGER NOT NULL)",
+}
+# each batch adds to its label combination's row, found through this index
+PRUNED_INDEX = ("CREATE INDEX IF NOT EXISTS idx_agentmon_pruned"
+                " ON agentmon_pruned(tbl, agent_name, key2, status, le)")
+
+
+def _pruned_up(conn: sqlite3.Connection) -> None:
+    for ddl in PRUNED_TABLES.values():
+        conn.execute(ddl)
+    conn.execute(PRUNED_INDEX)
+    conn.execute("INSERT OR IGNORE INTO agentmon_prune_mark (id, batches, max_seq, sessions)"
+                 " VALUES (1, 0, 0, 0)")
+
+
+def _pruned_down(conn: sqlite3.Connection) -> None:
+    batches = conn.execute("SELECT COALESCE(MAX(batches), 0) FROM agentmon_prune_mark").fetchone()
+    if batches[0] == 0:
+        for table in PRUNED_TABLES:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 STEPS: tuple[Step, ...] = (
@@ -493,6 +532,7 @@ STEPS: tuple[Step, ...] = (
     Step(4, "interrupted", _interrupted_up, _interrupted_down),
     Step(5, "removals", _removals_up, _removals_down),
     Step(6, "usage", _usage_up, _usage_down),
+    Step(7, "pruned", _pruned_up, _pruned_down),
 )
 # What the latest step's freeze triggers hold final (the seeder re-creates the latest triggers).
 CURRENT_FINAL_STATUSES = STEP4_FINAL_STATUSES
@@ -572,6 +612,7 @@ __all__ = [
     "CURRENT_FINAL_STATUSES",
     "FINAL_STATUSES",
     "LATEST",
+    "PRUNED_TABLES",
     "STEPS",
     "NewerSchemaError",
     "PlannedStep",

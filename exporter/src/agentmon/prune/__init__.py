@@ -1,0 +1,1 @@
+"""``agentmon prune``: retention for the hook database (see ``agentmon.prune.core``)."""
