@@ -11,6 +11,7 @@ stderr.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -260,8 +261,12 @@ def open_database_file(path: str) -> os.stat_result:
     return opened
 
 
-def store(event: dict[str, Any], config: dict[str, Any]) -> None:
-    """Write one validated event. Raises sqlite3.Error / OSError when the database fails."""
+def store(event: dict[str, Any], config: dict[str, Any],
+          env: Mapping[str, str] | None = None) -> None:
+    """Write one validated event. Raises sqlite3.Error / OSError when the database fails.
+
+    With ``env``, events of this user spooled by earlier runs are written first.
+    """
     from agentmon.hook.store import Store
     from agentmon.schema.db import connect_writer
 
@@ -288,10 +293,23 @@ def store(event: dict[str, Any], config: dict[str, Any]) -> None:
             from agentmon.schema.migrate import ensure_latest
 
             ensure_latest(conn, path)
-        Store(conn, max_payload_bytes=config["--max-payload-bytes"], phase=config["phase"],
-              interrupt_after=config["--interrupt-after-seconds"]).record(event)
+        recorder = Store(conn, max_payload_bytes=config["--max-payload-bytes"],
+                         phase=config["phase"], interrupt_after=config["--interrupt-after-seconds"])
+        if env is not None:  # the older events first: they keep their order
+            _drain(recorder.record, env)
+        recorder.record(event)
     finally:
         conn.close()
+
+
+def _drain(record: Any, env: Mapping[str, str]) -> None:
+    """Write the spooled events; a failure leaves them for the next run."""
+    import sqlite3
+
+    from agentmon.hook import spool
+
+    with contextlib.suppress(sqlite3.Error, OSError, ValueError):
+        spool.drain_into(record, env)
 
 
 def run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[str] | None,
@@ -335,10 +353,12 @@ def _run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[str] | None,
     if config["db"] is None:
         return "database unavailable: no home folder to put the database in; use --db"
     try:
-        store(event, config)
+        store(event, config, env)
     except (sqlite3.Error, OSError, ValueError, RuntimeError) as exc:
         # ValueError: schema newer than this agentmon; RuntimeError: pre-migration backup failed
-        return f"database unavailable: {config['db']}: {exc}"
+        from agentmon.hook import spool
+
+        return f"database unavailable: {config['db']}: {exc}; {spool.keep(event, env)}"
     return None
 
 
