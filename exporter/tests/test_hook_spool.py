@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from collector_db import make_db
+from collector_db import make_db, samples, value
 from hook_events import event, rows, run_hook
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_hook_order import exported, subagent_events, tool_use_events
 
+from agentmon.collector.collector import ExporterCollector
 from agentmon.hook import spool
 from agentmon.schema import migrations
 
@@ -215,3 +216,21 @@ def test_whatever_fails_every_event_arrives_and_the_numbers_match(tmp_path_facto
         direct, "SELECT tool_use_id, status FROM agent_tool_uses")
     assert rows(db, "SELECT tool_use_id, status, agent_name FROM agent_invocations") == rows(
         direct, "SELECT tool_use_id, status, agent_name FROM agent_invocations")
+
+
+def test_the_exporter_shows_a_planted_link_the_hooks_refuse(tmp_path: Path) -> None:
+    """Reads still work (agentmon_db_up 1) while every hook refuses: the gauge tells."""
+    db = make_db(tmp_path / "a.db", migrations.LATEST)
+    collector = ExporterCollector(db)
+    collector.refresh()
+    assert value(samples(collector), "agentmon_db_unsafe_side_files") == 0
+    Path(f"{db}-journal").symlink_to(tmp_path / "elsewhere")
+    _, err = run_hook(event("Stop"), db, env=home_env(tmp_path))
+    assert "is a symbolic link" in err
+    collector.refresh()
+    snap = samples(collector)
+    assert value(snap, "agentmon_db_up") == 1
+    assert value(snap, "agentmon_db_unsafe_side_files") == 1
+    Path(f"{db}-journal").unlink()
+    collector.refresh()
+    assert value(samples(collector), "agentmon_db_unsafe_side_files") == 0

@@ -33,6 +33,7 @@ class Health:
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
     rows_read: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
     rebuilds: int = 0
+    unsafe_side_files: int = 0
 
 
 def render(state: State, health: Health) -> tuple[Metric, ...]:
@@ -82,6 +83,10 @@ def render(state: State, health: Health) -> tuple[Metric, ...]:
           {(): state.sessions_active})
     gauge("agentmon_db_up", "1 if the last refresh read the database, else 0.", [],
           {(): 1 if health.up else 0})
+    gauge("agentmon_db_unsafe_side_files",
+          "Files beside the database (-journal, -wal, -shm) that are links or not regular "
+          "files: every hook refuses to write while one is there.", [],
+          {(): health.unsafe_side_files})
     gauge("agentmon_last_refresh_duration_seconds", "Duration of the last refresh.", [],
           {(): health.last_duration})
     gauge("agentmon_last_refresh_timestamp_seconds",
