@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import stat
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +33,7 @@ from agentmon.hook import spool
 from agentmon.schema import migrations
 
 NO_WAIT = ("--busy-timeout-ms", "0")
+AGENTMON = Path(sys.executable).with_name("agentmon")
 
 
 @contextmanager
@@ -76,19 +81,31 @@ def test_an_event_refused_by_a_locked_database_is_kept_then_written(tmp_path: Pa
     assert spool_files(env) == []
 
 
-def test_a_planted_journal_link_loses_no_event(tmp_path: Path) -> None:
+def test_a_planted_journal_link_stops_no_one(tmp_path: Path) -> None:
     db = make_db(tmp_path / "a.db", migrations.LATEST)
     env = home_env(tmp_path)
     journal = Path(f"{db}-journal")
     journal.symlink_to(tmp_path / "elsewhere")
+    _code, err = run_hook(event("Notification"), db, env=env)
+    assert "removed planted symbolic link(s)" in err
+    assert not journal.is_symlink()
+    assert not (tmp_path / "elsewhere").exists()
+    assert rows(db, "SELECT count(*) FROM sessions") == [(1,)]
+
+
+def test_a_side_file_the_hook_cannot_fix_loses_no_event(tmp_path: Path) -> None:
+    db = make_db(tmp_path / "a.db", migrations.LATEST)
+    env = home_env(tmp_path)
+    wal = Path(f"{db}-wal")
+    wal.unlink(missing_ok=True)
+    wal.mkdir()  # not a link (not removed), not a file: SQLite cannot use it
     events = tool_use_events("PostToolUse")
     for item in events:
         _code, err = run_hook(item, db, env=env)
-        assert "is a symbolic link" in err
+        assert "database unavailable" in err
         assert "event kept in" in err
-    assert not (tmp_path / "elsewhere").exists()
     assert len(spool_files(env)) == 2
-    journal.unlink()  # the operator removes it (the alert on waiting events says so)
+    wal.rmdir()  # the operator removes it (AgentmonRecordingBlocked says so)
     assert run_hook(event("Notification"), db, env=env) == (0, "")
     assert rows(db, "SELECT tool_use_id, status FROM agent_tool_uses") == [("toolu_b",
                                                                            "completed")]
@@ -219,18 +236,75 @@ def test_whatever_fails_every_event_arrives_and_the_numbers_match(tmp_path_facto
 
 
 def test_the_exporter_shows_a_planted_link_the_hooks_refuse(tmp_path: Path) -> None:
-    """Reads still work (agentmon_db_up 1) while every hook refuses: the gauge tells."""
+    """Reads still work (agentmon_db_up 1) while a link is planted: the gauge tells."""
     db = make_db(tmp_path / "a.db", migrations.LATEST)
     collector = ExporterCollector(db)
     collector.refresh()
     assert value(samples(collector), "agentmon_db_unsafe_side_files") == 0
     Path(f"{db}-journal").symlink_to(tmp_path / "elsewhere")
-    _, err = run_hook(event("Stop"), db, env=home_env(tmp_path))
-    assert "is a symbolic link" in err
     collector.refresh()
     snap = samples(collector)
     assert value(snap, "agentmon_db_up") == 1
     assert value(snap, "agentmon_db_unsafe_side_files") == 1
-    Path(f"{db}-journal").unlink()
+    _, err = run_hook(event("Stop"), db, env=home_env(tmp_path))  # the next hook removes it
+    assert "removed planted symbolic link(s)" in err
     collector.refresh()
     assert value(samples(collector), "agentmon_db_unsafe_side_files") == 0
+
+
+def as_nobody(db: Path, state: Path, item: dict[str, Any]) -> str:
+    """Run the console script as the unprivileged user nobody; its stderr."""
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent",
+           "XDG_STATE_HOME": str(state)}
+    proc = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(AGENTMON), "hook",
+         "--db", str(db)], input=json.dumps(item).encode(), capture_output=True, env=env,
+        timeout=60, check=False)
+    assert proc.returncode == 0
+    return proc.stderr.decode()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root to run the hook as other real users")
+@pytest.mark.parametrize("sticky", [False, True])
+def test_a_link_planted_by_another_user_as_real_users(sticky: bool) -> None:
+    """Another uid plants the link in the shared folder; the hook runs as nobody. A plain
+    group-writable folder: the hook removes the link and records. A sticky one (the link is
+    not the hook user's to remove): refused, the event waits in nobody's spool."""
+    top = Path(tempfile.mkdtemp(prefix="agentmon-real-users-"))  # pytest's are root-only
+    try:
+        _planted_as_real_users(top, sticky)
+    finally:
+        shutil.rmtree(top)
+
+
+def _planted_as_real_users(tmp_path: Path, sticky: bool) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    db = make_db(shared / "a.db", migrations.LATEST)
+    for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        if path.exists():
+            path.chmod(0o666)
+    shared.chmod(0o1777 if sticky else 0o777)
+    tmp_path.chmod(0o755)
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chown(state, 65534, 65534)
+    link = Path(f"{db}-journal")
+    link.symlink_to(tmp_path / "victim")
+    os.chown(link, 12345, 12345, follow_symlinks=False)
+    err = as_nobody(db, state, event("Stop", session="nobody-1"))
+    if not sticky:
+        assert "removed planted symbolic link(s)" in err
+        assert not link.is_symlink()
+        assert rows(db, "SELECT session_id FROM sessions") == [("nobody-1",)]
+        return
+    assert "is a symbolic link" in err
+    assert "event kept in" in err
+    (kept,) = (state / "agentmon" / "spool").glob("*.json")
+    assert (kept.stat().st_uid, stat.S_IMODE(kept.stat().st_mode)) == (65534, 0o600)
+    link.unlink()  # the operator, after AgentmonRecordingBlocked
+    assert as_nobody(db, state, event("Notification", session="nobody-2")) == ""
+    assert rows(db, "SELECT session_id FROM sessions ORDER BY 1") == [("nobody-1",),
+                                                                     ("nobody-2",)]
+    assert not (tmp_path / "victim").exists()
