@@ -20,7 +20,7 @@ BIN=.venv/bin
 SECRETS=(vault_agentmon_scrape_password vault_prometheus_admin_password
          vault_prometheus_grafana_password vault_alertmanager_admin_password
          vault_alertmanager_prometheus_password vault_grafana_admin_password
-         vault_grafana_secret_key)
+         vault_grafana_secret_key vault_alert_receiver_token)
 
 step() { printf '\n==> [%3ds] %s\n' "$SECONDS" "$*"; }
 die() { echo "demo: $*" >&2; exit 1; }

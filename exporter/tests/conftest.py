@@ -1,12 +1,17 @@
 """Fixtures shared by the package's tests (helpers that are plain functions live in
-collector_db.py, hook_events.py, webtls.py, which tests import by name)."""
+collector_db.py, hook_events.py, webtls.py, which tests import by name). Every test's hook run
+spools into a folder of the test session, never the user's own."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 from collector_db import make_db
+
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="agentmon-test-state-")
 
 
 @pytest.fixture

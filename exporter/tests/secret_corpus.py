@@ -494,6 +494,44 @@ v1 = fake(40)
 add("header-http-log", f"> GET /v1/me HTTP/1.1\n> Host: api.acme.io\n> Authorization: Bearer {v1}"
     "\n> User-Agent: curl/8.5.0\n", v1)
 
+# --- passwords as plain arguments, piped to a reader of secrets, tokens as a URL's user -------
+for case_id, template in (
+    ("htpasswd-b", "htpasswd -b /etc/nginx/.htpasswd admin {}"),
+    ("htpasswd-bc-bcrypt", "sudo htpasswd -bcB -C 12 /etc/nginx/htpasswd prometheus '{}'"),
+    ("htpasswd-nb-stdout", "htpasswd -nbB admin {} > files/htpasswd"),
+    ("htpasswd-path", "/usr/bin/htpasswd -Bb ./auth/users deploy \"{}\" && echo ok"),
+    ("mosquitto-passwd-b", "mosquitto_passwd -b /etc/mosquitto/passwd sensor {}"),
+    ("openssl-passwd", "openssl passwd -6 -salt Xy12 {}"),
+    ("mkpasswd", "mkpasswd -m sha-512 {}"),
+    ("rabbitmqctl-add-user", "rabbitmqctl add_user app {} && rabbitmqctl set_user_tags app x"),
+    ("rabbitmqctl-change", "rabbitmqctl change_password guest '{}'"),
+    ("ldapsearch-w", "ldapsearch -x -D cn=admin,dc=acme -w {} -b dc=acme '(uid=x)'"),
+    ("ldappasswd-s", "ldappasswd -x -D cn=admin,dc=acme -W -s {} uid=dev,dc=acme"),
+    ("sudo-S-echo", "echo {} | sudo -S apt-get install -y nginx"),
+    ("sudo-S-echo-quoted", "echo '{}' | sudo -S systemctl restart nginx"),
+    ("sudo-S-echo-n", "echo -n \"{}\" | sudo -kS -u root whoami"),
+    ("sudo-stdin-printf", "printf '%s\\n' '{}' | sudo --stdin -v"),
+    ("sudo-S-herestring", "sudo -S ls /root <<< '{}'"),
+    ("sudo-S-in-chain", "cd /srv && echo {} | sudo -S -p '' make install; ls"),
+    ("docker-password-stdin", "echo '{}' | docker login -u ci --password-stdin ghcr.io"),
+    ("podman-password-stdin", "echo {} | podman login --username ci --password-stdin quay.io"),
+    ("chpasswd", "echo 'deploy:{}' | sudo chpasswd"),
+    ("passwd-stdin", "echo {} | passwd --stdin deploy"),
+):
+    pw = password()
+    add(case_id, template.format(pw), pw)
+for case_id, template in (
+    ("github-hex-token-url", "git clone https://{}@github.com/acme/api.git"),
+    ("github-hex-token-remote", "git remote add origin https://{}@github.com/acme/web"),
+    ("github-hex-token-oauth-basic", "git push https://{}:x-oauth-basic@github.com/acme/api"),
+    ("github-hex-token-api", "curl https://{}@api.github.com/user"),
+    ("gitlab-hex-token-url", "git clone https://{}@gitlab.acme.io/group/api.git"),
+):
+    tok = fake(40, HEX)
+    add(case_id, template.format(tok), tok)
+tok = fake(32)
+add("generic-token-url", f"pip install git+https://{tok}@git.acme.io/acme/lib.git", tok)
+
 HARMLESS: list[tuple[str, str]] = [
     ("usage-json", json.dumps({"usage": {"input_tokens": 1234, "output_tokens": 567,
                                          "cache_read_input_tokens": 89012,
@@ -547,6 +585,11 @@ HARMLESS: list[tuple[str, str]] = [
                       "credential helper stores the result."),
     ("mysql-without-password", "mysql -h db -P 3306 -u app -p\nmysql -u root -e 'show tables'"),
     ("comparison-code", "if count == 0:\n    return None\nresult = a if b else c\n"),
+    ("url-login-user", "git clone https://git@github.com/acme/api.git && "
+                       "git clone https://dev-team@bitbucket.org/acme/web.git"),
+    ("sudo-without-stdin", "echo hello | sudo tee /etc/motd && echo x | sudo -u app cat"),
+    ("htpasswd-interactive", "htpasswd -c /etc/nginx/.htpasswd admin && htpasswd -D f bob"),
+    ("echo-pipe", "echo done | tee build.log && printf '%s\\n' a b | sort"),
 ]
 
 

@@ -161,9 +161,8 @@ def test_database_from_a_newer_agentmon_is_refused_at_once(tmp_path: Path) -> No
 # --- planted links (issue 7): a hook user, or anyone who may write the data folder ----------
 
 
-@pytest.mark.parametrize("name", ["", "-wal", "-shm", "-journal"])
-def test_a_planted_link_at_the_database_or_beside_it_is_refused(tmp_path: Path,
-                                                               name: str) -> None:
+def test_a_planted_link_at_the_database_is_refused(tmp_path: Path) -> None:
+    name = ""
     db = tmp_path / "a.db"
     assert run_hook(event("Stop"), db) == (0, "")
     victim = tmp_path / "victim"
@@ -180,6 +179,26 @@ def test_a_planted_link_at_the_database_or_beside_it_is_refused(tmp_path: Path,
     assert victim.read_bytes() == b"root's file\n"
     assert stat.S_IMODE(victim.stat().st_mode) == 0o600
     assert link.is_symlink()
+
+
+@pytest.mark.parametrize("name", ["-wal", "-shm", "-journal"])
+def test_a_planted_link_beside_the_database_is_removed_not_followed(tmp_path: Path,
+                                                                   name: str) -> None:
+    """One member of the hook group cannot stop everyone's recording with a link (issue 19)."""
+    db = tmp_path / "a.db"
+    assert run_hook(event("Stop"), db) == (0, "")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"root's file\n")
+    victim.chmod(0o600)
+    link = Path(f"{db}{name}")
+    link.unlink(missing_ok=True)
+    link.symlink_to(victim)
+    _code, err = run_hook(event("PreToolUse", session="s2"), db)
+    assert err == f"agentmon hook: removed planted symbolic link(s) {link}; event recorded\n"
+    assert not link.is_symlink()
+    assert victim.read_bytes() == b"root's file\n"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o600
+    assert rows(db, "SELECT session_id FROM sessions ORDER BY 1") == [("s2",), ("sess-1",)]
 
 
 def test_a_dangling_planted_link_creates_nothing(tmp_path: Path) -> None:

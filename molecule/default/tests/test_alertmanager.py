@@ -20,6 +20,8 @@ from verify_helpers import wait_for
 HOST = os.environ.get("AGENTMON_DEFAULT_HOST", "agentmon-default-host")
 
 BASE = "http://127.0.0.1:9093/alertmanager"
+# nginx's loopback gate: Prometheus' credential may POST alerts there, nothing else anywhere.
+GATE = "http://127.0.0.1:9095/alertmanager"
 PROMETHEUS_URL = "http://127.0.0.1:9090/prometheus"
 PROMETHEUS = ("prometheus", "molecule-default-am-prometheus-password")
 ADMIN = ("admin", "molecule-default-am-admin-password")
@@ -38,9 +40,15 @@ def http(host: Any, method: str, url: str, auth: tuple[str, str] | None = None,
     return shared_http(host, url, method=method, basic=auth, json_body=body)
 
 
-def call(host: Any, method: str, path: str, auth: tuple[str, str] | None = PROMETHEUS,
+def call(host: Any, method: str, path: str, auth: tuple[str, str] | None = ADMIN,
          body: Any = None) -> dict[str, Any]:
     return http(host, method, BASE + path, auth, body)
+
+
+def push(host: Any, alerts: list[Any], auth: tuple[str, str] | None = PROMETHEUS,
+         ) -> dict[str, Any]:
+    """POST alerts as Prometheus does: through the gate, with its credential."""
+    return http(host, "POST", GATE + "/api/v2/alerts", auth, alerts)
 
 
 def stamp(moment: datetime) -> str:
@@ -107,7 +115,7 @@ def test_flags(host: Any) -> None:
 
 def test_web_config_holds_only_bcrypt_hashes(host: Any) -> None:
     web = host.file(WEB_CONFIG)
-    assert (web.user, web.group, web.mode) == ("root", "prometheus", 0o640)
+    assert (web.user, web.group, web.mode) == ("root", "alertmanager", 0o640)
     text = web.content_string
     assert text.count("$2b$10$") == 2
     assert ADMIN[1] not in text
@@ -116,7 +124,7 @@ def test_web_config_holds_only_bcrypt_hashes(host: Any) -> None:
 
 def test_config_passes_amtool_and_has_routes(host: Any) -> None:
     config = host.file(CONFIG)
-    assert (config.user, config.group, config.mode) == ("root", "prometheus", 0o640)
+    assert (config.user, config.group, config.mode) == ("root", "alertmanager", 0o640)
     check = host.run("amtool check-config %s", CONFIG)
     assert check.rc == 0, check.stdout + check.stderr
     text = config.content_string
@@ -131,31 +139,51 @@ def test_refuses_without_or_with_wrong_credentials(host: Any, path: str) -> None
     assert call(host, "GET", path, auth=("prometheus", "wrong"))["status"] == 401
     assert call(host, "GET", path, auth=("nobody", PROMETHEUS[1]))["status"] == 401
     assert call(host, "GET", path, auth=ADMIN)["status"] == 200
-    assert call(host, "GET", path, auth=PROMETHEUS)["status"] == 200
+    # Prometheus' credential is not Alertmanager's: only the gate knows it.
+    assert call(host, "GET", path, auth=PROMETHEUS)["status"] == 401
+
+
+def test_prometheus_credential_may_push_alerts_and_nothing_else(host: Any) -> None:
+    silence = {"matchers": [{"name": "alertname", "value": "AgentmonWatchdog", "isRegex": False,
+                             "isEqual": True}],
+               "startsAt": stamp(datetime.now(UTC)),
+               "endsAt": stamp(datetime.now(UTC) + timedelta(hours=1)),
+               "createdBy": "attacker", "comment": "muted"}
+    assert http(host, "POST", BASE + "/api/v2/silences", PROMETHEUS, silence)["status"] == 401
+    assert http(host, "POST", GATE + "/api/v2/silences", PROMETHEUS, silence)["status"] == 403
+    for path in ("/api/v2/alerts", "/api/v2/silences", "/api/v2/status", "/-/ready"):
+        assert http(host, "GET", GATE + path, PROMETHEUS)["status"] == 403, path
+    assert http(host, "DELETE", GATE + "/api/v2/silence/x", PROMETHEUS)["status"] == 403
+    assert push(host, [], auth=None)["status"] == 401
+    assert push(host, [], auth=("prometheus", "wrong"))["status"] == 401
+    assert push(host, [], auth=("alert-gate", "molecule-default-am-gate-password"))["status"] == 401
+    assert push(host, [])["status"] == 200
+    silences = json.loads(call(host, "GET", "/api/v2/silences")["body"])
+    assert not [s for s in silences if s["createdBy"] == "attacker"]
 
 
 def test_posting_alerts_needs_credentials(host: Any) -> None:
     test_id = uuid.uuid4().hex
-    answer = call(host, "POST", "/api/v2/alerts", auth=None,
-                  body=[alert({"alertname": "AgentmonExporterDown", "test": test_id})])
+    answer = push(host, [alert({"alertname": "AgentmonExporterDown", "test": test_id})],
+                  auth=None)
     assert answer["status"] == 401
     # The later event: the same alert, posted with credentials, listed and notified.
     accepted = {"alertname": "AgentmonExporterDown", "test": test_id + "-accepted"}
-    assert call(host, "POST", "/api/v2/alerts", body=[alert(accepted)])["status"] == 200
+    assert push(host, [alert(accepted)])["status"] == 200
     wait_for_note(host, has_test_alert(accepted["test"], "firing"), "the accepted alert")
     refused = f"/api/v2/alerts?filter=test%3D%22{test_id}%22"
     assert not json.loads(call(host, "GET", refused)["body"])
     assert not any(a["labels"].get("test") == test_id
                    for note in received(host) for a in alerts_in(note))
     ended = alert(accepted, ends_in=timedelta(seconds=-1))
-    assert call(host, "POST", "/api/v2/alerts", body=[ended])["status"] == 200
+    assert push(host, [ended])["status"] == 200
 
 
 def test_alert_reaches_the_receiver_then_resolves(host: Any) -> None:
     test_id = uuid.uuid4().hex
     labels = {"alertname": "AgentmonExporterDown", "instance": "agent-1", "job": "agentmon",
               "severity": "critical", "test": test_id}
-    assert call(host, "POST", "/api/v2/alerts", body=[alert(labels)])["status"] == 200
+    assert push(host, [alert(labels)])["status"] == 200
     firing = wait_for_note(host, has_test_alert(test_id, "firing"), "firing notification")
     assert firing["notification"]["receiver"] == "webhook"
     assert firing["notification"]["externalURL"] == f"https://{HOST}/alertmanager"
@@ -164,7 +192,7 @@ def test_alert_reaches_the_receiver_then_resolves(host: Any) -> None:
     assert sent["status"] == "firing"
     # Prometheus ends an alert by sending it with endsAt in the past.
     ended = alert(labels, ends_in=timedelta(seconds=-1))
-    assert call(host, "POST", "/api/v2/alerts", body=[ended])["status"] == 200
+    assert push(host, [ended])["status"] == 200
     resolved = wait_for_note(host, has_test_alert(test_id, "resolved"), "resolved notification")
     assert [a["status"] for a in alerts_in(resolved) if a["labels"].get("test") == test_id] == [
         "resolved"]
@@ -181,11 +209,11 @@ def test_critical_alert_mutes_warnings_of_its_instance(host: Any) -> None:
     # The critical alert first, as it happens (the database goes down, then the refresh goes
     # stale). The warnings start now: an alert that started more than group_wait ago is
     # dispatched at once, racing the inhibitor, which learns of the critical alert on its own.
-    assert call(host, "POST", "/api/v2/alerts", body=[alert(critical)])["status"] == 200
+    assert push(host, [alert(critical)])["status"] == 200
     filtered = f"/api/v2/alerts?filter=test%3D%22{test_id}%22"
     wait_for(lambda: json.loads(call(host, "GET", filtered)["body"]), "the critical alert listed")
     warnings = [alert(muted, started=timedelta(0)), alert(other, started=timedelta(0))]
-    assert call(host, "POST", "/api/v2/alerts", body=warnings)["status"] == 200
+    assert push(host, warnings)["status"] == 200
 
     def states() -> dict[tuple[str, str], Any]:
         listed = json.loads(call(host, "GET", filtered)["body"])
@@ -208,12 +236,11 @@ def test_critical_alert_mutes_warnings_of_its_instance(host: Any) -> None:
     wait_for(lambda: expected <= sent_alerts(host, test_id), f"{expected} at the receiver")
     sentinel = {"alertname": "AgentmonRefreshStale", "instance": "agent-4",
                 "severity": "warning", "test": test_id}
-    assert call(host, "POST", "/api/v2/alerts",
-                body=[alert(sentinel, started=timedelta(0))])["status"] == 200
+    assert push(host, [alert(sentinel, started=timedelta(0))])["status"] == 200
     fired = wait_for_note(host, lambda n: has_test_alert(test_id, "firing")(n) and any(
         a["labels"].get("instance") == "agent-4" for a in alerts_in(n)), "the sentinel")
     ended = alert(sentinel, ends_in=timedelta(seconds=-1))  # startsAt must precede endsAt
-    assert call(host, "POST", "/api/v2/alerts", body=[ended])["status"] == 200
+    assert push(host, [ended])["status"] == 200
     wait_for_note(host, lambda n: has_test_alert(test_id, "resolved")(n) and any(
         a["labels"].get("instance") == "agent-4" for a in alerts_in(n)), "the sentinel resolved",
         since=fired["received"])

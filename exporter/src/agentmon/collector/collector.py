@@ -34,6 +34,22 @@ from agentmon.schema.db import connect_reader
 __all__ = ["REASONS", "DbFault", "ExporterCollector"]
 
 
+
+def unsafe_side_files(path: Path) -> int:
+    """How many of SQLite's files beside ``path`` are links or not regular files.
+
+    The hooks refuse such a database (a planted link would make them write elsewhere), so one
+    member of the hook group could stop everyone's recording while reads still work.
+    """
+    count = 0
+    for suffix in ("-journal", "-wal", "-shm"):
+        try:
+            mode = os.lstat(f"{path}{suffix}").st_mode
+        except OSError:
+            continue
+        count += not stat.S_ISREG(mode)
+    return count
+
 class ExporterCollector:
     """A prometheus_client custom collector over incrementally maintained state."""
 
@@ -105,6 +121,7 @@ class ExporterCollector:
                 self._succeeded()
             self._health.last_duration = time.perf_counter() - started
             self._measure_disk()
+            self._health.unsafe_side_files = unsafe_side_files(self._path)
             if self._health.up:
                 self._policy.maybe_save(self._state)
             self._snapshot = self._build_snapshot()

@@ -38,6 +38,7 @@ class Health:
     file_bytes: int = 0
     fs_avail_bytes: int = 0
     fs_size_bytes: int = 0
+    unsafe_side_files: int = 0
 
 
 def render(state: State, health: Health, prices: Prices | None = None) -> tuple[Metric, ...]:
@@ -102,6 +103,10 @@ def render(state: State, health: Health, prices: Prices | None = None) -> tuple[
           [], {} if prices.daily_budget is None else {(): prices.daily_budget})
     gauge("agentmon_db_up", "1 if the last refresh read the database, else 0.", [],
           {(): 1 if health.up else 0})
+    gauge("agentmon_db_unsafe_side_files",
+          "Files beside the database (-journal, -wal, -shm) that are links or not regular "
+          "files: every hook refuses to write while one is there.", [],
+          {(): health.unsafe_side_files})
     gauge("agentmon_last_refresh_duration_seconds", "Duration of the last refresh.", [],
           {(): health.last_duration})
     gauge("agentmon_last_refresh_timestamp_seconds",

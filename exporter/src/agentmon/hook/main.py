@@ -11,6 +11,7 @@ stderr.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -240,6 +241,32 @@ def refuse_links(path: str) -> None:
             raise Unsafe(f"{name} is a symbolic link; refusing to follow it")
 
 
+def remove_planted_links(path: str) -> list[str]:
+    """Unlink symbolic links planted at SQLite's files beside the database; their names.
+
+    A member of the hook group could otherwise stop everyone's recording with one link (each
+    hook would refuse the database). Only the link goes, never what it points to; a link that
+    cannot be removed (a sticky folder, another owner) is left for refuse_links to refuse.
+    """
+    folder, base = os.path.split(path)
+    try:
+        fd = os.open(folder or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return []
+    removed = []
+    try:
+        for suffix in _SIDE_FILES:
+            try:
+                if stat.S_ISLNK(os.lstat(base + suffix, dir_fd=fd).st_mode):
+                    os.unlink(base + suffix, dir_fd=fd)
+                    removed.append(path + suffix)
+            except OSError:
+                continue
+    finally:
+        os.close(fd)
+    return removed
+
+
 def open_database_file(path: str) -> os.stat_result:
     """Create (mode 0666 & ~umask) or open the database file without following a link.
 
@@ -260,10 +287,13 @@ def open_database_file(path: str) -> os.stat_result:
     return opened
 
 
-def store(event: dict[str, Any], config: dict[str, Any]) -> str | None:
-    """Write one validated event; returns a warning (a transcript not read), if any.
+def store(event: dict[str, Any], config: dict[str, Any],
+          env: Mapping[str, str] | None = None) -> str | None:
+    """Write one validated event. Raises sqlite3.Error / OSError when the database fails.
 
-    Raises sqlite3.Error / OSError when the database fails."""
+    With ``env``, events of this user spooled by earlier runs are written first. Returns a
+    warning to print (links planted beside the database removed, a transcript not read).
+    """
     from agentmon.hook.store import Store
     from agentmon.schema.db import connect_writer
 
@@ -271,6 +301,7 @@ def store(event: dict[str, Any], config: dict[str, Any]) -> str | None:
     parent = os.path.dirname(path)
     if parent and not os.path.isdir(parent) and not os.path.exists(parent):
         os.makedirs(parent, mode=0o700, exist_ok=True)
+    removed = remove_planted_links(path)
     refuse_links(path)
     # SQLite creates files 0644 whatever the umask; create it first so the group may write
     # (the -wal and -shm files copy the database file's mode).
@@ -290,12 +321,27 @@ def store(event: dict[str, Any], config: dict[str, Any]) -> str | None:
             from agentmon.schema.migrate import ensure_latest
 
             ensure_latest(conn, path)
-        writer = Store(conn, max_payload_bytes=config["--max-payload-bytes"],
-                       phase=config["phase"], interrupt_after=config["--interrupt-after-seconds"])
-        writer.record(event)
-        return writer.warning
+        recorder = Store(conn, max_payload_bytes=config["--max-payload-bytes"],
+                         phase=config["phase"], interrupt_after=config["--interrupt-after-seconds"])
+        if env is not None:  # the older events first: they keep their order
+            _drain(recorder.record, env)
+        recorder.record(event)
     finally:
         conn.close()
+    warnings = [recorder.warning] if recorder.warning else []
+    if removed:
+        warnings.insert(0, f"removed planted symbolic link(s) {', '.join(removed)}; event recorded")
+    return "; ".join(warnings) or None
+
+
+def _drain(record: Any, env: Mapping[str, str]) -> None:
+    """Write the spooled events; a failure leaves them for the next run."""
+    import sqlite3
+
+    from agentmon.hook import spool
+
+    with contextlib.suppress(sqlite3.Error, OSError, ValueError):
+        spool.drain_into(record, env)
 
 
 def run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[str] | None,
@@ -339,10 +385,12 @@ def _run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[str] | None,
     if config["db"] is None:
         return "database unavailable: no home folder to put the database in; use --db"
     try:
-        return store(event, config)
+        return store(event, config, env)
     except (sqlite3.Error, OSError, ValueError, RuntimeError) as exc:
         # ValueError: schema newer than this agentmon; RuntimeError: pre-migration backup failed
-        return f"database unavailable: {config['db']}: {exc}"
+        from agentmon.hook import spool
+
+        return f"database unavailable: {config['db']}: {exc}; {spool.keep(event, env)}"
 
 
 def main(argv: list[str]) -> int:

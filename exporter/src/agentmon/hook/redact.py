@@ -9,7 +9,10 @@
   ``mysql -ppw``, ``curl -u user:pw``, ``sshpass -p pw``); passwords in URLs
   (``postgres://app:pw@host``); private-key blocks; ``.netrc`` and SQL passwords; signed-URL
   signatures and webhook URLs; and tokens recognisable by their shape wherever they stand
-  (``AKIA...``, ``ghp_...``, ``glpat-...``, ``xoxb-...``, ``sk-...``, ``sk_live_...``, JWTs...).
+  (``AKIA...``, ``ghp_...``, ``glpat-...``, ``xoxb-...``, ``sk-...``, ``sk_live_...``, JWTs...);
+  tokens as a URL's user (``https://<40 hex>@github.com/``); passwords given as plain arguments
+  or piped to a reader of secrets (:mod:`agentmon.hook.shellargs`: ``htpasswd -b``,
+  ``echo pw | sudo -S``).
   Each pattern is compiled and run only when its trigger substrings occur in the text (or the
   text is long): compiling is a cost every hook process pays anew.
 - Serialised JSON longer than the byte budget is replaced by a still-valid JSON object carrying a
@@ -24,6 +27,8 @@ from __future__ import annotations
 import functools
 import json
 import re
+
+from agentmon.hook import shellargs
 
 TYPE_CHECKING = False  # typing costs ~3 ms of import per hook process; only checkers need it
 if TYPE_CHECKING:
@@ -114,7 +119,8 @@ _TOKENS_TRIGGERS = (
 # Passwords in URLs (scheme://user:password@host), signed URLs, webhook URLs (lower-cased text).
 _SIGNATURE = r"(?:sig|(?:x-amz-|x-goog-)?signature)=(?P<{}>[^&\s\"'#<>]+)"
 _URLS = (
-    r"://(?P<url>[^\s/?#@:\"'<>\\]{0,128}:)(?P<urlv>[^\s/\"'<>\\]{1,256}(?=@))"
+    r"://(?P<urltok>[a-z0-9_-]{20,256})(?=@|:x-oauth-basic@)"  # https://<token>@github.com/...
+    r"|://(?P<url>[^\s/?#@:\"'<>\\]{0,128}:)(?P<urlv>[^\s/\"'<>\\]{1,256}(?=@))"
     r"|\?" + _SIGNATURE.format("sigv") + r"|&" + _SIGNATURE.format("sigv2")
     + r"|hooks\.slack\.com/(?:services|workflows|triggers)/(?P<hookv>[\w/@+-]+)"
     r"|discord(?:app)?\.com/api/webhooks/(?P<hookv2>[\w/@+-]+)"
@@ -212,6 +218,11 @@ def _token_start(kind: str, text: str, start: int) -> int:
     return start
 
 
+def _token_like(user: str) -> bool:
+    """True when a URL's user name is a token (letters and digits), not a login like ``git``."""
+    return any(c.isdigit() for c in user) and any(c.isalpha() for c in user)
+
+
 def _keep_short(text: str, lowered: str, m: re.Match[str]) -> bool:
     """True unless the short flag carries a secret after the command of its shell segment."""
     start = m.start()
@@ -276,7 +287,8 @@ def _apply(pattern: re.Pattern[str], text: str, haystack: str) -> str:
         if not kind.startswith("tok") and kind not in ("atlas", "telegram", "azure"):
             secret = m.start(kind)
             keep = ((kind == "namev" and _keep_name(text, haystack, m))
-                    or (kind == "shortv" and _keep_short(text, haystack, m)))
+                    or (kind == "shortv" and _keep_short(text, haystack, m))
+                    or (kind == "urltok" and not _token_like(m.group(kind))))
             resume = secret
         else:  # a token: the whole match, or more to its left
             secret = _token_start(kind, text, m.start())
@@ -303,6 +315,8 @@ def _lower(text: str) -> str:
 
 def redact_text(text: str) -> str:
     """``text`` with every secret the text rules recognise replaced by ``[REDACTED]``."""
+    if any(trigger in text for trigger in shellargs.TRIGGERS):
+        text = shellargs.redact_args(text)
     lowered = ""
     for source, triggers, fold, shortest in _RULES:
         if len(text) < shortest:
