@@ -22,6 +22,9 @@ EXPECTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "meta": (("agentmon_sequence USING INTEGER PRIMARY KEY",
               "agentmon_meta USING INDEX sqlite_autoindex_agentmon_meta_1",
               "agentmon_removals USING INTEGER PRIMARY KEY"), ()),
+    # schema step "pruned": one row, then one per pruned label combination (cold start only)
+    "prune_mark": (("SEARCH agentmon_prune_mark USING INTEGER PRIMARY KEY (rowid=?)",), ()),
+    "pruned": (("SCAN agentmon_pruned",), ()),
     "active_sessions": (("SCAN agent_invocations USING COVERING INDEX idx_invocations_running",
                          "SCAN agent_tool_uses USING COVERING INDEX idx_tool_uses_running"), ()),
     "sessions_changed": (("SEARCH sessions USING INDEX idx_sessions_agentmon_seq "
