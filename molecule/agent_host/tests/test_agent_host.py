@@ -338,3 +338,34 @@ def test_hook_events_appear_in_metrics(host: Any) -> None:
     assert value(after, "agentmon_db_up") == 1
     assert "verify-alice" not in after  # no session id in any label
     assert "verify-bob" not in after
+
+
+# --- retention ------------------------------------------------------------------------------
+
+
+def test_prune_timer_is_scheduled_and_its_run_keeps_the_counters(host: Any) -> None:
+    """The retention timer (agentmon_db_retention_days, default 90) is active; its service runs
+    as the database's account, hardened, and a run now (nothing is 90 days old) succeeds and
+    changes no exported number."""
+    timer = host.service("agentmon-prune.timer")
+    assert timer.is_enabled
+    assert timer.is_running
+    unit = "agentmon-prune.service"
+    shown = host.check_output("systemctl show -p User -p ExecStart --value %s", unit)
+    assert "agentmon-db" in shown
+    assert "prune --db" in shown
+    assert "--older-than 90d" in shown
+    out = host.check_output("systemd-analyze security --no-pager %s", unit)
+    score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", out).group(1))
+    print(f"systemd-analyze security {unit}: {score}")
+    assert score <= 2.0
+    before = [s for s in samples(scrape(host)) if s[0].endswith("_total")
+              and not s[0].startswith(("agentmon_rows_read", "agentmon_refreshes",
+                                       "agentmon_scrape", "process_", "python_"))]
+    host.check_output("systemctl start %s", unit)  # oneshot: returns when the prune has ended
+    assert host.check_output("systemctl show -p Result --value %s", unit) == "success"
+    journal = host.check_output("journalctl -u %s -n 5 --no-pager -o cat", unit)
+    assert f"{DB}: removed" in journal, journal
+    after = {(n, tuple(sorted(lab.items()))): v for n, lab, v in samples(scrape(host))}
+    for name, labels, was in before:
+        assert after[(name, tuple(sorted(labels.items())))] >= was, name

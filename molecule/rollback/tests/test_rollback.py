@@ -1,6 +1,6 @@
 """The rollback scenario, stage by stage (the tests run in file order and build on each other):
-release 1 -> events -> release 2 with one more schema step -> events -> rollback of release
-and schema -> the same rollback again (no change) -> release 3 whose health check fails
+release 1 -> events -> release 2 with one more schema step -> events -> a prune of every
+finished session -> rollback of release and schema -> the same rollback again (no change) -> release 3 whose health check fails
 (rescued) -> reset metrics and throttle -> restore a backup -> disable. Events go through the
 installed hook command from alice's settings.json, as Claude Code runs it; metrics are
 compared with what SQL says about the same database."""
@@ -41,7 +41,7 @@ AUTH = "prometheus:molecule-rollback-password"
 PROBE = "mcp__rollback__probe"
 
 # Shared between the stages: release folders and every session written through the hook.
-STATE: dict[str, Any] = {"sessions": []}
+STATE: dict[str, Any] = {"sessions": [], "pruned": []}
 
 SQL_QUERY = """
 import json, sqlite3, sys
@@ -142,17 +142,36 @@ def write_events(host: Any, tag: str) -> None:
     STATE["sessions"].append(sid)
 
 
+def kept_sessions() -> list[str]:
+    """The sessions written so far that agentmon prune has not removed."""
+    return [sid for sid in STATE["sessions"] if sid not in STATE["pruned"]]
+
+
 def assert_every_event_kept(host: Any) -> None:
-    wanted = STATE["sessions"]
+    """Every session is in the database, but those pruned, whose rows are in the aggregates."""
     rows = query(host, "SELECT s.session_id, s.status, count(t.id) FROM sessions s "
                        "LEFT JOIN agent_tool_uses t ON t.session_id = s.session_id "
                        "WHERE s.session_id LIKE 'rb-%' GROUP BY s.session_id")
-    assert sorted(rows) == sorted([sid, "completed", 2] for sid in wanted)
+    assert sorted(rows) == sorted([sid, "completed", 2] for sid in kept_sessions())
+    assert pruned_probe_uses(host) == {"completed": len(STATE["pruned"]),
+                                       "error": len(STATE["pruned"])}
+
+
+def pruned_probe_uses(host: Any) -> dict[str, int]:
+    """The probe's tool uses agentmon prune removed, by status (schema step "pruned")."""
+    if not query(host, "SELECT 1 FROM sqlite_master WHERE name = 'agentmon_pruned'"):
+        return {"completed": 0, "error": 0}
+    return {status: query(host, "SELECT COALESCE(SUM(rows), 0) FROM agentmon_pruned WHERE"
+                                " tbl = 'agent_tool_uses' AND key2 = ? AND status = ?",
+                          PROBE, status)[0][0]
+            for status in ("completed", "error")}
 
 
 def assert_metrics_match_sql(host: Any) -> None:
+    """The probe's counters equal SQL plus what agentmon prune removed."""
+    pruned = pruned_probe_uses(host)
     sql = {status: query(host, "SELECT count(*) FROM agent_tool_uses WHERE tool_name = ?"
-                               " AND status = ?", PROBE, status)[0][0]
+                               " AND status = ?", PROBE, status)[0][0] + pruned[status]
            for status in ("completed", "error")}
     def matching() -> str | None:
         text = scrape(host)
@@ -193,6 +212,27 @@ def test_release_2_adds_a_schema_step(host: Any) -> None:
     write_events(host, "r2")
     assert_every_event_kept(host)
     assert_metrics_match_sql(host)
+
+
+def test_a_prune_then_a_rollback_across_schema_steps(host: Any) -> None:
+    """Retention runs as the timer runs it (the live release's CLI, the service account), here
+    with a retention of 0 hours so that every finished session goes; the rollback below then
+    goes down a schema step with the pruned aggregates in place, and no number moves."""
+    before = scrape(host)
+    cli = f"{live_release(host)}/bin/agentmon"
+    out = host.check_output("runuser -u agentmon-db -- %s prune --db %s --older-than 0h",
+                            cli, DB)
+    print(out)
+    assert re.search(r"removed .*older than 0 h", out), out
+    STATE["pruned"] = [sid for sid in STATE["sessions"] if not has_session(host, sid)]
+    assert STATE["pruned"] == STATE["sessions"]  # every one of them had ended
+    assert host.file(DB).user == "agentmon-db"
+    assert_every_event_kept(host)
+    assert_metrics_match_sql(host)
+    after = scrape(host)
+    for status in ("completed", "error"):
+        assert metric(after, "agentmon_tool_uses_total", tool=PROBE, status=status) == metric(
+            before, "agentmon_tool_uses_total", tool=PROBE, status=status)
 
 
 def test_rollback_takes_back_release_and_schema(host: Any) -> None:
@@ -269,7 +309,7 @@ def test_restore_a_backup(host: Any) -> None:
     # Names differ only in their UTC time stamp: the newest sorts last.
     backup = sorted(n for n in host.check_output("ls %s", BACKUPS).split()
                     if f".v{S1}." in n)[-1]
-    assert all(has_session(host, sid) for sid in STATE["sessions"])
+    assert all(has_session(host, sid) for sid in kept_sessions())
     args = ("playbooks/rollback.yml", "-e",
             json.dumps({"agentmon_rollback_steps": ["restore"],
                         "agentmon_rollback_backup": backup}))
@@ -283,7 +323,7 @@ def test_restore_a_backup(host: Any) -> None:
     assert host.file(aside).user == "agentmon-db"  # the restore ran as the service account
     assert host.file(DB).user == "agentmon-db"
     # Nothing is lost: every session is in the restored file or in the set-aside one.
-    only_aside = [sid for sid in STATE["sessions"] if not has_session(host, sid)]
+    only_aside = [sid for sid in kept_sessions() if not has_session(host, sid)]
     assert only_aside, "the backup predates the last sessions"
     assert all(has_session(host, sid, db=aside) for sid in only_aside)
     assert any(f"sessions={len(only_aside)}" in m for m in said), said
