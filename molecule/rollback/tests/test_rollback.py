@@ -1,9 +1,10 @@
 """The rollback scenario, stage by stage (the tests run in file order and build on each other):
 release 1 -> events -> release 2 with one more schema step -> events -> a prune of every
-finished session -> rollback of release and schema -> the same rollback again (no change) -> release 3 whose health check fails
-(rescued) -> reset metrics and throttle -> restore a backup -> disable. Events go through the
-installed hook command from alice's settings.json, as Claude Code runs it; metrics are
-compared with what SQL says about the same database."""
+finished session -> rollback of release and schema -> the same rollback again (no change) ->
+release 3 whose health check fails (rescued) -> reset metrics and throttle -> restore a backup
+-> disable. Events go through the installed hook command from alice's settings.json, as Claude
+Code runs it; metrics are compared with what SQL says about the same database (plus what was
+pruned)."""
 
 from __future__ import annotations
 
