@@ -4,11 +4,11 @@ other users, the alert receiver unprivileged and answering 401 without its token
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 import pytest
+from verify_helpers import http
 
 # The README's "Service hardening" table gives the same figures. nginx's master must stay root
 # (ports 80/443, the root-only TLS key, setuid to www-data, its logs, chown of its temp dirs): 2.4.
@@ -22,19 +22,6 @@ EXPOSURE = {
 PROMETHEUS_DATA = "/var/lib/prometheus/metrics2"
 RECEIVER = "http://127.0.0.1:9000/hooks/alertmanager"
 
-POST = """
-import json, sys, urllib.error, urllib.request
-url, token = sys.argv[1:3]
-request = urllib.request.Request(url, method="POST", data=b'{"alerts": []}')
-request.add_header("Content-Type", "application/json")
-if token:
-    request.add_header("Authorization", "Bearer " + token)
-try:
-    with urllib.request.urlopen(request, timeout=30) as response:
-        print(json.dumps({"status": response.status}))
-except urllib.error.HTTPError as error:
-    print(json.dumps({"status": error.code}))
-"""
 
 
 def exposure(host: Any, unit: str) -> float:
@@ -89,7 +76,7 @@ def test_prometheus_data_is_closed_to_other_users(host: Any) -> None:
 
 def test_alert_receiver_refuses_requests_without_its_token(host: Any) -> None:
     for token in ("", "wrong-token-of-some-length"):
-        answer = json.loads(host.check_output("python3 -c %s %s %s", POST, RECEIVER, token))
+        answer = http(host, RECEIVER, json_body={"alerts": []}, bearer=token or None)
         assert answer["status"] == 401, (token, answer)
     # Alertmanager's notifications carry it: the Watchdog and the alert tests in the other
     # files of this scenario arrive at the receiver.
