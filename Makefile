@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: help check-tools venv lint unit rules test bench bench-attack clean
+.PHONY: help check-tools venv lint unit rules test bench bench-attack bench-soak bench-prune clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -116,6 +116,14 @@ bench: $(BENCH_STAMP) ## benchmarks (not part of test): serve vs baseline vs que
 
 bench-attack: $(STAMP) ## hostile clients vs serve's HTTP layer (not part of test); BEFORE=main also runs main's server; BENCH_ARGS=--quick
 	cd exporter && ../$(BIN)/python bench/bench_attack.py $(if $(BEFORE),--before $(BEFORE)) $(BENCH_ARGS)
+
+# Soak: 8 hook writers, prunes, scrapes, an exporter restart and a restored backup (~32 min).
+bench-soak: $(STAMP) ## soak of 30 min (not part of test): writers, prunes, restart, restore; BENCH_ARGS=--seconds 90 is quick
+	cd exporter && ../$(BIN)/python bench/bench_soak.py --svg ../docs/bench-soak.svg $(BENCH_ARGS)
+
+# Prune at 10M invocations: needs ~22 GB for the file and twice what is left for --reclaim.
+bench-prune: $(STAMP) ## agentmon prune on 10M seeded invocations, exporter refresh meanwhile (not part of test); BENCH_ARGS=--rows 200000 is quick
+	cd exporter && ../$(BIN)/python bench/bench_prune.py $(BENCH_ARGS)
 
 clean: ## remove the venv and caches
 	rm -rf $(VENV) exporter/.pytest_cache exporter/.coverage .ruff_cache
