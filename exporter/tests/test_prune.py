@@ -140,6 +140,22 @@ def test_hours_and_a_second_run(db: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "removed 0 agent_invocations, 0 agent_tool_uses, 0 sessions" in capsys.readouterr().out
 
 
+def test_a_reader_holding_the_wal_is_named_in_the_sizes(
+        db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # An open read transaction (the exporter mid-refresh) keeps the final checkpoint from
+    # truncating the WAL: the size line says so instead of a puzzling growth.
+    reader = sqlite3.connect(db)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM agent_tool_uses").fetchone()
+    try:
+        assert prune("--db", str(db), "--older-than", "12h") == 0
+    finally:
+        reader.close()
+    out = capsys.readouterr().out
+    assert "removed 32 agent_invocations" in out
+    assert "(of which WAL " in out
+
+
 def test_small_batches_and_progress(db: Path) -> None:
     seen = []
     conn = writer(db)

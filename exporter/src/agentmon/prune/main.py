@@ -129,8 +129,15 @@ def main(argv: list[str]) -> int:
     verb = "would remove" if result.dry_run else "removed"
     print(f"{path}: {verb} {_counts(result)} older than {args.older_than / 3600:g} h"
           f" in {result.seconds:.2f} s ({result.batches} batches); file"
-          f" {result.size_before} -> {result.size_after} bytes")
+          f" {result.size_before} -> {result.size_after} bytes{_wal_note(path)}")
     return 0
+
+
+def _wal_note(path: Path) -> str:
+    # Sizes count the WAL: readers (the exporter, hooks) can keep the final checkpoint from
+    # truncating it, and "after" may then exceed "before" until a later checkpoint.
+    wal = space.wal_bytes(path)
+    return f" (of which WAL {wal}: truncated at a later checkpoint)" if wal else ""
 
 
 def run(conn: sqlite3.Connection, path: Path, args: argparse.Namespace) -> Result:

@@ -33,6 +33,14 @@ def file_bytes(path: Path) -> int:
     return total
 
 
+def wal_bytes(path: Path) -> int:
+    """The WAL alone (0 when there is none)."""
+    try:
+        return os.stat(f"{path}-wal").st_size
+    except FileNotFoundError:
+        return 0
+
+
 def auto_vacuum(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA auto_vacuum").fetchone()[0])
 
