@@ -133,6 +133,19 @@ def percentiles(samples: list[float]) -> dict[str, float]:
             "mean": statistics.fmean(ordered)}
 
 
+def per_event(mix: list[dict], hook: list[tuple[float, float]],
+              floor: list[tuple[float, float]]) -> dict[str, dict[str, float]]:
+    """Wall p50/p99 per hook event name, beside the `python -c pass` runs made after each."""
+    rows: dict[str, dict[str, float]] = {}
+    for name in dict.fromkeys(e["hook_event_name"] for e in mix):
+        picked = [i for i, e in enumerate(mix) if e["hook_event_name"] == name]
+        mine = percentiles([hook[i][0] for i in picked])
+        base = percentiles([floor[i][0] for i in picked])
+        rows[name] = {"n": len(picked), "hook_p50": mine["p50"], "hook_p99": mine["p99"],
+                      "pass_p50": base["p50"], "pass_p99": base["p99"]}
+    return rows
+
+
 def cpu_ms() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (usage.ru_utime + usage.ru_stime) * 1000
@@ -184,7 +197,8 @@ def main() -> int:
         migrate(db)
         prefill(db, args.prefill)
         env = {**os.environ, "AGENTMON_DB": str(db)}
-        payloads = [json.dumps(e).encode() for e in event_mix(args.n, args.secrets)]
+        mix = event_mix(args.n, args.secrets)
+        payloads = [json.dumps(e).encode() for e in mix]
         hook: list[tuple[float, float]] = []
         floor: list[tuple[float, float]] = []
         for payload in payloads:  # interleaved, so both see the same machine load
@@ -197,6 +211,7 @@ def main() -> int:
         "python_pass_ms": percentiles([w for w, _ in floor]),
         "hook_cpu_ms": percentiles([c for _, c in hook]),
         "python_pass_cpu_ms": percentiles([c for _, c in floor]),
+        "per_event": per_event(mix, hook, floor),
     }
     print(f"agentmon hook, {args.n} events{' (with secrets)' if args.secrets else ''}, one "
           f"process each; load average "
@@ -206,6 +221,11 @@ def main() -> int:
         cells = [result[name][key] for name in
                  ("hook_ms", "python_pass_ms", "hook_cpu_ms", "python_pass_cpu_ms")]
         print(f"{key:>6} " + " ".join(f"{cell:>10.1f}" for cell in cells))
+    print(f"\nper event (wall ms; `pass` ran right after each):\n{'event':<20} {'n':>4}"
+          f" {'hook p50':>9} {'hook p99':>9} {'pass p50':>9} {'pass p99':>9}")
+    for name, row in result["per_event"].items():
+        print(f"{name:<20} {row['n']:>4} {row['hook_p50']:>9.1f} {row['hook_p99']:>9.1f}"
+              f" {row['pass_p50']:>9.1f} {row['pass_p99']:>9.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0
