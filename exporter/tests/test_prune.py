@@ -105,6 +105,32 @@ def test_removes_old_finished_rows_only_and_the_numbers_stay(
     fresh.close()
 
 
+def test_pruning_the_rows_the_exporter_last_counted_needs_no_rebuild(db: Path) -> None:
+    # The exporter keeps its last counted row of each table as a witness against restored
+    # backups. A prune may remove exactly that row (finished last, but long ago: the soak
+    # bench's size prunes did); it was counted, so the state goes on without a cold start.
+    conn = writer(db)
+    add_invocation(conn, "late", "plan", "completed", 2.0, OLDER, OLD)
+    add_tool_use(conn, "late", "Grep", "completed", 0.2, OLDER, OLD)
+    conn.close()
+    collector = ExporterCollector(db)
+    collector.refresh()
+    before = exported(collector)
+    assert prune("--db", str(db), "--older-than", "90d") == 0
+    collector.refresh()
+    assert exported(collector) == before
+    assert samples(collector)[("agentmon_state_rebuilds_total", ())] == 1
+    conn = writer(db)
+    add_invocation(conn, "late", "plan", "error", 1.0, NEW, NEW)
+    conn.close()
+    collector.refresh()
+    snap = samples(collector)
+    assert snap[("agentmon_invocations_total",
+                 (("agent", "late"), ("phase", "plan"), ("status", "error")))] == 1
+    assert snap[("agentmon_state_rebuilds_total", ())] == 1
+    collector.close()
+
+
 def test_rows_pruned_before_the_exporter_counted_them_are_counted_once(db: Path) -> None:
     collector = ExporterCollector(db)
     collector.refresh()

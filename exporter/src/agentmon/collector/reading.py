@@ -112,7 +112,8 @@ class Reader:
             return "sequence went backwards"
         if head.removals != state.removals:
             return "rows were deleted or replaced"
-        if head.prune_batches != state.prune_batches:
+        pruned_now = head.prune_batches != state.prune_batches
+        if pruned_now:
             if head.prune_batches < state.prune_batches:
                 return "fewer prune batches than counted (a restored backup?)"
             if head.prune_max_seq > min(state.marks.values()):
@@ -121,13 +122,24 @@ class Reader:
         diverged = "history differs from what was counted (a restored backup?)"
         for table, q in enumerate(FROZEN):
             seen = state.witness.get(q.table)
-            # a finished row is frozen: the same sequence number and the same values
-            if seen is not None and _row(conn, table, seen[0]) != (seen[1], seen[2], seen[2]):
+            if seen is None:
+                continue
+            now = _row(conn, table, seen[0])
+            if now is None and pruned_now and seen[1] <= head.prune_max_seq:
+                # a new prune removed it (counted, so its numbers are in the aggregates): the
+                # next row read becomes the witness
+                del state.witness[q.table]
+            elif now != (seen[1], seen[2], seen[2]):
+                # a finished row is frozen: the same sequence number and the same values
                 return diverged
         seen = state.witness.get("agent_usage")
         if seen is not None and _row(conn, USAGE, seen[0]) != (seen[1], seen[2], seen[2]):
             return diverged  # usage rows never change
         seen = state.witness.get("sessions")
+        if seen is not None and pruned_now and seen[1] <= head.prune_max_seq \
+                and _row(conn, SESSIONS, seen[0]) is None:
+            del state.witness["sessions"]  # pruned, as above
+            seen = None
         if seen is not None:
             now = _row(conn, SESSIONS, seen[0])
             # the same session, as it was or changed since (a later sequence number)
