@@ -11,18 +11,18 @@ Counters never go down across a prune: each prune is checked against the scrape 
 from __future__ import annotations
 
 import math
-import os
 from datetime import timedelta
 from pathlib import Path
 
 import hypothesis.strategies as st
 from collector_db import samples, writer
-from hypothesis import HealthCheck, event, settings
+from hypothesis import event
 from hypothesis.stateful import rule
 from test_truth import (
     BASE,
     INV_BUCKETS,
     TOOL_BUCKETS,
+    TRUTH_SETTINGS,
     TruthMachine,
     assert_matches,
     recount,
@@ -105,11 +105,5 @@ class PruneTruthMachine(TruthMachine):
         assert_matches(samples(self.collector), expected(self.db), self.cap)
 
 
-PruneTruthMachine.TestCase.settings = settings(
-    max_examples=int(os.environ.get("AGENTMON_TRUTH_EXAMPLES", "300")),
-    stateful_step_count=40,
-    deadline=None,
-    derandomize=bool(os.environ.get("CI")),
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+PruneTruthMachine.TestCase.settings = TRUTH_SETTINGS
 TestPruneTruth = PruneTruthMachine.TestCase

@@ -490,11 +490,13 @@ class TruthMachine(RuleBasedStateMachine):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-TruthMachine.TestCase.settings = settings(
+# Shared with the other truth machines (test_prune_truth).
+TRUTH_SETTINGS = settings(
     max_examples=int(os.environ.get("AGENTMON_TRUTH_EXAMPLES", "300")),
     stateful_step_count=40,
     deadline=None,
     derandomize=bool(os.environ.get("CI")),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
+TruthMachine.TestCase.settings = TRUTH_SETTINGS
 TestTruth = TruthMachine.TestCase

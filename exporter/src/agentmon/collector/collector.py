@@ -30,6 +30,7 @@ from agentmon.collector.reading import DbFault, Reader, read_head
 from agentmon.collector.render import REASONS, Health, render
 from agentmon.collector.state import State
 from agentmon.schema.db import connect_reader
+from agentmon.schema.files import SIDE_FILES
 
 __all__ = ["REASONS", "DbFault", "ExporterCollector"]
 
@@ -42,13 +43,14 @@ def unsafe_side_files(path: Path) -> int:
     member of the hook group could stop everyone's recording while reads still work.
     """
     count = 0
-    for suffix in ("-journal", "-wal", "-shm"):
+    for suffix in SIDE_FILES:
         try:
             mode = os.lstat(f"{path}{suffix}").st_mode
         except OSError:
             continue
         count += not stat.S_ISREG(mode)
     return count
+
 
 class ExporterCollector:
     """A prometheus_client custom collector over incrementally maintained state."""

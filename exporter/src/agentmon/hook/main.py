@@ -18,6 +18,8 @@ import os
 import stat
 import sys
 
+from agentmon.schema.files import SIDE_FILES
+
 TYPE_CHECKING = False  # typing costs ~3 ms of import per hook process; only checkers need it
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -80,8 +82,6 @@ _DEFAULTS = {
     "--busy-timeout-ms": DEFAULT_BUSY_TIMEOUT_MS,
     "--interrupt-after-seconds": DEFAULT_INTERRUPT_AFTER_SECONDS,
 }
-# SQLite's files beside the database: a planted link at any of them is refused
-_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 class Rejected(Exception):
@@ -232,7 +232,7 @@ def refuse_links(path: str) -> None:
     Anyone who may write the data folder could plant one, to make a hook user's process write
     (and SQLite create or truncate) a file elsewhere.
     """
-    for name in (path, *(path + suffix for suffix in _SIDE_FILES)):
+    for name in (path, *(path + suffix for suffix in SIDE_FILES)):
         try:
             mode = os.lstat(name).st_mode
         except FileNotFoundError:
@@ -255,7 +255,7 @@ def remove_planted_links(path: str) -> list[str]:
         return []
     removed = []
     try:
-        for suffix in _SIDE_FILES:
+        for suffix in SIDE_FILES:
             try:
                 if stat.S_ISLNK(os.lstat(base + suffix, dir_fd=fd).st_mode):
                     os.unlink(base + suffix, dir_fd=fd)

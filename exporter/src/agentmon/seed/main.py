@@ -48,6 +48,7 @@ from typing import IO, Any
 
 from agentmon.schema import migrations
 from agentmon.schema.db import connect_writer, has_table, schema_version, table_columns
+from agentmon.schema.files import SIDE_FILES
 from agentmon.schema.migrate import ensure_latest
 
 # ---------------------------------------------------------------- the synthetic world
@@ -722,7 +723,7 @@ def _seed(path: Path, opts: SeedOptions, progress: ProgressFn | None,
     except BaseException:
         conn.close()
         if new_file:
-            for suffix in ("", "-journal", "-wal", "-shm"):
+            for suffix in ("", *SIDE_FILES):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
         raise
     return result
