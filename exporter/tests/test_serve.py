@@ -174,6 +174,16 @@ def test_check_config_refusals(capsys: pytest.CaptureFixture[str], argv: list[st
     assert check_config(capsys, *argv) == (1, expected)
 
 
+def test_http2_is_refused_not_served_as_http11(capsys: pytest.CaptureFixture[str],
+                                               tmp_path: Path) -> None:
+    path = web_config(tmp_path, "http_server_config:\n  http2: true\n")
+    assert check_config(capsys, "--web.config.file", str(path)) == (
+        1, f"agentmon serve: error: web config {path}: http_server_config.http2: true is not "
+           "supported: agentmon serves HTTP/1.1 only; set it to false or leave it out")
+    path.write_text("http_server_config:\n  http2: false\n")
+    assert check_config(capsys, "--web.config.file", str(path))[0] == 0
+
+
 def test_check_config_refuses_plain_text_passwords(capsys: pytest.CaptureFixture[str],
                                                    tmp_path: Path) -> None:
     path = web_config(tmp_path, f"basic_auth_users:\n  {USER}: {PASSWORD}\n")
@@ -563,6 +573,14 @@ def test_agentmon_serve_end_to_end(tmp_path: Path, migrated_db: Path, pki: Pki) 
         assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
         assert headers["X-Frame-Options"] == "deny"
         assert re.search(rb"^agentmon_db_up 1\.0$", body, re.M), body[:2000]
+        # what Prometheus 2.42 (Debian 12) sends: OpenMetrics, with the same samples
+        status, headers, om = get(served.port, headers={**basic(), "Accept": PROMETHEUS_ACCEPT},
+                                  context=ctx)
+        assert status == 200
+        assert headers["Content-Type"] == "application/openmetrics-text; version=1.0.0; " \
+                                          "charset=utf-8"
+        assert om.endswith(b"# EOF\n")
+        assert samples_openmetrics(om) == samples_text(body), (om[:2000], body[:2000])
         status, headers, _ = get(served.port, context=ctx)
         assert status == 401
         assert headers["WWW-Authenticate"] == 'Basic realm="agentmon"'
@@ -573,6 +591,26 @@ def test_agentmon_serve_end_to_end(tmp_path: Path, migrated_db: Path, pki: Pki) 
     assert "Traceback" not in text
     assert PASSWORD not in text
     assert HASH not in text
+
+
+# Prometheus 2.42's scrape Accept header (scrape/scrape.go), as Debian 12's sends it
+PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+                     "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+
+Samples = set[tuple[str, frozenset[tuple[str, str]], float]]
+
+
+def samples_text(body: bytes) -> Samples:
+    from prometheus_client.parser import text_string_to_metric_families
+    return {(s.name, frozenset(s.labels.items()), s.value)
+            for family in text_string_to_metric_families(body.decode()) for s in family.samples}
+
+
+def samples_openmetrics(body: bytes) -> Samples:
+    """Parsed by prometheus_client's strict OpenMetrics parser (it refuses a missing # EOF)."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+    return {(s.name, frozenset(s.labels.items()), s.value)
+            for family in text_string_to_metric_families(body.decode()) for s in family.samples}
 
 
 class _PortCatcher(logging.Handler):

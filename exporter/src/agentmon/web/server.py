@@ -1,11 +1,15 @@
 """The HTTP(S) side of ``agentmon serve``: a small asyncio server that serves bytes rendered
 elsewhere, behind basic auth, a bearer token and/or TLS client certificates.
 
-A scrape never touches SQLite nor renders anything: the refresh thread stores the rendered
-exposition (plain and gzip) in an :class:`Exposition`, and a request only authenticates and
-writes those bytes. Authentication costs a bcrypt verification once per distinct credential;
-results are cached under an HMAC (random per-process key) of user and password, so the cache
-never holds a password. bcrypt runs on one worker thread, never on the event loop.
+HTTP/1.1 itself (request line, headers, framing, keep-alive, the answer's head) is h11's, a
+sans-IO protocol library; this module owns the sockets and everything that makes the server
+safe to expose. A scrape never touches SQLite nor renders anything: the refresh thread stores
+the rendered exposition (text format and OpenMetrics, each plain and gzip) in an
+:class:`Exposition`, and a request only authenticates and writes those bytes; OpenMetrics is
+served when the Accept header prefers it. Authentication costs a bcrypt verification once per
+distinct credential; results are cached under an HMAC (random per-process key) of user and
+password, so the cache never holds a password. bcrypt runs on one worker thread, never on the
+event loop.
 
 Hostile clients are bounded, not trusted: an idle socket costs a few kilobytes, not a thread;
 the TLS handshake and the request head each have a deadline of a few seconds; the head is at
@@ -28,7 +32,6 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-import re
 import resource
 import secrets
 import socket
@@ -38,10 +41,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import bcrypt
+import h11
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_LATEST
 
 from agentmon.web.config import WebConfig
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = OPENMETRICS_LATEST  # "application/openmetrics-text; version=1.0.0"
 TEXT = "text/plain; charset=utf-8"
 REALM = "agentmon"
 LANDING = (b"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>agentmon</title></head>"
@@ -52,9 +58,9 @@ REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
            501: "Not Implemented", 505: "HTTP Version Not Supported"}
 # Methods HTTP defines: anything else is 501, these are 405 (after authentication).
 KNOWN_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"})
-TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-HEAD_END = re.compile(rb"\r?\n\r?\n")
-BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# What a request h11 refuses is answered with (its own message may quote the client's bytes).
+PROTOCOL_ERRORS = {400: "malformed request", 431: "request head too large",
+                   501: "transfer-encoding is not supported"}
 
 log = logging.getLogger("agentmon.web")
 
@@ -104,16 +110,27 @@ def parse_listen_address(text: str) -> ListenAddress:
 
 
 class Exposition:
-    """The latest rendered metrics, swapped whole by the refresh thread."""
+    """The latest rendered metrics (text format and, when rendered, OpenMetrics; each plain and
+    gzip), swapped whole by the refresh thread."""
 
-    def __init__(self, body: bytes = b"") -> None:
-        self._current = (body, gzip.compress(body, compresslevel=6, mtime=0))
+    def __init__(self, body: bytes = b"", openmetrics: bytes | None = None) -> None:
+        self.set(body, openmetrics)
 
-    def set(self, body: bytes) -> None:
-        self._current = (body, gzip.compress(body, compresslevel=6, mtime=0))
+    def set(self, body: bytes, openmetrics: bytes | None = None) -> None:
+        self._current = (_packed(body),
+                         _packed(openmetrics) if openmetrics is not None else None)
 
     def get(self) -> tuple[bytes, bytes]:
-        return self._current
+        """The text format: (plain, gzip)."""
+        return self._current[0]
+
+    def get_openmetrics(self) -> tuple[bytes, bytes] | None:
+        """OpenMetrics: (plain, gzip), or None when it was not rendered."""
+        return self._current[1]
+
+
+def _packed(body: bytes) -> tuple[bytes, bytes]:
+    return body, gzip.compress(body, compresslevel=6, mtime=0)
 
 
 class Authenticator:
@@ -217,23 +234,35 @@ class _Current:
     config: WebConfig
     authenticator: Authenticator
     ssl_context: ssl.SSLContext | None
-    headers: bytes  # the configured http_server_config.headers, ready to send
-
-
-class _HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+    headers: list[tuple[str, str]]  # the configured http_server_config.headers
 
 
 @dataclass
+class _Seen:
+    """What is known of a request when it is refused: its line (for the log), its method."""
+
+    line: str = "-"
+    head: bool = False
+    fed: int = 0  # bytes given to h11 since the request began
+
+
+class _Refused(Exception):
+    """A request answered with an error, then the connection closed."""
+
+    def __init__(self, status: int, message: str, seen: _Seen) -> None:
+        super().__init__(message)
+        self.status, self.message, self.line, self.head = status, message, seen.line, seen.head
+
+
+@dataclass(frozen=True)
 class _Request:
     method: str
     target: str
-    line: str
-    headers: dict[str, str]
-    keep_alive: bool
-    oversized_body: bool  # not read: answer, then close
+    line: str  # for the log
+    authorization: str | None
+    accept: str
+    accept_encoding: str
+    complete: bool  # body read (or none); False: answer, then close
 
 
 class _Stream:
@@ -543,171 +572,177 @@ class MetricsServer:
     async def _requests(self, stream: _Stream, host: str) -> bool:
         """Serve requests until the connection should close; True: close gracefully."""
         loop = asyncio.get_running_loop()
-        buf = bytearray()
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_header_bytes)
         authenticated = False
         while True:
             try:
-                request = await self._read_request(stream, buf, authenticated)
-            except _HttpError as exc:
-                await self._send(stream, host, exc.status, str(exc).encode() + b"\n", TEXT, [],
-                                 head=False, close=True, line="-")
+                request = await self._next_request(stream, conn, host, authenticated)
+            except _Refused as exc:
+                await self._send(stream, conn, host, exc.status, exc.message.encode() + b"\n",
+                                 TEXT, [], exc.head, True, exc.line)
                 return exc.status != 408  # a client too slow to send gets no lingering
             if request is None:
                 return False
             current = self._current
-            verdict = current.authenticator.quick(request.headers.get("authorization"))
+            verdict = current.authenticator.quick(request.authorization)
             if verdict is None:  # needs bcrypt: on its thread, one at a time
                 verdict = await loop.run_in_executor(
-                    self._bcrypt, current.authenticator.check,
-                    request.headers.get("authorization"))
-            close = not request.keep_alive or request.oversized_body
+                    self._bcrypt, current.authenticator.check, request.authorization)
             head = request.method == "HEAD"
+            close = not request.complete
             if not verdict:
-                await self._send(stream, host, 401, b"unauthorized\n", TEXT,
+                await self._send(stream, conn, host, 401, b"unauthorized\n", TEXT,
                                  [("WWW-Authenticate", f'Basic realm="{REALM}"')], head, close,
                                  request.line)
             else:
                 if not authenticated:
                     authenticated = True
                     self._authenticated()
-                await self._route(stream, host, request, head, close)
-            if close:
-                return True
+                await self._route(stream, conn, host, request, head, close)
+            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                return True  # Connection: close (theirs or ours), or a body left unread
+            conn.start_next_cycle()
 
-    async def _route(self, stream: _Stream, host: str, request: _Request, head: bool,
-                     close: bool) -> None:
+    async def _route(self, stream: _Stream, conn: h11.Connection, host: str,
+                     request: _Request, head: bool, close: bool) -> None:
         line = request.line
-        if request.oversized_body:
-            await self._send(stream, host, 413, b"request body too large\n", TEXT, [], head,
-                             True, line)
+        if not request.complete:
+            await self._send(stream, conn, host, 413, b"request body too large\n", TEXT, [],
+                             head, True, line)
         elif request.method not in ("GET", "HEAD"):
             status = 405 if request.method in KNOWN_METHODS else 501
-            await self._send(stream, host, status, REASONS[status].lower().encode() + b"\n",
-                             TEXT, [("Allow", "GET, HEAD")], False, close, line)
+            await self._send(stream, conn, host, status,
+                             REASONS[status].lower().encode() + b"\n", TEXT,
+                             [("Allow", "GET, HEAD")], False, close, line)
         else:
             path = request.target.split("?", 1)[0]
             if path == "/metrics":
-                plain, gzipped = self.exposition.get()
-                if _accepts_gzip(request.headers.get("accept-encoding", "")):
-                    await self._send(stream, host, 200, gzipped, CONTENT_TYPE,
-                                     [("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")],
-                                     head, close, line)
+                rendered = (self.exposition.get_openmetrics()
+                            if _prefers_openmetrics(request.accept) else None)
+                content_type = OPENMETRICS_CONTENT_TYPE if rendered else CONTENT_TYPE
+                plain, gzipped = rendered or self.exposition.get()
+                vary = ("Vary", "Accept, Accept-Encoding")
+                if _accepts_gzip(request.accept_encoding):
+                    await self._send(stream, conn, host, 200, gzipped, content_type,
+                                     [("Content-Encoding", "gzip"), vary], head, close, line)
                 else:
-                    await self._send(stream, host, 200, plain, CONTENT_TYPE,
-                                     [("Vary", "Accept-Encoding")], head, close, line)
+                    await self._send(stream, conn, host, 200, plain, content_type, [vary],
+                                     head, close, line)
             elif path == "/":
-                await self._send(stream, host, 200, LANDING, "text/html; charset=utf-8", [],
-                                 head, close, line)
+                await self._send(stream, conn, host, 200, LANDING, "text/html; charset=utf-8",
+                                 [], head, close, line)
             else:
-                await self._send(stream, host, 404, b"not found\n", TEXT, [], head, close, line)
+                await self._send(stream, conn, host, 404, b"not found\n", TEXT, [], head,
+                                 close, line)
 
-    async def _read_request(self, stream: _Stream, buf: bytearray,
+    async def _next_request(self, stream: _Stream, conn: h11.Connection, host: str,
                             authenticated: bool) -> _Request | None:
-        """The next request (head parsed, small body read), None when the client is gone or
-        idle too long; _HttpError for a request that gets an error and a closed connection."""
+        """The next request (head parsed by h11, small body read), None when the client is gone
+        or idle too long; _Refused for a request that gets an error and a closed connection."""
         loop = asyncio.get_running_loop()
         # Anonymous clients get one deadline for the whole head; authenticated keep-alive
         # connections may idle between requests, then have the same deadline for the head.
         deadline = loop.time() + (self.idle_timeout if authenticated else self.header_timeout)
         try:
             async with asyncio.timeout_at(deadline):
-                while not buf.lstrip(b"\r\n"):
-                    del buf[:]
-                    if not await self._fill(stream, buf):
+                while not conn.trailing_data[0]:  # blank lines before a request are skipped
+                    data = await stream.read()
+                    if not data:
                         return None
+                    if data := data.lstrip(b"\r\n"):
+                        conn.receive_data(data)
         except TimeoutError:
             return None  # nothing asked: close without a word
         if authenticated:
             deadline = loop.time() + self.header_timeout
-        del buf[:len(buf) - len(buf.lstrip(b"\r\n"))]
+        seen = _Seen(fed=len(conn.trailing_data[0]))
         try:
             async with asyncio.timeout_at(deadline):
-                while (match := HEAD_END.search(buf, 0, self.max_header_bytes + 4)) is None:
-                    if len(buf) > self.max_header_bytes:
-                        if buf.find(b"\n", 0, self.max_header_bytes) < 0:
-                            raise _HttpError(414, "request line too long")
-                        raise _HttpError(431, "request head too large")
-                    if not await self._fill(stream, buf):
-                        return None
-                head = bytes(buf[:match.start()])
-                del buf[:match.end()]
-                request = self._parse(head)
-                length = self._body_length(request)
-                if length > self.max_body:
-                    request.oversized_body = True
-                else:
-                    while len(buf) < length:
-                        if not await self._fill(stream, buf):
-                            return None
-                    del buf[:length]
-                return request
+                return await self._read_request(stream, conn, seen)
         except TimeoutError:
-            raise _HttpError(408, "request not received in time") from None
+            raise _Refused(408, "request not received in time", seen) from None
+        except h11.RemoteProtocolError as exc:
+            status = exc.error_status_hint
+            message = PROTOCOL_ERRORS.get(status, "malformed request")
+            if status == 431 and b"\n" not in conn.trailing_data[0][:self.max_header_bytes]:
+                status, message = 414, "request line too long"
+            log.debug("bad request from %s: %s", host, _printable(str(exc)))
+            raise _Refused(status, message, seen) from None
 
-    @staticmethod
-    async def _fill(stream: _Stream, buf: bytearray) -> bool:
-        data = await stream.read()
-        buf += data
-        return bool(data)
-
-    def _parse(self, head: bytes) -> _Request:
-        lines = head.decode("latin-1").split("\n")
-        line = lines[0].rstrip("\r")
-        parts = line.split(" ")
-        if len(parts) != 3 or not TOKEN.match(parts[0]) or not parts[1]:
-            raise _HttpError(400, "malformed request line")
-        method, target, version = parts
-        if not version.startswith("HTTP/"):
-            raise _HttpError(400, "malformed request line")
-        if version not in ("HTTP/1.0", "HTTP/1.1"):
-            raise _HttpError(505, "only HTTP/1.0 and HTTP/1.1 are served")
-        if len(lines) - 1 > self.max_header_lines:
-            raise _HttpError(431, "too many header lines")
-        headers: dict[str, str] = {}
-        for raw in lines[1:]:
-            name, sep, value = raw.rstrip("\r").partition(":")
-            value = value.strip(" \t")
-            if not sep or not TOKEN.match(name) or BAD_VALUE.search(value):
-                raise _HttpError(400, "malformed header line")
-            key = name.lower()
-            if key in headers:
-                if key in ("authorization", "content-length", "transfer-encoding", "host"):
-                    raise _HttpError(400, f"repeated {name} header")
-                headers[key] += ", " + value
+    async def _read_request(self, stream: _Stream, conn: h11.Connection,
+                            seen: _Seen) -> _Request | None:
+        event = await self._next_event(stream, conn, seen)
+        if not isinstance(event, h11.Request):
+            return None  # the client left
+        method = event.method.decode("ascii")
+        target = event.target.decode("ascii")
+        seen.line = f"{method} {target} HTTP/{event.http_version.decode('ascii')}"
+        seen.head = method == "HEAD"
+        # h11 bounds a head still incomplete; one completed by the last read may be longer.
+        if seen.fed - len(conn.trailing_data[0]) > self.max_header_bytes:
+            if len(seen.line) > self.max_header_bytes:
+                raise _Refused(414, "request line too long", seen)
+            raise _Refused(431, "request head too large", seen)
+        if event.http_version not in (b"1.0", b"1.1"):
+            raise _Refused(505, "only HTTP/1.0 and HTTP/1.1 are served", seen)
+        if len(event.headers) > self.max_header_lines:
+            raise _Refused(431, "too many header lines", seen)
+        fields: dict[bytes, bytes] = {}
+        for name, value in event.headers:
+            if name in fields:
+                if name == b"authorization":
+                    raise _Refused(400, "repeated Authorization header", seen)
+                fields[name] += b", " + value
             else:
-                headers[key] = value
-        tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
-        keep_alive = ("close" not in tokens if version == "HTTP/1.1"
-                      else "keep-alive" in tokens)
-        return _Request(method, target, line, headers, keep_alive, False)
+                fields[name] = value
+        # h11 has checked the framing (one Content-Length of digits, or chunked); a body is
+        # read and thrown away up to max_body, a longer one is left unread (answer, close).
+        complete = int(fields.get(b"content-length", b"0")) <= self.max_body
+        received = 0
+        while complete:
+            event = await self._next_event(stream, conn, seen)
+            if isinstance(event, h11.EndOfMessage):
+                break
+            if not isinstance(event, h11.Data):
+                return None  # the client left
+            received += len(event.data)
+            complete = received <= self.max_body
+        authorization = fields.get(b"authorization")
+        return _Request(method, target, seen.line,
+                        authorization.decode("latin-1") if authorization is not None else None,
+                        fields.get(b"accept", b"").decode("latin-1"),
+                        fields.get(b"accept-encoding", b"").decode("latin-1"), complete)
 
     @staticmethod
-    def _body_length(request: _Request) -> int:
-        if "transfer-encoding" in request.headers:
-            raise _HttpError(501, "transfer-encoding is not supported")
-        text = request.headers.get("content-length", "0")
-        if not text.isdigit() or len(text) > 18:
-            raise _HttpError(400, "bad Content-Length")
-        return int(text)
+    async def _next_event(stream: _Stream, conn: h11.Connection, seen: _Seen) -> object:
+        """h11's next event, reading as it needs; None when the client has gone."""
+        while (event := conn.next_event()) is h11.NEED_DATA:
+            data = await stream.read()
+            if not data:
+                return None
+            seen.fed += len(data)
+            conn.receive_data(data)
+        return event
 
-    async def _send(self, stream: _Stream, host: str, status: int, body: bytes,
-                    content_type: str, headers: list[tuple[str, str]], head: bool, close: bool,
-                    line: str) -> None:
-        parts = [f"HTTP/1.1 {status} {REASONS[status]}\r\nServer: agentmon\r\n"
-                 f"Date: {email.utils.formatdate(usegmt=True)}\r\n"
-                 f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-                 "Cache-Control: no-store\r\n"]
-        parts.extend(f"{name}: {value}\r\n" for name, value in headers)
+    async def _send(self, stream: _Stream, conn: h11.Connection, host: str, status: int,
+                    body: bytes, content_type: str, headers: list[tuple[str, str]], head: bool,
+                    close: bool, line: str) -> None:
+        fields = [("Server", "agentmon"), ("Date", email.utils.formatdate(usegmt=True)),
+                  ("Content-Type", content_type), ("Content-Length", str(len(body))),
+                  ("Cache-Control", "no-store"), *headers]
         if close:
-            parts.append("Connection: close\r\n")
-        data = "".join(parts).encode("latin-1") + self._current.headers + b"\r\n"
+            fields.append(("Connection", "close"))
+        fields += self._current.headers
+        chunks = [conn.send(h11.Response(status_code=status, headers=fields,
+                                         reason=REASONS[status]))]
         if not head:
-            data += body
+            chunks += conn.send_with_data_passthrough(h11.Data(data=body))
+        chunks.append(conn.send(h11.EndOfMessage()))
         # One debug line per request (headers, so credentials, are never logged); the request
         # line comes from the client, so control characters are escaped.
         log.debug('%s "%s" %d %d', host, _printable(line), status, len(body))
         async with asyncio.timeout(self.write_timeout):
-            await stream.write(data)
+            await stream.write(b"".join(c for c in chunks if c))
 
     async def _lingering_close(self, sock: socket.socket) -> None:
         """Half-close and drain what the client still sends, so that closing with unread
@@ -726,12 +761,35 @@ class MetricsServer:
             pass
 
 
-def _header_block(config: WebConfig) -> bytes:
-    return "".join(f"{name}: {value}\r\n" for name, value in config.headers.items()).encode()
+def _header_block(config: WebConfig) -> list[tuple[str, str]]:
+    return list(config.headers.items())
 
 
 def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
+def _prefers_openmetrics(accept: str) -> bool:
+    """True when Accept ranks OpenMetrics 1.0.0 (or unversioned) above the text format.
+
+    Prometheus asks for both with q-values (``application/openmetrics-text;version=1.0.0,...,
+    text/plain;version=0.0.4;q=0.5,*/*;q=0.1``); anything else, a tie included, is text."""
+    openmetrics = text = 0.0
+    for part in accept.split(","):
+        media, *params = (piece.strip() for piece in part.split(";"))
+        values = {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in params)}
+        try:
+            q = float(values.get("q", "1"))
+        except ValueError:
+            q = 0.0
+        if not 0.0 <= q <= 1.0:  # NaN included
+            q = 0.0
+        media = media.lower()
+        if media == "application/openmetrics-text" and values.get("version", "1.0.0") == "1.0.0":
+            openmetrics = max(openmetrics, q)
+        elif media in ("text/plain", "text/*", "*/*"):
+            text = max(text, q)
+    return openmetrics > text
 
 
 def _accepts_gzip(accept_encoding: str) -> bool:
