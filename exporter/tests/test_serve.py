@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import logging
 import os
@@ -458,6 +459,29 @@ def test_refresh_failures_are_logged_once_and_old_bytes_kept(
     assert b"agentmon_test_refreshes 3.0" in exposition.get()[0]
 
 
+def test_openmetrics_is_rendered_only_while_asked_for(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry
+
+    collector = CountingCollector(tmp_path / "ck")
+    registry = CollectorRegistry()
+    registry.register(collector)  # type: ignore[arg-type]
+    exposition = Exposition()
+    refresher = serve.Refresher(collector, registry, exposition, 1.0)
+    refresher.refresh_once()
+    assert exposition.get_openmetrics() is None  # nobody asked: not rendered
+    exposition.ask_openmetrics()
+    refresher.refresh_once()
+    plain, packed = exposition.get_openmetrics()  # type: ignore[misc]
+    assert plain.endswith(b"# EOF\n")
+    assert gzip.decompress(packed) == plain
+    assert samples_openmetrics(plain) == samples_text(exposition.get()[0])
+    assert ("agentmon_test_refreshes", frozenset(), 2.0) in samples_openmetrics(plain)
+    exposition.OPENMETRICS_WINDOW = 0.0  # the last request is now too old
+    refresher.refresh_once()
+    assert exposition.get_openmetrics() is None  # dropped, never served stale
+    assert b"agentmon_test_refreshes 3.0" in exposition.get()[0]
+
+
 def test_overrunning_refreshes_do_not_burst(tmp_path: Path) -> None:
     from prometheus_client import CollectorRegistry
 
@@ -573,14 +597,21 @@ def test_agentmon_serve_end_to_end(tmp_path: Path, migrated_db: Path, pki: Pki) 
         assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
         assert headers["X-Frame-Options"] == "deny"
         assert re.search(rb"^agentmon_db_up 1\.0$", body, re.M), body[:2000]
-        # what Prometheus 2.42 (Debian 12) sends: OpenMetrics, with the same samples
-        status, headers, om = get(served.port, headers={**basic(), "Accept": PROMETHEUS_ACCEPT},
-                                  context=ctx)
+        # what Prometheus 2.42 (Debian 12) sends: the text format until OpenMetrics is rendered
+        # (from the next refresh on, once asked), then OpenMetrics with the same samples
+        prometheus = {**basic(), "Accept": PROMETHEUS_ACCEPT}
+        status, headers, om = get(served.port, headers=prometheus, context=ctx)
         assert status == 200
+        assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        deadline = time.monotonic() + 30  # a failure guard: refreshes come every 0.2 s
+        while headers["Content-Type"].startswith("text/plain") and time.monotonic() < deadline:
+            time.sleep(0.05)
+            status, headers, om = get(served.port, headers=prometheus, context=ctx)
         assert headers["Content-Type"] == "application/openmetrics-text; version=1.0.0; " \
                                           "charset=utf-8"
         assert om.endswith(b"# EOF\n")
-        assert samples_openmetrics(om) == samples_text(body), (om[:2000], body[:2000])
+        text = get(served.port, headers=basic(), context=ctx)[2]
+        assert samples_openmetrics(om) == samples_text(text), (om[:2000], text[:2000])
         status, headers, _ = get(served.port, context=ctx)
         assert status == 401
         assert headers["WWW-Authenticate"] == 'Basic realm="agentmon"'

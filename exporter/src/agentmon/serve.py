@@ -1,12 +1,12 @@
 """``agentmon serve``: refresh the collector in the background, serve its cached exposition.
 
 One refresh thread calls ``collector.refresh()`` every ``--refresh.interval`` seconds and then
-renders the exposition once (text format and OpenMetrics, each plain and gzip); HTTP requests
-only authenticate and send those bytes, so a scrape never waits on SQLite. SIGTERM/SIGINT
-stop the server, let a running refresh finish, save the checkpoint and exit 0. SIGHUP, or a
-change to the web config or a file it names, re-reads the web config (a broken one keeps the
-running one). Every fault a user can cause (bad flag, bad web config, port in use) ends with
-one line on stderr and exit 1.
+renders the exposition once (text format, and OpenMetrics while clients ask for it; each plain
+and gzip); HTTP requests only authenticate and send those bytes, so a scrape never waits on
+SQLite. SIGTERM/SIGINT stop the server, let a running refresh finish, save the checkpoint and
+exit 0. SIGHUP, or a change to the web config or a file it names, re-reads the web config (a
+broken one keeps the running one). Every fault a user can cause (bad flag, bad web config, port
+in use) ends with one line on stderr and exit 1.
 """
 
 from __future__ import annotations
@@ -225,7 +225,8 @@ class Refresher:
             self.collector.refresh()
             snapshot = _Snapshot(list(self.registry.collect()))  # both formats, same samples
             body = generate_latest(snapshot)  # type: ignore[arg-type]
-            openmetrics = generate_openmetrics(snapshot)  # type: ignore[arg-type]
+            openmetrics = (generate_openmetrics(snapshot)  # type: ignore[arg-type]
+                           if self.exposition.openmetrics_wanted() else None)
         except Exception as exc:  # a bug must not stop the refreshes nor the server
             self._report(f"refresh failed: {type(exc).__name__}: {_one_line(exc)}")
             log.debug("refresh failure detail", exc_info=True)

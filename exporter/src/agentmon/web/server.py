@@ -32,11 +32,13 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import math
 import resource
 import secrets
 import socket
 import ssl
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -111,10 +113,25 @@ def parse_listen_address(text: str) -> ListenAddress:
 
 class Exposition:
     """The latest rendered metrics (text format and, when rendered, OpenMetrics; each plain and
-    gzip), swapped whole by the refresh thread."""
+    gzip), swapped whole by the refresh thread.
+
+    OpenMetrics costs prometheus_client about 2.5 times the text format's render, so it is
+    rendered only while clients ask for it: a request that prefers it marks the time, and
+    the refresh thread renders it while such a request came in the last ``OPENMETRICS_WINDOW``
+    seconds. Until then (and after) those requests get the text format, which every
+    Prometheus also accepts; never an OpenMetrics rendering older than the text."""
+
+    OPENMETRICS_WINDOW = 600.0
 
     def __init__(self, body: bytes = b"", openmetrics: bytes | None = None) -> None:
         self.set(body, openmetrics)
+        self._openmetrics_asked = -math.inf
+
+    def ask_openmetrics(self) -> None:
+        self._openmetrics_asked = time.monotonic()
+
+    def openmetrics_wanted(self) -> bool:
+        return time.monotonic() - self._openmetrics_asked < self.OPENMETRICS_WINDOW
 
     def set(self, body: bytes, openmetrics: bytes | None = None) -> None:
         self._current = (_packed(body),
@@ -617,8 +634,10 @@ class MetricsServer:
         else:
             path = request.target.split("?", 1)[0]
             if path == "/metrics":
-                rendered = (self.exposition.get_openmetrics()
-                            if _prefers_openmetrics(request.accept) else None)
+                rendered = None
+                if _prefers_openmetrics(request.accept):
+                    self.exposition.ask_openmetrics()
+                    rendered = self.exposition.get_openmetrics()
                 content_type = OPENMETRICS_CONTENT_TYPE if rendered else CONTENT_TYPE
                 plain, gzipped = rendered or self.exposition.get()
                 vary = ("Vary", "Accept, Accept-Encoding")
