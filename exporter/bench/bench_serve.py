@@ -289,18 +289,23 @@ def scrape_side_by_side(db: Path, work: Path, before: Path, scrapes: int,
             stack.enter_context(running(cmd, port, env={**os.environ, "PYTHONPATH": str(src)},
                                         log=work / f"sbs-{name}.log"))
             ports[name] = port
-        for name, port in ports.items():  # the bcrypt check is paid here, not measured
-            for kind, headers in kinds.items():
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                with closing(conn):
-                    conn.request("GET", "/metrics", headers=headers)
-                    resp = conn.getresponse()
-                    resp.read()
-                    types[name][kind] = resp.getheader("Content-Type", "")
+        def answer_types() -> None:
+            for name, port in ports.items():
+                for kind, headers in kinds.items():
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                    with closing(conn):
+                        conn.request("GET", "/metrics", headers=headers)
+                        resp = conn.getresponse()
+                        resp.read()
+                        types[name][kind] = resp.getheader("Content-Type", "")
+
+        answer_types()  # pays the bcrypt checks, and asks for OpenMetrics once
+        time.sleep(6)  # serve's default refresh interval is 5 s: OpenMetrics is rendered now
         for _ in range(rounds):
             for name, port in ports.items():
                 for kind, headers in kinds.items():
                     lat[name][kind] += scrape_latencies(port, max(1, scrapes // rounds), headers)
+        answer_types()  # what the scrapes were answered with
     return {name: {kind: {"p50": percentile(v, 0.5), "p99": percentile(v, 0.99), "n": len(v),
                           "content_type": types[name][kind]}
                    for kind, v in by_kind.items()} for name, by_kind in lat.items()}
