@@ -268,7 +268,8 @@ def bench_agentmon(db: Path, work: Path, cycles: int, scrapes: int) -> dict[str,
 def scrape_side_by_side(db: Path, work: Path, before: Path, scrapes: int,
                         rounds: int = 10) -> dict[str, Any]:
     """Scrape latency of this tree's server and of ``before`` (a revision's exporter/src), both
-    serving the same file at once, in alternating rounds of scrapes/rounds per server and kind."""
+    serving the same file at once, in alternating rounds of scrapes/rounds per server; for each
+    kind of request (no Accept header, Prometheus') a new pair of processes."""
     config = work / "web-config-sbs.yml"
     config.write_text(f"basic_auth_users:\n  {USER}: "
                       f"{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=10)).decode()}\n")
@@ -279,19 +280,21 @@ def scrape_side_by_side(db: Path, work: Path, before: Path, scrapes: int,
     servers = {"before": before, "after": SRC}
     lat: dict[str, dict[str, list[float]]] = {n: {k: [] for k in kinds} for n in servers}
     types: dict[str, dict[str, str]] = {n: {} for n in servers}
-    with ExitStack() as stack:
-        ports = {}
-        for name, src in servers.items():
-            port = free_port()
-            cmd = [sys.executable, "-m", "agentmon.cli", "serve", "--db", str(db),
-                   "--web.listen-address", f"127.0.0.1:{port}", "--web.config.file",
-                   str(config), "--checkpoint.file", str(work / f"sbs-{name}.ckpt")]
-            stack.enter_context(running(cmd, port, env={**os.environ, "PYTHONPATH": str(src)},
-                                        log=work / f"sbs-{name}.log"))
-            ports[name] = port
-        def answer_types() -> None:
-            for name, port in ports.items():
-                for kind, headers in kinds.items():
+    for kind, headers in kinds.items():  # new processes per kind: each asked only that way
+        with ExitStack() as stack:
+            ports = {}
+            for name, src in servers.items():
+                port = free_port()
+                cmd = [sys.executable, "-m", "agentmon.cli", "serve", "--db", str(db),
+                       "--web.listen-address", f"127.0.0.1:{port}", "--web.config.file",
+                       str(config), "--checkpoint.file", str(work / f"sbs-{name}-{kind}.ckpt")]
+                stack.enter_context(running(cmd, port, log=work / f"sbs-{name}.log",
+                                            env={**os.environ, "PYTHONPATH": str(src)}))
+                ports[name] = port
+
+            def answer_types(kind: str = kind, headers: dict[str, str] = headers,
+                             ports: dict[str, int] = ports) -> None:
+                for name, port in ports.items():
                     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
                     with closing(conn):
                         conn.request("GET", "/metrics", headers=headers)
@@ -299,13 +302,12 @@ def scrape_side_by_side(db: Path, work: Path, before: Path, scrapes: int,
                         resp.read()
                         types[name][kind] = resp.getheader("Content-Type", "")
 
-        answer_types()  # pays the bcrypt checks, and asks for OpenMetrics once
-        time.sleep(6)  # serve's default refresh interval is 5 s: OpenMetrics is rendered now
-        for _ in range(rounds):
-            for name, port in ports.items():
-                for kind, headers in kinds.items():
+            answer_types()  # pays the bcrypt checks, and asks for OpenMetrics once
+            time.sleep(6)  # serve's default refresh interval is 5 s: OpenMetrics is rendered
+            for _ in range(rounds):
+                for name, port in ports.items():
                     lat[name][kind] += scrape_latencies(port, max(1, scrapes // rounds), headers)
-        answer_types()  # what the scrapes were answered with
+            answer_types()  # what the scrapes were answered with
     return {name: {kind: {"p50": percentile(v, 0.5), "p99": percentile(v, 0.99), "n": len(v),
                           "content_type": types[name][kind]}
                    for kind, v in by_kind.items()} for name, by_kind in lat.items()}

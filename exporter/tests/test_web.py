@@ -399,16 +399,17 @@ def test_connections_beyond_the_limit_are_dropped(caplog: pytest.LogCaptureFixtu
             pytest.fail("the connection slot was never released")
 
 
-def test_control_characters_in_request_lines_are_escaped_in_logs(
+def test_control_characters_in_request_lines_never_reach_the_logs(
         caplog: pytest.LogCaptureFixture) -> None:
     with serving(WebConfig()) as server, caplog.at_level("DEBUG", logger="agentmon.web"):
         with closing(socket.create_connection(("127.0.0.1", server.port), timeout=10)) as s:
             s.sendall(b"GET /\x1b[31mred HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            assert s.recv(100).startswith(b"HTTP/1.1 400")  # h11: not a request-target
+            assert s.recv(100).startswith(b"HTTP/1.1 400")  # not a request-target
         deadline = time.monotonic() + 10
-        while "\\x1b[31mred" not in caplog.text and time.monotonic() < deadline:
+        while '"-" 400' not in caplog.text and time.monotonic() < deadline:
             time.sleep(0.01)
-    assert "\\x1b[31mred" in caplog.text
+    assert "bad request from 127.0.0.1: Invalid char in url path" in caplog.text
+    assert '127.0.0.1 "-" 400' in caplog.text
     assert "\x1b" not in caplog.text
 
 
@@ -549,13 +550,19 @@ AUTH = basic()["Authorization"]
 
 def test_authentication_comes_before_405_and_501() -> None:
     with serving(WebConfig(basic_auth_users=USERS, headers=HARDENED)) as server:
-        for method in ("POST", "DELETE", "OPTIONS", "BREW"):
+        for method in ("POST", "DELETE", "OPTIONS", "PROPFIND"):
             status, headers, _ = get(server.port, method=method)
             assert status == 401, method
             assert headers["WWW-Authenticate"] == 'Basic realm="agentmon"'
         assert get(server.port, method="POST", headers=basic())[0] == 405
-        status, headers, body = get(server.port, method="BREW", headers=basic())
+        status, headers, body = get(server.port, method="PROPFIND", headers=basic())
         assert status == 501
+        assert headers["X-Frame-Options"] == "deny"
+        assert b"<" not in body
+        # a method the parser does not know cannot be read any further: 501 and close, as
+        # for any request that cannot be parsed (so before authentication)
+        status, headers, body = get(server.port, method="BREW")
+        assert (status, headers["Connection"]) == (501, "close")
         assert headers["X-Frame-Options"] == "deny"
         assert b"<" not in body
 
@@ -584,7 +591,7 @@ def test_large_bodies_close_the_connection_small_chunked_ones_are_read() -> None
         assert statuses(answer) == [413]
         assert b"Connection: close" in answer
         assert b"X-Frame-Options: deny" in answer
-        # chunked framing is h11's: a small chunked body is read, not taken for a request
+        # chunked framing is the parser's: a small chunked body is read, not taken for a request
         answer = raw(server.port, (
             f"POST /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\n"
             "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
@@ -608,15 +615,18 @@ def test_large_bodies_close_the_connection_small_chunked_ones_are_read() -> None
 
 
 @pytest.mark.parametrize(("request_bytes", "status"), [
-    (b"GARBAGE\r\n\r\n", 400),
-    (b"GET /metrics\r\n\r\n", 400),
+    (b"GARBAGE\r\n\r\n", 501),  # not a method the parser knows
+    (b"GET /metrics\r\n\r\n", 505),  # HTTP/0.9
     (b"GET /metrics FTP/1.1\r\n\r\n", 400),
     (b"GET /metrics HTTP/2.0\r\n\r\n", 505),
     (b"GET /metrics HTTP/1.1\r\nNo colon here\r\n\r\n", 400),
     (b"GET /metrics HTTP/1.1\r\nBad Name: x\r\n\r\n", 400),
     (b"GET /metrics HTTP/1.1\r\n folded: x\r\n\r\n", 400),
     (b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: a\r\nAuthorization: b\r\n\r\n", 400),
-    (b"GET /metrics HTTP/1.1\r\nX-No-Host: 1\r\n\r\n", 400),  # HTTP/1.1 requires Host
+    (b"GET /metrics HTTP/1.2\r\n\r\n", 400),
+    (b"GET /metrics HTTP/1.1\nHost: x\n\n", 400),  # bare LF
+    (b"GET /metrics HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+    (b"GET /metrics HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400),
     (b"GET /metrics HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
     (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
     (b"GET /" + b"a" * 20000, 414),  # never ends
@@ -640,7 +650,7 @@ def test_error_responses_carry_the_configured_headers_and_no_html(request_bytes:
 
 def test_the_head_bound_is_exact_whatever_the_reads() -> None:
     """A head of max_header_bytes (blank line included) is served, one byte more is 431, sent in
-    one piece (h11 bounds only heads still incomplete: the server counts the rest)."""
+    one piece (the server counts what the parser reports of a complete head)."""
     def head(size: int) -> bytes:
         start = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: "
         return start + b"a" * (size - len(start) - 4) + b"\r\n\r\n"
@@ -662,6 +672,30 @@ def test_blank_lines_before_a_request_are_skipped() -> None:
             time.sleep(0.1)  # lets the server read it on its own (either way, the answer is 200)
             s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             assert s.recv(100).startswith(b"HTTP/1.1 200")
+
+
+def test_upgrade_and_connect_are_answered_then_closed() -> None:
+    """After an Upgrade or a CONNECT the parser reads nothing more: answered, then closed, and
+    what follows is not taken for a request."""
+    with serving(WebConfig(basic_auth_users=USERS)) as server:
+        answer = raw(server.port, (
+            f"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\nUpgrade: h2c\r\n"
+            "Connection: Upgrade\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n").encode())
+        assert statuses(answer) == [200]
+        assert b"Connection: close" in answer
+        answer = raw(server.port, b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: x\r\n\r\nSSH-2.0")
+        assert statuses(answer) == [401]
+        answer = raw(server.port, (f"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: x\r\n"
+                                   f"Authorization: {AUTH}\r\n\r\n").encode())
+        assert statuses(answer) == [405]
+
+
+def test_a_malformed_chunked_body_is_400() -> None:
+    with serving(WebConfig()) as server:
+        answer = raw(server.port, b"POST /metrics HTTP/1.1\r\nHost: x\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
+        assert statuses(answer) == [400]
+        assert b"Connection: close" in answer
 
 
 def test_repeated_headers_are_joined() -> None:

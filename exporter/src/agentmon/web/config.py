@@ -30,10 +30,10 @@ TLS_KEYS = ("cert_file", "key_file", "client_auth_type", "client_ca_file", "min_
             "max_version", "cipher_suites", "prefer_server_cipher_suites", "curve_preferences",
             "cert", "key", "client_ca", "client_allowed_sans")
 HTTP_KEYS = ("http2", "headers")
-# HTTP/2 is not served (h11 speaks HTTP/1.x): Prometheus scrapes HTTP/1.1 when TLS does not offer
-# h2, nginx proxies to its upstreams in HTTP/1.1, and one scrape per interval gains nothing from
-# multiplexing, while HTTP/2's streams and HPACK state are attack surface the deadlines here
-# would not bound (rapid reset, CONTINUATION floods).
+# HTTP/2 is not served (the parser, httptools, reads HTTP/1.x): Prometheus scrapes HTTP/1.1
+# when TLS does not offer h2, nginx proxies to its upstreams in HTTP/1.1, and one scrape per
+# interval gains nothing from multiplexing, while HTTP/2's streams and HPACK state are attack
+# surface the deadlines here would not bound (rapid reset, CONTINUATION floods).
 HTTP2_REFUSAL = ("http_server_config.http2: true is not supported: agentmon serves HTTP/1.1 "
                  "only; set it to false or leave it out")
 # exporter-toolkit's list; header values are checked so no CR/LF can reach a response.

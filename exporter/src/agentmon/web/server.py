@@ -1,12 +1,12 @@
 """The HTTP(S) side of ``agentmon serve``: a small asyncio server that serves bytes rendered
 elsewhere, behind basic auth, a bearer token and/or TLS client certificates.
 
-HTTP/1.1 itself (request line, headers, framing, keep-alive, the answer's head) is h11's, a
-sans-IO protocol library; this module owns the sockets and everything that makes the server
-safe to expose. A scrape never touches SQLite nor renders anything: the refresh thread stores
-the rendered exposition (text format and OpenMetrics, each plain and gzip) in an
-:class:`Exposition`, and a request only authenticates and writes those bytes; OpenMetrics is
-served when the Accept header prefers it. Authentication costs a bcrypt verification once per
+Requests are parsed by httptools (llhttp, Node.js' HTTP/1.x parser): request line, headers,
+Content-Length and chunked framing, keep-alive; this module owns the sockets, the answers'
+heads and everything that makes the server safe to expose. A scrape never touches SQLite nor
+renders anything: the refresh thread stores the rendered exposition (text format and, while
+clients ask for it, OpenMetrics; each plain and gzip) in an :class:`Exposition`, and a request
+only authenticates and writes those bytes. Authentication costs a bcrypt verification once per
 distinct credential; results are cached under an HMAC (random per-process key) of user and
 password, so the cache never holds a password. bcrypt runs on one worker thread, never on the
 event loop.
@@ -26,6 +26,7 @@ import asyncio
 import base64
 import binascii
 import concurrent.futures
+import dataclasses
 import email.utils
 import gzip
 import hashlib
@@ -39,11 +40,11 @@ import socket
 import ssl
 import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
 
 import bcrypt
-import h11
+import httptools
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_LATEST
 
 from agentmon.web.config import WebConfig
@@ -60,9 +61,6 @@ REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
            501: "Not Implemented", 505: "HTTP Version Not Supported"}
 # Methods HTTP defines: anything else is 501, these are 405 (after authentication).
 KNOWN_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"})
-# What a request h11 refuses is answered with (its own message may quote the client's bytes).
-PROTOCOL_ERRORS = {400: "malformed request", 431: "request head too large",
-                   501: "transfer-encoding is not supported"}
 
 log = logging.getLogger("agentmon.web")
 
@@ -251,24 +249,66 @@ class _Current:
     config: WebConfig
     authenticator: Authenticator
     ssl_context: ssl.SSLContext | None
-    headers: list[tuple[str, str]]  # the configured http_server_config.headers
-
-
-@dataclass
-class _Seen:
-    """What is known of a request when it is refused: its line (for the log), its method."""
-
-    line: str = "-"
-    head: bool = False
-    fed: int = 0  # bytes given to h11 since the request began
+    headers: bytes  # the configured http_server_config.headers, ready to send
 
 
 class _Refused(Exception):
     """A request answered with an error, then the connection closed."""
 
-    def __init__(self, status: int, message: str, seen: _Seen) -> None:
+    def __init__(self, status: int, message: str, head: bool = False) -> None:
         super().__init__(message)
-        self.status, self.message, self.line, self.head = status, message, seen.line, seen.head
+        self.status, self.message, self.head = status, message, head
+
+
+@dataclass
+class _Message:
+    """One request as httptools reports it: the head, then the body counted (never kept)."""
+
+    url: bytearray = field(default_factory=bytearray)
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    method: str = ""
+    version: str = ""
+    keep_alive: bool = False
+    body: int = 0  # bytes of body received
+    complete: bool = False  # the whole body was received
+
+
+class _Messages:
+    """httptools' callbacks for one connection: heads queue up as they complete."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self.ready: deque[_Message] = deque()
+        self.current = _Message()
+        self.last = False  # an Upgrade or CONNECT: the parser reads no further request
+
+    def feed(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.last = True
+
+    def on_message_begin(self) -> None:
+        self.current = _Message()
+
+    def on_url(self, url: bytes) -> None:
+        self.current.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.current.headers.append((name.lower(), value.rstrip(b" \t")))
+
+    def on_headers_complete(self) -> None:
+        message = self.current
+        message.method = self.parser.get_method().decode("ascii")
+        message.version = self.parser.get_http_version()
+        message.keep_alive = self.parser.should_keep_alive()
+        self.ready.append(message)
+
+    def on_body(self, body: bytes) -> None:
+        self.current.body += len(body)
+
+    def on_message_complete(self) -> None:
+        self.current.complete = True
 
 
 @dataclass(frozen=True)
@@ -280,6 +320,7 @@ class _Request:
     accept: str
     accept_encoding: str
     complete: bool  # body read (or none); False: answer, then close
+    keep_alive: bool
 
 
 class _Stream:
@@ -589,14 +630,14 @@ class MetricsServer:
     async def _requests(self, stream: _Stream, host: str) -> bool:
         """Serve requests until the connection should close; True: close gracefully."""
         loop = asyncio.get_running_loop()
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_header_bytes)
+        messages = _Messages()
         authenticated = False
         while True:
             try:
-                request = await self._next_request(stream, conn, host, authenticated)
+                request = await self._next_request(stream, messages, host, authenticated)
             except _Refused as exc:
-                await self._send(stream, conn, host, exc.status, exc.message.encode() + b"\n",
-                                 TEXT, [], exc.head, True, exc.line)
+                await self._send(stream, host, exc.status, exc.message.encode() + b"\n", TEXT,
+                                 [], exc.head, True, "-")
                 return exc.status != 408  # a client too slow to send gets no lingering
             if request is None:
                 return False
@@ -606,31 +647,29 @@ class MetricsServer:
                 verdict = await loop.run_in_executor(
                     self._bcrypt, current.authenticator.check, request.authorization)
             head = request.method == "HEAD"
-            close = not request.complete
+            close = not request.keep_alive or not request.complete or messages.last
             if not verdict:
-                await self._send(stream, conn, host, 401, b"unauthorized\n", TEXT,
+                await self._send(stream, host, 401, b"unauthorized\n", TEXT,
                                  [("WWW-Authenticate", f'Basic realm="{REALM}"')], head, close,
                                  request.line)
             else:
                 if not authenticated:
                     authenticated = True
                     self._authenticated()
-                await self._route(stream, conn, host, request, head, close)
-            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                return True  # Connection: close (theirs or ours), or a body left unread
-            conn.start_next_cycle()
+                await self._route(stream, host, request, head, close)
+            if close:
+                return True
 
-    async def _route(self, stream: _Stream, conn: h11.Connection, host: str,
-                     request: _Request, head: bool, close: bool) -> None:
+    async def _route(self, stream: _Stream, host: str, request: _Request, head: bool,
+                     close: bool) -> None:
         line = request.line
         if not request.complete:
-            await self._send(stream, conn, host, 413, b"request body too large\n", TEXT, [],
-                             head, True, line)
+            await self._send(stream, host, 413, b"request body too large\n", TEXT, [], head,
+                             True, line)
         elif request.method not in ("GET", "HEAD"):
             status = 405 if request.method in KNOWN_METHODS else 501
-            await self._send(stream, conn, host, status,
-                             REASONS[status].lower().encode() + b"\n", TEXT,
-                             [("Allow", "GET, HEAD")], False, close, line)
+            await self._send(stream, host, status, REASONS[status].lower().encode() + b"\n",
+                             TEXT, [("Allow", "GET, HEAD")], False, close, line)
         else:
             path = request.target.split("?", 1)[0]
             if path == "/metrics":
@@ -642,126 +681,119 @@ class MetricsServer:
                 plain, gzipped = rendered or self.exposition.get()
                 vary = ("Vary", "Accept, Accept-Encoding")
                 if _accepts_gzip(request.accept_encoding):
-                    await self._send(stream, conn, host, 200, gzipped, content_type,
+                    await self._send(stream, host, 200, gzipped, content_type,
                                      [("Content-Encoding", "gzip"), vary], head, close, line)
                 else:
-                    await self._send(stream, conn, host, 200, plain, content_type, [vary],
-                                     head, close, line)
+                    await self._send(stream, host, 200, plain, content_type, [vary], head,
+                                     close, line)
             elif path == "/":
-                await self._send(stream, conn, host, 200, LANDING, "text/html; charset=utf-8",
-                                 [], head, close, line)
+                await self._send(stream, host, 200, LANDING, "text/html; charset=utf-8", [],
+                                 head, close, line)
             else:
-                await self._send(stream, conn, host, 404, b"not found\n", TEXT, [], head,
-                                 close, line)
+                await self._send(stream, host, 404, b"not found\n", TEXT, [], head, close, line)
 
-    async def _next_request(self, stream: _Stream, conn: h11.Connection, host: str,
+    async def _next_request(self, stream: _Stream, messages: _Messages, host: str,
                             authenticated: bool) -> _Request | None:
-        """The next request (head parsed by h11, small body read), None when the client is gone
-        or idle too long; _Refused for a request that gets an error and a closed connection."""
+        """The next request (head parsed by httptools, small body read), None when the client
+        is gone or idle too long; _Refused for a request that gets an error and a closed
+        connection."""
         loop = asyncio.get_running_loop()
         # Anonymous clients get one deadline for the whole head; authenticated keep-alive
         # connections may idle between requests, then have the same deadline for the head.
         deadline = loop.time() + (self.idle_timeout if authenticated else self.header_timeout)
+        fed = 0  # bytes given to the parser for this request's head
         try:
             async with asyncio.timeout_at(deadline):
-                while not conn.trailing_data[0]:  # blank lines before a request are skipped
+                while not messages.ready and not fed:  # blank lines before a request: skipped
                     data = await stream.read()
                     if not data:
                         return None
-                    if data := data.lstrip(b"\r\n"):
-                        conn.receive_data(data)
+                    if data.lstrip(b"\r\n"):
+                        fed = len(data)
+                    messages.feed(data)
         except TimeoutError:
             return None  # nothing asked: close without a word
+        except httptools.HttpParserError as exc:
+            raise _refusal(exc, host) from None
         if authenticated:
             deadline = loop.time() + self.header_timeout
-        seen = _Seen(fed=len(conn.trailing_data[0]))
         try:
             async with asyncio.timeout_at(deadline):
-                return await self._read_request(stream, conn, seen)
+                while not messages.ready:
+                    if fed > self.max_header_bytes:  # still no end of head
+                        raise _Refused(431 if messages.current.headers else 414,
+                                       "request head too large" if messages.current.headers
+                                       else "request line too long")
+                    data = await stream.read()
+                    if not data:
+                        return None
+                    fed += len(data)
+                    messages.feed(data)
+                message = messages.ready.popleft()
+                request = self._checked(message)
+                # httptools has checked the framing (one Content-Length of digits, or
+                # chunked); a body is read and thrown away up to max_body, a longer one is
+                # left unread (answer, then close).
+                declared = int(dict(message.headers).get(b"content-length", b"0"))
+                while not message.complete and max(declared, message.body) <= self.max_body:
+                    data = await stream.read()
+                    if not data:
+                        return None
+                    messages.feed(data)
+                return request if message.complete else dataclasses.replace(request,
+                                                                            complete=False)
         except TimeoutError:
-            raise _Refused(408, "request not received in time", seen) from None
-        except h11.RemoteProtocolError as exc:
-            status = exc.error_status_hint
-            message = PROTOCOL_ERRORS.get(status, "malformed request")
-            if status == 431 and b"\n" not in conn.trailing_data[0][:self.max_header_bytes]:
-                status, message = 414, "request line too long"
-            log.debug("bad request from %s: %s", host, _printable(str(exc)))
-            raise _Refused(status, message, seen) from None
+            raise _Refused(408, "request not received in time") from None
+        except httptools.HttpParserError as exc:
+            raise _refusal(exc, host) from None
 
-    async def _read_request(self, stream: _Stream, conn: h11.Connection,
-                            seen: _Seen) -> _Request | None:
-        event = await self._next_event(stream, conn, seen)
-        if not isinstance(event, h11.Request):
-            return None  # the client left
-        method = event.method.decode("ascii")
-        target = event.target.decode("ascii")
-        seen.line = f"{method} {target} HTTP/{event.http_version.decode('ascii')}"
-        seen.head = method == "HEAD"
-        # h11 bounds a head still incomplete; one completed by the last read may be longer.
-        if seen.fed - len(conn.trailing_data[0]) > self.max_header_bytes:
-            if len(seen.line) > self.max_header_bytes:
-                raise _Refused(414, "request line too long", seen)
-            raise _Refused(431, "request head too large", seen)
-        if event.http_version not in (b"1.0", b"1.1"):
-            raise _Refused(505, "only HTTP/1.0 and HTTP/1.1 are served", seen)
-        if len(event.headers) > self.max_header_lines:
-            raise _Refused(431, "too many header lines", seen)
+    def _checked(self, message: _Message) -> _Request:
+        """The request of a parsed head, or _Refused for what the parser lets through."""
+        target = message.url.decode("ascii", "replace")
+        line = f"{message.method} {target} HTTP/{message.version}"
+        head = message.method == "HEAD"
+        size = len(line) + 4 + sum(len(n) + len(v) + 4 for n, v in message.headers)
+        if size > self.max_header_bytes:
+            if len(line) + 2 > self.max_header_bytes:
+                raise _Refused(414, "request line too long", head)
+            raise _Refused(431, "request head too large", head)
+        if message.version not in ("1.0", "1.1"):
+            raise _Refused(505, "only HTTP/1.0 and HTTP/1.1 are served", head)
+        if len(message.headers) > self.max_header_lines:
+            raise _Refused(431, "too many header lines", head)
         fields: dict[bytes, bytes] = {}
-        for name, value in event.headers:
+        for name, value in message.headers:
             if name in fields:
-                if name == b"authorization":
-                    raise _Refused(400, "repeated Authorization header", seen)
+                if name in (b"authorization", b"host"):
+                    raise _Refused(400, f"repeated {name.decode().title()} header", head)
                 fields[name] += b", " + value
             else:
                 fields[name] = value
-        # h11 has checked the framing (one Content-Length of digits, or chunked); a body is
-        # read and thrown away up to max_body, a longer one is left unread (answer, close).
-        complete = int(fields.get(b"content-length", b"0")) <= self.max_body
-        received = 0
-        while complete:
-            event = await self._next_event(stream, conn, seen)
-            if isinstance(event, h11.EndOfMessage):
-                break
-            if not isinstance(event, h11.Data):
-                return None  # the client left
-            received += len(event.data)
-            complete = received <= self.max_body
         authorization = fields.get(b"authorization")
-        return _Request(method, target, seen.line,
+        return _Request(message.method, target, line,
                         authorization.decode("latin-1") if authorization is not None else None,
                         fields.get(b"accept", b"").decode("latin-1"),
-                        fields.get(b"accept-encoding", b"").decode("latin-1"), complete)
+                        fields.get(b"accept-encoding", b"").decode("latin-1"), True,
+                        message.keep_alive)
 
-    @staticmethod
-    async def _next_event(stream: _Stream, conn: h11.Connection, seen: _Seen) -> object:
-        """h11's next event, reading as it needs; None when the client has gone."""
-        while (event := conn.next_event()) is h11.NEED_DATA:
-            data = await stream.read()
-            if not data:
-                return None
-            seen.fed += len(data)
-            conn.receive_data(data)
-        return event
-
-    async def _send(self, stream: _Stream, conn: h11.Connection, host: str, status: int,
-                    body: bytes, content_type: str, headers: list[tuple[str, str]], head: bool,
-                    close: bool, line: str) -> None:
-        fields = [("Server", "agentmon"), ("Date", email.utils.formatdate(usegmt=True)),
-                  ("Content-Type", content_type), ("Content-Length", str(len(body))),
-                  ("Cache-Control", "no-store"), *headers]
+    async def _send(self, stream: _Stream, host: str, status: int, body: bytes,
+                    content_type: str, headers: list[tuple[str, str]], head: bool, close: bool,
+                    line: str) -> None:
+        parts = [f"HTTP/1.1 {status} {REASONS[status]}\r\nServer: agentmon\r\n"
+                 f"Date: {email.utils.formatdate(usegmt=True)}\r\n"
+                 f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+                 "Cache-Control: no-store\r\n"]
+        parts.extend(f"{name}: {value}\r\n" for name, value in headers)
         if close:
-            fields.append(("Connection", "close"))
-        fields += self._current.headers
-        chunks = [conn.send(h11.Response(status_code=status, headers=fields,
-                                         reason=REASONS[status]))]
+            parts.append("Connection: close\r\n")
+        data = "".join(parts).encode("latin-1") + self._current.headers + b"\r\n"
         if not head:
-            chunks += conn.send_with_data_passthrough(h11.Data(data=body))
-        chunks.append(conn.send(h11.EndOfMessage()))
+            data += body
         # One debug line per request (headers, so credentials, are never logged); the request
         # line comes from the client, so control characters are escaped.
         log.debug('%s "%s" %d %d', host, _printable(line), status, len(body))
         async with asyncio.timeout(self.write_timeout):
-            await stream.write(b"".join(c for c in chunks if c))
+            await stream.write(data)
 
     async def _lingering_close(self, sock: socket.socket) -> None:
         """Half-close and drain what the client still sends, so that closing with unread
@@ -780,12 +812,22 @@ class MetricsServer:
             pass
 
 
-def _header_block(config: WebConfig) -> list[tuple[str, str]]:
-    return list(config.headers.items())
+def _header_block(config: WebConfig) -> bytes:
+    return "".join(f"{name}: {value}\r\n" for name, value in config.headers.items()).encode()
 
 
 def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
+def _refusal(exc: httptools.HttpParserError, host: str) -> _Refused:
+    """What a request the parser refuses is answered with (its message is not sent back)."""
+    log.debug("bad request from %s: %s", host, _printable(str(exc)))
+    if isinstance(exc, httptools.HttpParserInvalidMethodError):
+        return _Refused(501, "unknown method")
+    if "invalid `Transfer-Encoding`" in str(exc):  # llhttp's words; anything else is 400
+        return _Refused(501, "transfer-encoding is not supported")
+    return _Refused(400, "malformed request")
 
 
 def _prefers_openmetrics(accept: str) -> bool:
