@@ -632,6 +632,7 @@ def test_large_bodies_close_the_connection_small_chunked_ones_are_read() -> None
     (b"GET /" + b"a" * 20000, 414),  # never ends
     (b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
     (b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000, 431),  # never ends
+    (b"GET /metrics HTTP/1.1\r\nX-Big: " + b"a" * 20000, 431),  # first header never ends
     (b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + b"X-Many: a\r\n" * 40 + b"\r\n", 431),
 ])
 def test_error_responses_carry_the_configured_headers_and_no_html(request_bytes: bytes,

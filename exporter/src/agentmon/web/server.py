@@ -40,8 +40,9 @@ import socket
 import ssl
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import cast
 
 import bcrypt
 import httptools
@@ -274,15 +275,20 @@ class _Message:
 
 
 class _Messages:
-    """httptools' callbacks for one connection: heads queue up as they complete."""
+    """httptools' callbacks for one connection: heads queue up as they complete. The parser
+    (about 2 KiB) is made with the first bytes: a silent socket never has one."""
+
+    __slots__ = ("current", "last", "parser", "ready")
 
     def __init__(self) -> None:
-        self.parser = httptools.HttpRequestParser(self)
-        self.ready: deque[_Message] = deque()
-        self.current = _Message()
+        self.parser: httptools.HttpRequestParser | None = None
+        self.ready: list[_Message] = []
+        self.current = _NO_MESSAGE
         self.last = False  # an Upgrade or CONNECT: the parser reads no further request
 
     def feed(self, data: bytes) -> None:
+        if self.parser is None:
+            self.parser = httptools.HttpRequestParser(self)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -298,10 +304,11 @@ class _Messages:
         self.current.headers.append((name.lower(), value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
+        parser = cast(httptools.HttpRequestParser, self.parser)  # feed() made it: it calls
         message = self.current
-        message.method = self.parser.get_method().decode("ascii")
-        message.version = self.parser.get_http_version()
-        message.keep_alive = self.parser.should_keep_alive()
+        message.method = parser.get_method().decode("ascii")
+        message.version = parser.get_http_version()
+        message.keep_alive = parser.should_keep_alive()
         self.ready.append(message)
 
     def on_body(self, body: bytes) -> None:
@@ -309,6 +316,9 @@ class _Messages:
 
     def on_message_complete(self) -> None:
         self.current.complete = True
+
+
+_NO_MESSAGE = _Message()  # before the first request begins; never written to
 
 
 @dataclass(frozen=True)
@@ -721,15 +731,15 @@ class MetricsServer:
             async with asyncio.timeout_at(deadline):
                 while not messages.ready:
                     if fed > self.max_header_bytes:  # still no end of head
-                        raise _Refused(431 if messages.current.headers else 414,
-                                       "request head too large" if messages.current.headers
-                                       else "request line too long")
+                        if len(messages.current.url) + 64 >= fed:  # nearly all of it the URL
+                            raise _Refused(414, "request line too long")
+                        raise _Refused(431, "request head too large")
                     data = await stream.read()
                     if not data:
                         return None
                     fed += len(data)
                     messages.feed(data)
-                message = messages.ready.popleft()
+                message = messages.ready.pop(0)
                 request = self._checked(message)
                 # httptools has checked the framing (one Content-Length of digits, or
                 # chunked); a body is read and thrown away up to max_body, a longer one is
