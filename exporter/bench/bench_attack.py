@@ -16,8 +16,9 @@ The attackers run in their own process at nice 10: they stand for other machines
 server latency. Reported per server: scrapes that succeeded, their latency (connect + TLS +
 request; a failed scrape counts with the time it took), the server's RSS and CPU.
 ``--before REF`` runs the same phases against the server of a git revision (``git archive``)
-first, side by side in one run. Traffic goes to 127.0.0.1 only. Not part of `make test`: the
-machine is shared and noisy.
+first, side by side in one run; ``--rounds N`` repeats both in turn (before, after, before, ...)
+and pools each server's rounds, so a drift of the machine's load falls on both. Traffic goes to
+127.0.0.1 only. Not part of `make test`: the machine is shared and noisy.
 """
 
 from __future__ import annotations
@@ -290,6 +291,26 @@ def _attacker(port: int, shape: dict[str, int], seconds: float, out: multiproces
 # ---------------------------------------------------------------- scraper and measure
 
 
+def pooled(rounds: list[PhaseResult]) -> PhaseResult:
+    """One server's rounds of a phase as one: counts and latencies added, memory the worst
+    round's, CPU the mean per round."""
+    out = PhaseResult(rss_start_mb=rounds[0].rss_start_mb)
+    for r in rounds:
+        out.scrapes += r.scrapes
+        out.ok += r.ok
+        out.latencies_ms += r.latencies_ms
+        out.rss_max_mb = max(out.rss_max_mb, r.rss_max_mb)
+        out.rss_peak_mb = max(out.rss_peak_mb, r.rss_peak_mb)
+        out.cpu_s += r.cpu_s / len(rounds)
+        for why, n in r.errors.items():
+            out.errors[why] = out.errors.get(why, 0) + n
+        for kind, stats in r.attackers.items():
+            mine = out.attackers.setdefault(kind, dict.fromkeys(stats, 0))
+            for key, n in stats.items():
+                mine[key] += n
+    return out
+
+
 @dataclass
 class PhaseResult:
     scrapes: int = 0
@@ -396,16 +417,23 @@ def bench(args: argparse.Namespace) -> dict[str, dict[str, PhaseResult]]:
             servers[f"BEFORE ({args.before} {rev})"] = source_at(args.before, work / "before")
         servers["AFTER (this tree)"] = SRC
         attack = {"slow": args.slow, "idle": args.idle, "wrong": args.wrong}
-        for name, src in servers.items():
-            results[name] = {}
-            for phase, shape, seconds in (("attack", attack, args.duration),
-                                          ("flood", {"flood": args.flood}, args.flood_seconds)):
-                print(f"{name}: {phase} phase, {seconds:g} s ...", file=sys.stderr, flush=True)
-                db_copy = work / f"db-{len(results)}-{phase}.db"
-                shutil.copyfile(db, db_copy)
-                with server(src, db_copy, config, work) as (port, pid):
-                    results[name][phase] = run_phase(port, pid, shape, seconds,
-                                                     args.scrape_interval, ctx, args.ramp)
+        rounds: dict[str, dict[str, list[PhaseResult]]] = {
+            name: {"attack": [], "flood": []} for name in servers}
+        for n in range(args.rounds):
+            for name, src in servers.items():
+                for phase, shape, seconds in (("attack", attack, args.duration),
+                                              ("flood", {"flood": args.flood},
+                                               args.flood_seconds)):
+                    print(f"{name}: {phase} phase, {seconds:g} s (round {n + 1} of "
+                          f"{args.rounds}) ...", file=sys.stderr, flush=True)
+                    db_copy = work / f"db-{name[:5]}-{n}-{phase}.db"
+                    shutil.copyfile(db, db_copy)
+                    with server(src, db_copy, config, work) as (port, pid):
+                        rounds[name][phase].append(run_phase(
+                            port, pid, shape, seconds, args.scrape_interval, ctx, args.ramp))
+                    db_copy.unlink()
+        for name, phases in rounds.items():
+            results[name] = {phase: pooled(r) for phase, r in phases.items()}
     return results
 
 
@@ -420,6 +448,8 @@ def table(results: dict[str, dict[str, PhaseResult]], args: argparse.Namespace) 
                                     f"{args.wrong} wrong-password, {args.duration:g} s)"),
                          ("flood", f"header flood ({args.flood} clients x 100 lines of "
                                    f"64 KiB, {args.flood_seconds:g} s)")):
+        if args.rounds > 1:
+            title += f", {args.rounds} rounds in turn, pooled; CPU per round"
         rows.append((f"**{title}**", ["" for _ in names]))
         row("scrapes on new connections that succeeded", phase, lambda r: f"{r.ok} / {r.scrapes}")
         row("scrape latency p50 / p99", phase, lambda r: (
@@ -455,6 +485,8 @@ def main() -> int:
                         help="seeded invocations in the served database (10,000)")
     parser.add_argument("--before", metavar="REF",
                         help="also run the server of this git revision first (e.g. main)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every server this many times, in turn, and pool (1)")
     parser.add_argument("--quick", action="store_true",
                         help="small shape: 100 slow, 100 idle, 20 wrong, 50 flood, 10 s each")
     parser.add_argument("--json", type=Path, help="also write the results here")

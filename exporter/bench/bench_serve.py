@@ -9,7 +9,10 @@ side by side in one run on the same file:
 * baseline: one collection cycle as the review describes the original exporter (full-history
   reads plus per-session queries, 250+ queries);
 * query-exporter (from PyPI) with four equivalent aggregate queries: per-cycle query time and
-  CPU, scrape latency, RSS.
+  CPU, scrape latency, RSS;
+* with ``--before REF``: the scrape latency of this tree's `agentmon serve` and of a git
+  revision's, both running on the same file, measured in alternating rounds (so the machine's
+  noise falls on both), without and with Prometheus' Accept header.
 
 Prints a table, writes JSON (--json) and an SVG plot of refresh cost against size (--svg).
 Not part of `make test`: figures on a shared 2-core machine are noisy, so compare ratios
@@ -34,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,11 @@ from agentmon.collector.collector import ExporterCollector
 from agentmon.schema.db import connect_writer
 
 HERE = Path(__file__).resolve().parent
+SRC = HERE.parent / "src"
+REPO = HERE.parent.parent
+# Prometheus 2.42's scrape Accept header (Debian 12): OpenMetrics first, then the text format
+PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+                     "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
 BIN = Path(sys.executable).parent
 AGENTMON = str(BIN / "agentmon")
 QUERY_EXPORTER = str(BIN / "query-exporter")
@@ -257,6 +265,54 @@ def bench_agentmon(db: Path, work: Path, cycles: int, scrapes: int) -> dict[str,
     }
 
 
+def scrape_side_by_side(db: Path, work: Path, before: Path, scrapes: int,
+                        rounds: int = 10) -> dict[str, Any]:
+    """Scrape latency of this tree's server and of ``before`` (a revision's exporter/src), both
+    serving the same file at once, in alternating rounds of scrapes/rounds per server; for each
+    kind of request (no Accept header, Prometheus') a new pair of processes."""
+    config = work / "web-config-sbs.yml"
+    config.write_text(f"basic_auth_users:\n  {USER}: "
+                      f"{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=10)).decode()}\n")
+    config.chmod(0o600)
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    kinds = {"text": {"Authorization": f"Basic {token}"},
+             "prometheus": {"Authorization": f"Basic {token}", "Accept": PROMETHEUS_ACCEPT}}
+    servers = {"before": before, "after": SRC}
+    lat: dict[str, dict[str, list[float]]] = {n: {k: [] for k in kinds} for n in servers}
+    types: dict[str, dict[str, str]] = {n: {} for n in servers}
+    for kind, headers in kinds.items():  # new processes per kind: each asked only that way
+        with ExitStack() as stack:
+            ports = {}
+            for name, src in servers.items():
+                port = free_port()
+                cmd = [sys.executable, "-m", "agentmon.cli", "serve", "--db", str(db),
+                       "--web.listen-address", f"127.0.0.1:{port}", "--web.config.file",
+                       str(config), "--checkpoint.file", str(work / f"sbs-{name}-{kind}.ckpt")]
+                stack.enter_context(running(cmd, port, log=work / f"sbs-{name}.log",
+                                            env={**os.environ, "PYTHONPATH": str(src)}))
+                ports[name] = port
+
+            def answer_types(kind: str = kind, headers: dict[str, str] = headers,
+                             ports: dict[str, int] = ports) -> None:
+                for name, port in ports.items():
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                    with closing(conn):
+                        conn.request("GET", "/metrics", headers=headers)
+                        resp = conn.getresponse()
+                        resp.read()
+                        types[name][kind] = resp.getheader("Content-Type", "")
+
+            answer_types()  # pays the bcrypt checks, and asks for OpenMetrics once
+            time.sleep(6)  # serve's default refresh interval is 5 s: OpenMetrics is rendered
+            for _ in range(rounds):
+                for name, port in ports.items():
+                    lat[name][kind] += scrape_latencies(port, max(1, scrapes // rounds), headers)
+            answer_types()  # what the scrapes were answered with
+    return {name: {kind: {"p50": percentile(v, 0.5), "p99": percentile(v, 0.99), "n": len(v),
+                          "content_type": types[name][kind]}
+                   for kind, v in by_kind.items()} for name, by_kind in lat.items()}
+
+
 # ---------------------------------------------------------------- baseline (the original)
 
 
@@ -421,6 +477,21 @@ def fmt(v: float, unit: str) -> str:
     return f"{v:.1f} MB"
 
 
+def side_by_side_table(results: list[dict[str, Any]], before: str) -> str:
+    lines = [f"| scrape latency p50 / p99 (basic auth, keep-alive) | {before} | this tree | "
+             "p99 ratio this tree / before |", "|---|---:|---:|---:|"]
+    for r in results:
+        sbs = r["side_by_side"]
+        for kind, label in (("text", "no Accept header"), ("prometheus", "Prometheus' Accept")):
+            b, a = sbs["before"][kind], sbs["after"][kind]
+            lines.append(
+                f"| {r['invocations']:,} inv., {label} ({a['n']:,} each; answered "
+                f"{b['content_type'].split(';')[0]} / {a['content_type'].split(';')[0]}) | "
+                f"{fmt(b['p50'], 'ms')} / {fmt(b['p99'], 'ms')} | "
+                f"{fmt(a['p50'], 'ms')} / {fmt(a['p99'], 'ms')} | {a['p99'] / b['p99']:.2f} |")
+    return "\n".join(lines)
+
+
 def table(results: list[dict[str, Any]]) -> str:
     def ratio(r: dict[str, Any], num: tuple[str, str, float], den: tuple[str, str]) -> str:
         value = r[num[0]][num[1]] * num[2] / r[den[0]][den[1]]
@@ -549,12 +620,21 @@ def main() -> int:
                         help="where seeded databases are kept between runs")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "bench_serve.json")
     parser.add_argument("--svg", type=Path, default=None, help="write the refresh-cost plot")
+    parser.add_argument("--before", metavar="REF",
+                        help="also measure the scrape latency of this git revision's server, "
+                        "side by side with this tree's (e.g. main)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if args.huge:
         sizes.append(10_000_000)
 
     results = []
+    before_tmp = ExitStack()
+    before_src = None
+    if args.before:
+        from bench_attack import source_at
+        folder = Path(before_tmp.enter_context(tempfile.TemporaryDirectory(prefix="before-")))
+        before_src = source_at(args.before, folder)
     for n in sizes:
         seed = seeded_db(args.cache, n)
         with tempfile.TemporaryDirectory(prefix="agentmon-bench-") as tmp:
@@ -575,9 +655,18 @@ def main() -> int:
             print(f"[{n:,}] agentmon ...", file=sys.stderr, flush=True)
             r["agentmon"] = bench_agentmon(working_copy(seed, work), work, args.cycles,
                                            args.scrapes)
+            if before_src is not None:
+                print(f"[{n:,}] scrapes side by side with {args.before} ...", file=sys.stderr,
+                      flush=True)
+                r["side_by_side"] = scrape_side_by_side(working_copy(seed, work), work,
+                                                        before_src, args.scrapes)
             results.append(r)
+    before_tmp.close()
 
     print(table(results))
+    if args.before:
+        print()
+        print(side_by_side_table(results, args.before))
     meta = {"date": now(), "python": sys.version.split()[0], "cpus": os.cpu_count(),
             "sqlite": sqlite3.sqlite_version,
             "max_rss_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

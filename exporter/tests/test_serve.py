@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import logging
 import os
@@ -172,6 +173,16 @@ def test_client_certificates_count_as_authentication(capsys: pytest.CaptureFixtu
 def test_check_config_refusals(capsys: pytest.CaptureFixture[str], argv: list[str],
                                expected: str) -> None:
     assert check_config(capsys, *argv) == (1, expected)
+
+
+def test_http2_is_refused_not_served_as_http11(capsys: pytest.CaptureFixture[str],
+                                               tmp_path: Path) -> None:
+    path = web_config(tmp_path, "http_server_config:\n  http2: true\n")
+    assert check_config(capsys, "--web.config.file", str(path)) == (
+        1, f"agentmon serve: error: web config {path}: http_server_config.http2: true is not "
+           "supported: agentmon serves HTTP/1.1 only; set it to false or leave it out")
+    path.write_text("http_server_config:\n  http2: false\n")
+    assert check_config(capsys, "--web.config.file", str(path))[0] == 0
 
 
 def test_check_config_refuses_plain_text_passwords(capsys: pytest.CaptureFixture[str],
@@ -448,6 +459,29 @@ def test_refresh_failures_are_logged_once_and_old_bytes_kept(
     assert b"agentmon_test_refreshes 3.0" in exposition.get()[0]
 
 
+def test_openmetrics_is_rendered_only_while_asked_for(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry
+
+    collector = CountingCollector(tmp_path / "ck")
+    registry = CollectorRegistry()
+    registry.register(collector)  # type: ignore[arg-type]
+    exposition = Exposition()
+    refresher = serve.Refresher(collector, registry, exposition, 1.0)
+    refresher.refresh_once()
+    assert exposition.get_openmetrics() is None  # nobody asked: not rendered
+    exposition.ask_openmetrics()
+    refresher.refresh_once()
+    plain, packed = exposition.get_openmetrics()  # type: ignore[misc]
+    assert plain.endswith(b"# EOF\n")
+    assert gzip.decompress(packed) == plain
+    assert samples_openmetrics(plain) == samples_text(exposition.get()[0])
+    assert ("agentmon_test_refreshes", frozenset(), 2.0) in samples_openmetrics(plain)
+    exposition.OPENMETRICS_WINDOW = 0.0  # the last request is now too old
+    refresher.refresh_once()
+    assert exposition.get_openmetrics() is None  # dropped, never served stale
+    assert b"agentmon_test_refreshes 3.0" in exposition.get()[0]
+
+
 def test_overrunning_refreshes_do_not_burst(tmp_path: Path) -> None:
     from prometheus_client import CollectorRegistry
 
@@ -563,6 +597,21 @@ def test_agentmon_serve_end_to_end(tmp_path: Path, migrated_db: Path, pki: Pki) 
         assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
         assert headers["X-Frame-Options"] == "deny"
         assert re.search(rb"^agentmon_db_up 1\.0$", body, re.M), body[:2000]
+        # what Prometheus 2.42 (Debian 12) sends: the text format until OpenMetrics is rendered
+        # (from the next refresh on, once asked), then OpenMetrics with the same samples
+        prometheus = {**basic(), "Accept": PROMETHEUS_ACCEPT}
+        status, headers, om = get(served.port, headers=prometheus, context=ctx)
+        assert status == 200
+        assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        deadline = time.monotonic() + 30  # a failure guard: refreshes come every 0.2 s
+        while headers["Content-Type"].startswith("text/plain") and time.monotonic() < deadline:
+            time.sleep(0.05)
+            status, headers, om = get(served.port, headers=prometheus, context=ctx)
+        assert headers["Content-Type"] == "application/openmetrics-text; version=1.0.0; " \
+                                          "charset=utf-8"
+        assert om.endswith(b"# EOF\n")
+        text = get(served.port, headers=basic(), context=ctx)[2]
+        assert samples_openmetrics(om) == samples_text(text), (om[:2000], text[:2000])
         status, headers, _ = get(served.port, context=ctx)
         assert status == 401
         assert headers["WWW-Authenticate"] == 'Basic realm="agentmon"'
@@ -573,6 +622,26 @@ def test_agentmon_serve_end_to_end(tmp_path: Path, migrated_db: Path, pki: Pki) 
     assert "Traceback" not in text
     assert PASSWORD not in text
     assert HASH not in text
+
+
+# Prometheus 2.42's scrape Accept header (scrape/scrape.go), as Debian 12's sends it
+PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+                     "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+
+Samples = set[tuple[str, frozenset[tuple[str, str]], float]]
+
+
+def samples_text(body: bytes) -> Samples:
+    from prometheus_client.parser import text_string_to_metric_families
+    return {(s.name, frozenset(s.labels.items()), s.value)
+            for family in text_string_to_metric_families(body.decode()) for s in family.samples}
+
+
+def samples_openmetrics(body: bytes) -> Samples:
+    """Parsed by prometheus_client's strict OpenMetrics parser (it refuses a missing # EOF)."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+    return {(s.name, frozenset(s.labels.items()), s.value)
+            for family in text_string_to_metric_families(body.decode()) for s in family.samples}
 
 
 class _PortCatcher(logging.Handler):

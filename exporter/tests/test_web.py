@@ -22,10 +22,12 @@ from webtls import HASH, PASSWORD, TOKEN, USER, Pki, basic, bearer, client_conte
 from agentmon.web.config import TLSSettings, WebConfig
 from agentmon.web.server import (
     CONTENT_TYPE,
+    OPENMETRICS_CONTENT_TYPE,
     Authenticator,
     Exposition,
     ListenAddressError,
     MetricsServer,
+    _prefers_openmetrics,
     parse_listen_address,
 )
 
@@ -42,9 +44,11 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @contextmanager
 def serving(config: WebConfig, host: str = "127.0.0.1:0",
-            server_class: type[MetricsServer] = MetricsServer) -> Iterator[MetricsServer]:
+            server_class: type[MetricsServer] = MetricsServer,
+            server: MetricsServer | None = None) -> Iterator[MetricsServer]:
     ctx = config.tls.context() if config.tls else None
-    server = server_class(parse_listen_address(host), config, Exposition(BODY), ctx)
+    if server is None:
+        server = server_class(parse_listen_address(host), config, Exposition(BODY), ctx)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     try:
@@ -193,10 +197,16 @@ def test_htpasswd_style_2y_hashes_verify() -> None:
 def test_exposition_keeps_plain_and_gzip_in_step() -> None:
     exposition = Exposition()
     assert exposition.get()[0] == b""
+    assert exposition.get_openmetrics() is None
     exposition.set(BODY)
     plain, packed = exposition.get()
     assert plain == BODY
     assert gzip.decompress(packed) == BODY
+    exposition.set(BODY, OM_BODY)
+    plain, packed = exposition.get_openmetrics()  # type: ignore[misc]
+    assert (plain, gzip.decompress(packed)) == (OM_BODY, OM_BODY)
+    exposition.set(BODY)
+    assert exposition.get_openmetrics() is None  # never an older rendering than the text
 
 
 # ------------------------------------------------------------------ HTTP
@@ -233,12 +243,70 @@ def test_gzip_only_when_accepted() -> None:
         status, headers, body = get(server.port, headers={"Accept-Encoding": "deflate, gzip"})
         assert status == 200
         assert headers["Content-Encoding"] == "gzip"
-        assert headers["Vary"] == "Accept-Encoding"
+        assert headers["Vary"] == "Accept, Accept-Encoding"
         assert gzip.decompress(body) == BODY
         for refused in ("gzip;q=0", "identity", "br, gzip; q=0.0", ""):
             status, headers, body = get(server.port, headers={"Accept-Encoding": refused})
             assert "Content-Encoding" not in headers
             assert body == BODY
+
+
+OM_BODY = BODY + b"# EOF\n"
+PROMETHEUS_2 = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+                "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+PROMETHEUS_3 = ("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
+                "application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;"
+                "escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1")
+
+
+@pytest.mark.parametrize(("accept", "openmetrics"), [
+    (PROMETHEUS_2, True),
+    (PROMETHEUS_3, True),
+    ("application/openmetrics-text; version=1.0.0", True),
+    ("Application/OpenMetrics-Text", True),  # no version: 1.0.0 will do
+    ("text/plain;q=0.5, application/openmetrics-text;q=0.6", True),
+    ("", False),
+    ("*/*", False),
+    ("text/plain;version=0.0.4", False),
+    ("application/openmetrics-text;q=0, text/plain", False),
+    ("application/openmetrics-text, text/plain", False),  # a tie: the text format
+    ("text/plain, application/openmetrics-text;q=0.9", False),
+    ("application/openmetrics-text;version=0.0.1", False),  # only 1.0.0 is rendered
+    ("application/openmetrics-text;version=2.0.0", False),
+    ("application/openmetrics-text;q=nan", False),
+    ("application/openmetrics-text;q=x", False),
+    ("application/openmetrics-text;q=7", False),
+    ("application/json", False),
+])
+def test_openmetrics_is_negotiated(accept: str, openmetrics: bool) -> None:
+    assert _prefers_openmetrics(accept) is openmetrics
+
+
+def test_openmetrics_served_when_preferred() -> None:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+    server = MetricsServer(parse_listen_address("127.0.0.1:0"), WebConfig(),
+                           Exposition(BODY, OM_BODY))
+    with serving(WebConfig(), server=server) as server:
+        status, headers, body = get(server.port, headers={"Accept": PROMETHEUS_2})
+        assert (status, body) == (200, OM_BODY)
+        assert headers["Content-Type"] == OPENMETRICS_CONTENT_TYPE == (
+            "application/openmetrics-text; version=1.0.0; charset=utf-8")
+        assert headers["Vary"] == "Accept, Accept-Encoding"
+        assert [f.name for f in text_string_to_metric_families(body.decode())] == [
+            "agentmon_db_up"]
+        status, headers, body = get(server.port, headers={"Accept": PROMETHEUS_3,
+                                                          "Accept-Encoding": "gzip"})
+        assert headers["Content-Type"] == OPENMETRICS_CONTENT_TYPE
+        assert gzip.decompress(body) == OM_BODY
+        status, headers, body = get(server.port, headers={"Accept": "text/plain"})
+        assert (headers["Content-Type"], body) == (CONTENT_TYPE, BODY)
+        assert get(server.port)[2] == BODY
+
+
+def test_text_format_until_openmetrics_is_rendered() -> None:
+    with serving(WebConfig()) as server:  # Exposition(BODY): no OpenMetrics rendering yet
+        status, headers, body = get(server.port, headers={"Accept": PROMETHEUS_2})
+        assert (status, headers["Content-Type"], body) == (200, CONTENT_TYPE, BODY)
 
 
 def test_configured_headers_are_added() -> None:
@@ -331,16 +399,17 @@ def test_connections_beyond_the_limit_are_dropped(caplog: pytest.LogCaptureFixtu
             pytest.fail("the connection slot was never released")
 
 
-def test_control_characters_in_request_lines_are_escaped_in_logs(
+def test_control_characters_in_request_lines_never_reach_the_logs(
         caplog: pytest.LogCaptureFixture) -> None:
     with serving(WebConfig()) as server, caplog.at_level("DEBUG", logger="agentmon.web"):
         with closing(socket.create_connection(("127.0.0.1", server.port), timeout=10)) as s:
             s.sendall(b"GET /\x1b[31mred HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            assert s.recv(100).startswith(b"HTTP/1.1 404")
+            assert s.recv(100).startswith(b"HTTP/1.1 400")  # not a request-target
         deadline = time.monotonic() + 10
-        while "\\x1b[31mred" not in caplog.text and time.monotonic() < deadline:
+        while '"-" 400' not in caplog.text and time.monotonic() < deadline:
             time.sleep(0.01)
-    assert "\\x1b[31mred" in caplog.text
+    assert "bad request from 127.0.0.1: Invalid char in url path" in caplog.text
+    assert '127.0.0.1 "-" 400' in caplog.text
     assert "\x1b" not in caplog.text
 
 
@@ -481,13 +550,19 @@ AUTH = basic()["Authorization"]
 
 def test_authentication_comes_before_405_and_501() -> None:
     with serving(WebConfig(basic_auth_users=USERS, headers=HARDENED)) as server:
-        for method in ("POST", "DELETE", "OPTIONS", "BREW"):
+        for method in ("POST", "DELETE", "OPTIONS", "PROPFIND"):
             status, headers, _ = get(server.port, method=method)
             assert status == 401, method
             assert headers["WWW-Authenticate"] == 'Basic realm="agentmon"'
         assert get(server.port, method="POST", headers=basic())[0] == 405
-        status, headers, body = get(server.port, method="BREW", headers=basic())
+        status, headers, body = get(server.port, method="PROPFIND", headers=basic())
         assert status == 501
+        assert headers["X-Frame-Options"] == "deny"
+        assert b"<" not in body
+        # a method the parser does not know cannot be read any further: 501 and close, as
+        # for any request that cannot be parsed (so before authentication)
+        status, headers, body = get(server.port, method="BREW")
+        assert (status, headers["Connection"]) == (501, "close")
         assert headers["X-Frame-Options"] == "deny"
         assert b"<" not in body
 
@@ -504,11 +579,11 @@ def test_a_body_is_read_not_parsed_as_the_next_request() -> None:
         # and without credentials: 401, the body still not a request
         answer = raw(server.port, (
             f"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: {len(smuggled)}\r\n\r\n"
-            ).encode() + smuggled + b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+            ).encode() + smuggled + b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert statuses(answer) == [401, 401]
 
 
-def test_large_or_chunked_bodies_close_the_connection() -> None:
+def test_large_bodies_close_the_connection_small_chunked_ones_are_read() -> None:
     with serving(WebConfig(basic_auth_users=USERS, headers=HARDENED)) as server:
         answer = raw(server.port, (
             f"POST /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\n"
@@ -516,10 +591,22 @@ def test_large_or_chunked_bodies_close_the_connection() -> None:
         assert statuses(answer) == [413]
         assert b"Connection: close" in answer
         assert b"X-Frame-Options: deny" in answer
+        # chunked framing is the parser's: a small chunked body is read, not taken for a request
         answer = raw(server.port, (
             f"POST /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\n"
             "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
-            f"GET /metrics HTTP/1.1\r\nAuthorization: {AUTH}\r\n\r\n").encode())
+            f"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\n"
+            "Connection: close\r\n\r\n").encode())
+        assert statuses(answer) == [405, 200]
+        # a chunked body longer than max_body is not read to its end: 413, closed
+        chunk = b"4000\r\n" + b"x" * 0x4000 + b"\r\n"
+        answer = raw(server.port, (
+            f"POST /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n").encode() + chunk * 3)
+        assert statuses(answer) == [413]
+        assert b"Connection: close" in answer
+        answer = raw(server.port, b"POST /metrics HTTP/1.1\r\nHost: x\r\n"
+                     b"Transfer-Encoding: gzip\r\n\r\n")
         assert statuses(answer) == [501]
         for bad in ("abc", "-1", "1, 2"):
             answer = raw(server.port, f"GET /metrics HTTP/1.1\r\nContent-Length: {bad}\r\n\r\n"
@@ -528,17 +615,25 @@ def test_large_or_chunked_bodies_close_the_connection() -> None:
 
 
 @pytest.mark.parametrize(("request_bytes", "status"), [
-    (b"GARBAGE\r\n\r\n", 400),
-    (b"GET /metrics\r\n\r\n", 400),
+    (b"GARBAGE\r\n\r\n", 501),  # not a method the parser knows
+    (b"GET /metrics\r\n\r\n", 505),  # HTTP/0.9
     (b"GET /metrics FTP/1.1\r\n\r\n", 400),
     (b"GET /metrics HTTP/2.0\r\n\r\n", 505),
     (b"GET /metrics HTTP/1.1\r\nNo colon here\r\n\r\n", 400),
     (b"GET /metrics HTTP/1.1\r\nBad Name: x\r\n\r\n", 400),
     (b"GET /metrics HTTP/1.1\r\n folded: x\r\n\r\n", 400),
-    (b"GET /metrics HTTP/1.1\r\nAuthorization: a\r\nAuthorization: b\r\n\r\n", 400),
-    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414),
-    (b"GET /metrics HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
-    (b"GET /metrics HTTP/1.1\r\n" + b"X-Many: a\r\n" * 40 + b"\r\n", 431),
+    (b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: a\r\nAuthorization: b\r\n\r\n", 400),
+    (b"GET /metrics HTTP/1.2\r\n\r\n", 400),
+    (b"GET /metrics HTTP/1.1\nHost: x\n\n", 400),  # bare LF
+    (b"GET /metrics HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+    (b"GET /metrics HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400),
+    (b"GET /metrics HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"GET /" + b"a" * 20000, 414),  # never ends
+    (b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
+    (b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000, 431),  # never ends
+    (b"GET /metrics HTTP/1.1\r\nX-Big: " + b"a" * 20000, 431),  # first header never ends
+    (b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + b"X-Many: a\r\n" * 40 + b"\r\n", 431),
 ])
 def test_error_responses_carry_the_configured_headers_and_no_html(request_bytes: bytes,
                                                                   status: int) -> None:
@@ -552,6 +647,78 @@ def test_error_responses_carry_the_configured_headers_and_no_html(request_bytes:
         assert b"Connection: close" in head
         assert b"<" not in body
         assert len(body) == int(re.search(rb"Content-Length: (\d+)", head).group(1))
+
+
+def test_the_head_bound_is_exact_whatever_the_reads() -> None:
+    """A head of max_header_bytes (blank line included) is served, one byte more is 431, sent in
+    one piece (the server counts what the parser reports of a complete head)."""
+    def head(size: int) -> bytes:
+        start = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: "
+        return start + b"a" * (size - len(start) - 4) + b"\r\n\r\n"
+
+    with serving(WebConfig()) as server:
+        limit = MetricsServer.max_header_bytes
+        assert len(head(limit)) == limit
+        assert statuses(raw(server.port, head(limit))) == [200]
+        assert statuses(raw(server.port, head(limit + 1))) == [431]
+
+
+def test_blank_lines_before_a_request_are_skipped() -> None:
+    with serving(WebConfig()) as server:
+        answer = raw(server.port, b"\r\n\r\n\nGET /metrics HTTP/1.1\r\nHost: x\r\n"
+                     b"Connection: close\r\n\r\n")
+        assert statuses(answer) == [200]
+        with closing(socket.create_connection(("127.0.0.1", server.port), timeout=10)) as s:
+            s.sendall(b"\r\n")  # alone in its segment: not yet a request
+            time.sleep(0.1)  # lets the server read it on its own (either way, the answer is 200)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 200")
+
+
+def test_upgrade_and_connect_are_answered_then_closed() -> None:
+    """After an Upgrade or a CONNECT the parser reads nothing more: answered, then closed, and
+    what follows is not taken for a request."""
+    with serving(WebConfig(basic_auth_users=USERS)) as server:
+        answer = raw(server.port, (
+            f"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\nUpgrade: h2c\r\n"
+            "Connection: Upgrade\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n").encode())
+        assert statuses(answer) == [200]
+        assert b"Connection: close" in answer
+        answer = raw(server.port, b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: x\r\n\r\nSSH-2.0")
+        assert statuses(answer) == [401]
+        answer = raw(server.port, (f"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: x\r\n"
+                                   f"Authorization: {AUTH}\r\n\r\n").encode())
+        assert statuses(answer) == [405]
+
+
+def test_a_malformed_chunked_body_is_400() -> None:
+    with serving(WebConfig()) as server:
+        answer = raw(server.port, b"POST /metrics HTTP/1.1\r\nHost: x\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
+        assert statuses(answer) == [400]
+        assert b"Connection: close" in answer
+
+
+def test_repeated_headers_are_joined() -> None:
+    with serving(WebConfig()) as server:
+        answer = raw(server.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: br\r\n"
+                     b"Accept-Encoding: gzip\r\nConnection: close\r\n\r\n")
+        assert statuses(answer) == [200]
+        assert b"Content-Encoding: gzip" in answer
+
+
+@pytest.mark.parametrize("partial", [
+    b"GET /metrics HTTP/1.1\r\nHost: x\r\n",  # mid-head
+    b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc",  # mid-body
+    b"POST /metrics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+])
+def test_a_client_leaving_mid_request_gets_no_answer(partial: bytes) -> None:
+    with serving(WebConfig()) as server:
+        with closing(socket.create_connection(("127.0.0.1", server.port), timeout=10)) as s:
+            s.sendall(partial)
+            s.shutdown(socket.SHUT_WR)  # the server reads the end of the stream
+            assert s.recv(100) == b""  # closed without a word
+        assert get(server.port)[0] == 200
 
 
 class QuickServer(MetricsServer):

@@ -168,6 +168,9 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     ("rate_limit: {}\n", "unknown key rate_limit; known: tls_server_config"),
     ("http_server_config:\n  http3: true\n", "unknown key http_server_config.http3"),
     ("http_server_config:\n  http2: maybe\n", "http_server_config.http2 must be true or false"),
+    ("http_server_config:\n  http2: true\n",
+     "http_server_config.http2: true is not supported: agentmon serves HTTP/1.1 only; set it to "
+     "false or leave it out"),
     ("http_server_config:\n  headers:\n    X-Evil: 1\n",
      "unsupported header 'X-Evil'; allowed: Content-Security-Policy"),
     ("http_server_config:\n  headers:\n    X-Frame-Options: allow\n",

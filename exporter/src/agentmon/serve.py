@@ -1,11 +1,12 @@
 """``agentmon serve``: refresh the collector in the background, serve its cached exposition.
 
 One refresh thread calls ``collector.refresh()`` every ``--refresh.interval`` seconds and then
-renders the exposition once (plain and gzip); HTTP requests only authenticate and send those
-bytes, so a scrape never waits on SQLite. SIGTERM/SIGINT stop the server, let a running refresh
-finish, save the checkpoint and exit 0. SIGHUP, or a change to the web config or a file it
-names, re-reads the web config (a broken one keeps the running one). Every fault a user can
-cause (bad flag, bad web config, port in use) ends with one line on stderr and exit 1.
+renders the exposition once (text format, and OpenMetrics while clients ask for it; each plain
+and gzip); HTTP requests only authenticate and send those bytes, so a scrape never waits on
+SQLite. SIGTERM/SIGINT stop the server, let a running refresh finish, save the checkpoint and
+exit 0. SIGHUP, or a change to the web config or a file it names, re-reads the web config (a
+broken one keeps the running one). Every fault a user can cause (bad flag, bad web config, port
+in use) ends with one line on stderr and exit 1.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.process_collector import ProcessCollector
 
 from agentmon.collector.prices import Prices
@@ -195,6 +197,16 @@ def _default_collector(settings: Settings) -> Collector:
                              logger=logging.getLogger("agentmon.collector"))
 
 
+class _Snapshot:
+    """One collection of the registry, rendered by both exposition writers."""
+
+    def __init__(self, families: list[Any]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Any]:
+        return self._families
+
+
 class Refresher:
     """Refreshes the collector and renders the exposition, on a fixed schedule."""
 
@@ -211,12 +223,15 @@ class Refresher:
         started = time.perf_counter()
         try:
             self.collector.refresh()
-            body = generate_latest(self.registry)
+            snapshot = _Snapshot(list(self.registry.collect()))  # both formats, same samples
+            body = generate_latest(snapshot)  # type: ignore[arg-type]
+            openmetrics = (generate_openmetrics(snapshot)  # type: ignore[arg-type]
+                           if self.exposition.openmetrics_wanted() else None)
         except Exception as exc:  # a bug must not stop the refreshes nor the server
             self._report(f"refresh failed: {type(exc).__name__}: {_one_line(exc)}")
             log.debug("refresh failure detail", exc_info=True)
             return
-        self.exposition.set(body)
+        self.exposition.set(body, openmetrics)
         self.refreshes += 1
         self._report(None)
         log.debug("refresh %d took %.1f ms, %d bytes", self.refreshes,

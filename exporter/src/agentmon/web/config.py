@@ -30,6 +30,12 @@ TLS_KEYS = ("cert_file", "key_file", "client_auth_type", "client_ca_file", "min_
             "max_version", "cipher_suites", "prefer_server_cipher_suites", "curve_preferences",
             "cert", "key", "client_ca", "client_allowed_sans")
 HTTP_KEYS = ("http2", "headers")
+# HTTP/2 is not served (the parser, httptools, reads HTTP/1.x): Prometheus scrapes HTTP/1.1
+# when TLS does not offer h2, nginx proxies to its upstreams in HTTP/1.1, and one scrape per
+# interval gains nothing from multiplexing, while HTTP/2's streams and HPACK state are attack
+# surface the deadlines here would not bound (rapid reset, CONTINUATION floods).
+HTTP2_REFUSAL = ("http_server_config.http2: true is not supported: agentmon serves HTTP/1.1 "
+                 "only; set it to false or leave it out")
 # exporter-toolkit's list; header values are checked so no CR/LF can reach a response.
 HEADER_VALUES: dict[str, tuple[str, ...] | None] = {
     "Content-Security-Policy": None,
@@ -217,6 +223,8 @@ def _http(section: Any) -> dict[str, str]:
     _known_keys(http, HTTP_KEYS, "http_server_config.")
     if "http2" in http and not isinstance(http["http2"], bool):
         raise WebConfigError("http_server_config.http2 must be true or false")
+    if http.get("http2"):  # refused, not ignored: the file would say what the server does not
+        raise WebConfigError(HTTP2_REFUSAL)
     raw = http.get("headers")
     if raw is None:
         return {}

@@ -1,11 +1,15 @@
 """The HTTP(S) side of ``agentmon serve``: a small asyncio server that serves bytes rendered
 elsewhere, behind basic auth, a bearer token and/or TLS client certificates.
 
-A scrape never touches SQLite nor renders anything: the refresh thread stores the rendered
-exposition (plain and gzip) in an :class:`Exposition`, and a request only authenticates and
-writes those bytes. Authentication costs a bcrypt verification once per distinct credential;
-results are cached under an HMAC (random per-process key) of user and password, so the cache
-never holds a password. bcrypt runs on one worker thread, never on the event loop.
+Requests are parsed by httptools (llhttp, Node.js' HTTP/1.x parser): request line, headers,
+Content-Length and chunked framing, keep-alive; this module owns the sockets, the answers'
+heads and everything that makes the server safe to expose. A scrape never touches SQLite nor
+renders anything: the refresh thread stores the rendered exposition (text format and, while
+clients ask for it, OpenMetrics; each plain and gzip) in an :class:`Exposition`, and a request
+only authenticates and writes those bytes. Authentication costs a bcrypt verification once per
+distinct credential; results are cached under an HMAC (random per-process key) of user and
+password, so the cache never holds a password. bcrypt runs on one worker thread, never on the
+event loop.
 
 Hostile clients are bounded, not trusted: an idle socket costs a few kilobytes, not a thread;
 the TLS handshake and the request head each have a deadline of a few seconds; the head is at
@@ -22,26 +26,32 @@ import asyncio
 import base64
 import binascii
 import concurrent.futures
+import dataclasses
 import email.utils
 import gzip
 import hashlib
 import hmac
 import ipaddress
 import logging
-import re
+import math
 import resource
 import secrets
 import socket
 import ssl
 import threading
+import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import cast
 
 import bcrypt
+import httptools
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_LATEST
 
 from agentmon.web.config import WebConfig
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = OPENMETRICS_LATEST  # "application/openmetrics-text; version=1.0.0"
 TEXT = "text/plain; charset=utf-8"
 REALM = "agentmon"
 LANDING = (b"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>agentmon</title></head>"
@@ -52,9 +62,6 @@ REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
            501: "Not Implemented", 505: "HTTP Version Not Supported"}
 # Methods HTTP defines: anything else is 501, these are 405 (after authentication).
 KNOWN_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"})
-TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-HEAD_END = re.compile(rb"\r?\n\r?\n")
-BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 log = logging.getLogger("agentmon.web")
 
@@ -104,16 +111,42 @@ def parse_listen_address(text: str) -> ListenAddress:
 
 
 class Exposition:
-    """The latest rendered metrics, swapped whole by the refresh thread."""
+    """The latest rendered metrics (text format and, when rendered, OpenMetrics; each plain and
+    gzip), swapped whole by the refresh thread.
 
-    def __init__(self, body: bytes = b"") -> None:
-        self._current = (body, gzip.compress(body, compresslevel=6, mtime=0))
+    OpenMetrics costs prometheus_client about 2.5 times the text format's render, so it is
+    rendered only while clients ask for it: a request that prefers it marks the time, and
+    the refresh thread renders it while such a request came in the last ``OPENMETRICS_WINDOW``
+    seconds. Until then (and after) those requests get the text format, which every
+    Prometheus also accepts; never an OpenMetrics rendering older than the text."""
 
-    def set(self, body: bytes) -> None:
-        self._current = (body, gzip.compress(body, compresslevel=6, mtime=0))
+    OPENMETRICS_WINDOW = 600.0
+
+    def __init__(self, body: bytes = b"", openmetrics: bytes | None = None) -> None:
+        self.set(body, openmetrics)
+        self._openmetrics_asked = -math.inf
+
+    def ask_openmetrics(self) -> None:
+        self._openmetrics_asked = time.monotonic()
+
+    def openmetrics_wanted(self) -> bool:
+        return time.monotonic() - self._openmetrics_asked < self.OPENMETRICS_WINDOW
+
+    def set(self, body: bytes, openmetrics: bytes | None = None) -> None:
+        self._current = (_packed(body),
+                         _packed(openmetrics) if openmetrics is not None else None)
 
     def get(self) -> tuple[bytes, bytes]:
-        return self._current
+        """The text format: (plain, gzip)."""
+        return self._current[0]
+
+    def get_openmetrics(self) -> tuple[bytes, bytes] | None:
+        """OpenMetrics: (plain, gzip), or None when it was not rendered."""
+        return self._current[1]
+
+
+def _packed(body: bytes) -> tuple[bytes, bytes]:
+    return body, gzip.compress(body, compresslevel=6, mtime=0)
 
 
 class Authenticator:
@@ -220,20 +253,84 @@ class _Current:
     headers: bytes  # the configured http_server_config.headers, ready to send
 
 
-class _HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+class _Refused(Exception):
+    """A request answered with an error, then the connection closed."""
+
+    def __init__(self, status: int, message: str, head: bool = False) -> None:
         super().__init__(message)
-        self.status = status
+        self.status, self.message, self.head = status, message, head
 
 
 @dataclass
+class _Message:
+    """One request as httptools reports it: the head, then the body counted (never kept)."""
+
+    url: bytearray = field(default_factory=bytearray)
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    method: str = ""
+    version: str = ""
+    keep_alive: bool = False
+    body: int = 0  # bytes of body received
+    complete: bool = False  # the whole body was received
+
+
+class _Messages:
+    """httptools' callbacks for one connection: heads queue up as they complete. The parser
+    (about 2 KiB) is made with the first bytes: a silent socket never has one."""
+
+    __slots__ = ("current", "last", "parser", "ready")
+
+    def __init__(self) -> None:
+        self.parser: httptools.HttpRequestParser | None = None
+        self.ready: list[_Message] = []
+        self.current = _NO_MESSAGE
+        self.last = False  # an Upgrade or CONNECT: the parser reads no further request
+
+    def feed(self, data: bytes) -> None:
+        if self.parser is None:
+            self.parser = httptools.HttpRequestParser(self)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.last = True
+
+    def on_message_begin(self) -> None:
+        self.current = _Message()
+
+    def on_url(self, url: bytes) -> None:
+        self.current.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.current.headers.append((name.lower(), value.rstrip(b" \t")))
+
+    def on_headers_complete(self) -> None:
+        parser = cast(httptools.HttpRequestParser, self.parser)  # feed() made it: it calls
+        message = self.current
+        message.method = parser.get_method().decode("ascii")
+        message.version = parser.get_http_version()
+        message.keep_alive = parser.should_keep_alive()
+        self.ready.append(message)
+
+    def on_body(self, body: bytes) -> None:
+        self.current.body += len(body)
+
+    def on_message_complete(self) -> None:
+        self.current.complete = True
+
+
+_NO_MESSAGE = _Message()  # before the first request begins; never written to
+
+
+@dataclass(frozen=True)
 class _Request:
     method: str
     target: str
-    line: str
-    headers: dict[str, str]
+    line: str  # for the log
+    authorization: str | None
+    accept: str
+    accept_encoding: str
+    complete: bool  # body read (or none); False: answer, then close
     keep_alive: bool
-    oversized_body: bool  # not read: answer, then close
 
 
 class _Stream:
@@ -543,25 +640,24 @@ class MetricsServer:
     async def _requests(self, stream: _Stream, host: str) -> bool:
         """Serve requests until the connection should close; True: close gracefully."""
         loop = asyncio.get_running_loop()
-        buf = bytearray()
+        messages = _Messages()
         authenticated = False
         while True:
             try:
-                request = await self._read_request(stream, buf, authenticated)
-            except _HttpError as exc:
-                await self._send(stream, host, exc.status, str(exc).encode() + b"\n", TEXT, [],
-                                 head=False, close=True, line="-")
+                request = await self._next_request(stream, messages, host, authenticated)
+            except _Refused as exc:
+                await self._send(stream, host, exc.status, exc.message.encode() + b"\n", TEXT,
+                                 [], exc.head, True, "-")
                 return exc.status != 408  # a client too slow to send gets no lingering
             if request is None:
                 return False
             current = self._current
-            verdict = current.authenticator.quick(request.headers.get("authorization"))
+            verdict = current.authenticator.quick(request.authorization)
             if verdict is None:  # needs bcrypt: on its thread, one at a time
                 verdict = await loop.run_in_executor(
-                    self._bcrypt, current.authenticator.check,
-                    request.headers.get("authorization"))
-            close = not request.keep_alive or request.oversized_body
+                    self._bcrypt, current.authenticator.check, request.authorization)
             head = request.method == "HEAD"
+            close = not request.keep_alive or not request.complete or messages.last
             if not verdict:
                 await self._send(stream, host, 401, b"unauthorized\n", TEXT,
                                  [("WWW-Authenticate", f'Basic realm="{REALM}"')], head, close,
@@ -577,7 +673,7 @@ class MetricsServer:
     async def _route(self, stream: _Stream, host: str, request: _Request, head: bool,
                      close: bool) -> None:
         line = request.line
-        if request.oversized_body:
+        if not request.complete:
             await self._send(stream, host, 413, b"request body too large\n", TEXT, [], head,
                              True, line)
         elif request.method not in ("GET", "HEAD"):
@@ -587,108 +683,108 @@ class MetricsServer:
         else:
             path = request.target.split("?", 1)[0]
             if path == "/metrics":
-                plain, gzipped = self.exposition.get()
-                if _accepts_gzip(request.headers.get("accept-encoding", "")):
-                    await self._send(stream, host, 200, gzipped, CONTENT_TYPE,
-                                     [("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")],
-                                     head, close, line)
+                rendered = None
+                if _prefers_openmetrics(request.accept):
+                    self.exposition.ask_openmetrics()
+                    rendered = self.exposition.get_openmetrics()
+                content_type = OPENMETRICS_CONTENT_TYPE if rendered else CONTENT_TYPE
+                plain, gzipped = rendered or self.exposition.get()
+                vary = ("Vary", "Accept, Accept-Encoding")
+                if _accepts_gzip(request.accept_encoding):
+                    await self._send(stream, host, 200, gzipped, content_type,
+                                     [("Content-Encoding", "gzip"), vary], head, close, line)
                 else:
-                    await self._send(stream, host, 200, plain, CONTENT_TYPE,
-                                     [("Vary", "Accept-Encoding")], head, close, line)
+                    await self._send(stream, host, 200, plain, content_type, [vary], head,
+                                     close, line)
             elif path == "/":
                 await self._send(stream, host, 200, LANDING, "text/html; charset=utf-8", [],
                                  head, close, line)
             else:
                 await self._send(stream, host, 404, b"not found\n", TEXT, [], head, close, line)
 
-    async def _read_request(self, stream: _Stream, buf: bytearray,
+    async def _next_request(self, stream: _Stream, messages: _Messages, host: str,
                             authenticated: bool) -> _Request | None:
-        """The next request (head parsed, small body read), None when the client is gone or
-        idle too long; _HttpError for a request that gets an error and a closed connection."""
+        """The next request (head parsed by httptools, small body read), None when the client
+        is gone or idle too long; _Refused for a request that gets an error and a closed
+        connection."""
         loop = asyncio.get_running_loop()
         # Anonymous clients get one deadline for the whole head; authenticated keep-alive
         # connections may idle between requests, then have the same deadline for the head.
         deadline = loop.time() + (self.idle_timeout if authenticated else self.header_timeout)
+        fed = 0  # bytes given to the parser for this request's head
         try:
             async with asyncio.timeout_at(deadline):
-                while not buf.lstrip(b"\r\n"):
-                    del buf[:]
-                    if not await self._fill(stream, buf):
+                while not messages.ready and not fed:  # blank lines before a request: skipped
+                    data = await stream.read()
+                    if not data:
                         return None
+                    if data.lstrip(b"\r\n"):
+                        fed = len(data)
+                    messages.feed(data)
         except TimeoutError:
             return None  # nothing asked: close without a word
+        except httptools.HttpParserError as exc:
+            raise _refusal(exc, host) from None
         if authenticated:
             deadline = loop.time() + self.header_timeout
-        del buf[:len(buf) - len(buf.lstrip(b"\r\n"))]
         try:
             async with asyncio.timeout_at(deadline):
-                while (match := HEAD_END.search(buf, 0, self.max_header_bytes + 4)) is None:
-                    if len(buf) > self.max_header_bytes:
-                        if buf.find(b"\n", 0, self.max_header_bytes) < 0:
-                            raise _HttpError(414, "request line too long")
-                        raise _HttpError(431, "request head too large")
-                    if not await self._fill(stream, buf):
+                while not messages.ready:
+                    if fed > self.max_header_bytes:  # still no end of head
+                        if len(messages.current.url) + 64 >= fed:  # nearly all of it the URL
+                            raise _Refused(414, "request line too long")
+                        raise _Refused(431, "request head too large")
+                    data = await stream.read()
+                    if not data:
                         return None
-                head = bytes(buf[:match.start()])
-                del buf[:match.end()]
-                request = self._parse(head)
-                length = self._body_length(request)
-                if length > self.max_body:
-                    request.oversized_body = True
-                else:
-                    while len(buf) < length:
-                        if not await self._fill(stream, buf):
-                            return None
-                    del buf[:length]
-                return request
+                    fed += len(data)
+                    messages.feed(data)
+                message = messages.ready.pop(0)
+                request = self._checked(message)
+                # httptools has checked the framing (one Content-Length of digits, or
+                # chunked); a body is read and thrown away up to max_body, a longer one is
+                # left unread (answer, then close).
+                declared = int(dict(message.headers).get(b"content-length", b"0"))
+                while not message.complete and max(declared, message.body) <= self.max_body:
+                    data = await stream.read()
+                    if not data:
+                        return None
+                    messages.feed(data)
+                return request if message.complete else dataclasses.replace(request,
+                                                                            complete=False)
         except TimeoutError:
-            raise _HttpError(408, "request not received in time") from None
+            raise _Refused(408, "request not received in time") from None
+        except httptools.HttpParserError as exc:
+            raise _refusal(exc, host) from None
 
-    @staticmethod
-    async def _fill(stream: _Stream, buf: bytearray) -> bool:
-        data = await stream.read()
-        buf += data
-        return bool(data)
-
-    def _parse(self, head: bytes) -> _Request:
-        lines = head.decode("latin-1").split("\n")
-        line = lines[0].rstrip("\r")
-        parts = line.split(" ")
-        if len(parts) != 3 or not TOKEN.match(parts[0]) or not parts[1]:
-            raise _HttpError(400, "malformed request line")
-        method, target, version = parts
-        if not version.startswith("HTTP/"):
-            raise _HttpError(400, "malformed request line")
-        if version not in ("HTTP/1.0", "HTTP/1.1"):
-            raise _HttpError(505, "only HTTP/1.0 and HTTP/1.1 are served")
-        if len(lines) - 1 > self.max_header_lines:
-            raise _HttpError(431, "too many header lines")
-        headers: dict[str, str] = {}
-        for raw in lines[1:]:
-            name, sep, value = raw.rstrip("\r").partition(":")
-            value = value.strip(" \t")
-            if not sep or not TOKEN.match(name) or BAD_VALUE.search(value):
-                raise _HttpError(400, "malformed header line")
-            key = name.lower()
-            if key in headers:
-                if key in ("authorization", "content-length", "transfer-encoding", "host"):
-                    raise _HttpError(400, f"repeated {name} header")
-                headers[key] += ", " + value
+    def _checked(self, message: _Message) -> _Request:
+        """The request of a parsed head, or _Refused for what the parser lets through."""
+        target = message.url.decode("ascii", "replace")
+        line = f"{message.method} {target} HTTP/{message.version}"
+        head = message.method == "HEAD"
+        size = len(line) + 4 + sum(len(n) + len(v) + 4 for n, v in message.headers)
+        if size > self.max_header_bytes:
+            if len(line) + 2 > self.max_header_bytes:
+                raise _Refused(414, "request line too long", head)
+            raise _Refused(431, "request head too large", head)
+        if message.version not in ("1.0", "1.1"):
+            raise _Refused(505, "only HTTP/1.0 and HTTP/1.1 are served", head)
+        if len(message.headers) > self.max_header_lines:
+            raise _Refused(431, "too many header lines", head)
+        fields: dict[bytes, bytes] = {}
+        for name, value in message.headers:
+            if name in fields:
+                if name in (b"authorization", b"host"):
+                    raise _Refused(400, f"repeated {name.decode().title()} header", head)
+                fields[name] += b", " + value
             else:
-                headers[key] = value
-        tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
-        keep_alive = ("close" not in tokens if version == "HTTP/1.1"
-                      else "keep-alive" in tokens)
-        return _Request(method, target, line, headers, keep_alive, False)
-
-    @staticmethod
-    def _body_length(request: _Request) -> int:
-        if "transfer-encoding" in request.headers:
-            raise _HttpError(501, "transfer-encoding is not supported")
-        text = request.headers.get("content-length", "0")
-        if not text.isdigit() or len(text) > 18:
-            raise _HttpError(400, "bad Content-Length")
-        return int(text)
+                fields[name] = value
+        authorization = fields.get(b"authorization")
+        return _Request(message.method, target, line,
+                        authorization.decode("latin-1") if authorization is not None else None,
+                        fields.get(b"accept", b"").decode("latin-1"),
+                        fields.get(b"accept-encoding", b"").decode("latin-1"), True,
+                        message.keep_alive)
 
     async def _send(self, stream: _Stream, host: str, status: int, body: bytes,
                     content_type: str, headers: list[tuple[str, str]], head: bool, close: bool,
@@ -732,6 +828,39 @@ def _header_block(config: WebConfig) -> bytes:
 
 def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
+def _refusal(exc: httptools.HttpParserError, host: str) -> _Refused:
+    """What a request the parser refuses is answered with (its message is not sent back)."""
+    log.debug("bad request from %s: %s", host, _printable(str(exc)))
+    if isinstance(exc, httptools.HttpParserInvalidMethodError):
+        return _Refused(501, "unknown method")
+    if "invalid `Transfer-Encoding`" in str(exc):  # llhttp's words; anything else is 400
+        return _Refused(501, "transfer-encoding is not supported")
+    return _Refused(400, "malformed request")
+
+
+def _prefers_openmetrics(accept: str) -> bool:
+    """True when Accept ranks OpenMetrics 1.0.0 (or unversioned) above the text format.
+
+    Prometheus asks for both with q-values (``application/openmetrics-text;version=1.0.0,...,
+    text/plain;version=0.0.4;q=0.5,*/*;q=0.1``); anything else, a tie included, is text."""
+    openmetrics = text = 0.0
+    for part in accept.split(","):
+        media, *params = (piece.strip() for piece in part.split(";"))
+        values = {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in params)}
+        try:
+            q = float(values.get("q", "1"))
+        except ValueError:
+            q = 0.0
+        if not 0.0 <= q <= 1.0:  # NaN included
+            q = 0.0
+        media = media.lower()
+        if media == "application/openmetrics-text" and values.get("version", "1.0.0") == "1.0.0":
+            openmetrics = max(openmetrics, q)
+        elif media in ("text/plain", "text/*", "*/*"):
+            text = max(text, q)
+    return openmetrics > text
 
 
 def _accepts_gzip(accept_encoding: str) -> bool:
