@@ -36,6 +36,7 @@ lint: $(STAMP) ## ruff (with security rules), yamllint, ansible-lint (production
 	$(BIN)/python tools/check_argument_specs.py roles
 	$(BIN)/python tools/dashboards.py --check
 	$(BIN)/python tools/check_dashboards.py
+	$(BIN)/python tools/original_fixture.py --check molecule/agent_host/files/original_schema.sql
 
 unit: $(STAMP) ## unit and property tests (package, roles' modules) with line+branch coverage (fails below 90%)
 	cd exporter && ../$(BIN)/pytest --cov=agentmon --cov-report=term --cov-fail-under=90 tests

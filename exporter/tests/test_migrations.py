@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from original_schema import build_original_db, full_dump, original_dump
 
-from agentmon.schema import migrations
+from agentmon.schema import migrations, original
 from agentmon.schema.db import connect_writer, table_columns
 from agentmon.schema.migrate import ensure_latest, migrate
 
@@ -703,3 +703,35 @@ def test_usage_down_keeps_rows_and_columns_and_up_adopts_them(tracked: Path) -> 
     _usage_row(conn, "m2")
     assert sequence(conn) == before + 1
     conn.close()
+
+
+# ---------------------------------------------------------------- one schema truth
+
+
+@pytest.mark.parametrize(("width", "with_tool_uses"), [(4, False), (6, False), (4, True)])
+def test_the_schema_module_builds_what_the_tests_copy_of_the_original_has(
+        tmp_path: Path, width: int, with_tool_uses: bool) -> None:
+    """agentmon.schema.original against the tests' own, independent copy: columns and types."""
+    ours = sqlite3.connect(tmp_path / "ours.db")
+    for ddl in original.ddl(width, with_tool_uses=with_tool_uses):
+        ours.execute(ddl)
+    theirs = sqlite3.connect(build_original_db(tmp_path / "theirs.db", sessions_columns=width,
+                                               with_tool_uses=with_tool_uses, rows=False))
+
+    def shape(conn: sqlite3.Connection) -> dict[str, list[tuple[str, str, int]]]:
+        tables = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'sqlite_sequence'")]
+        # name, type, primary key (a DEFAULT is not compared: the copy's 4-column shape has none)
+        return {t: [(r[1], r[2], r[5]) for r in conn.execute(f"PRAGMA table_info({t})")]
+                for t in tables}
+
+    assert shape(ours) == shape(theirs)
+    indexes = "SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name"
+    assert ours.execute(indexes).fetchall() == theirs.execute(indexes).fetchall()
+    ours.close()
+    theirs.close()
+
+
+def test_the_schema_module_refuses_a_sessions_shape_that_never_existed() -> None:
+    with pytest.raises(ValueError, match="4 or 6 columns"):
+        original.ddl(5)

@@ -17,7 +17,7 @@ import pytest
 from original_schema import build_original_db, full_dump, original_dump
 
 from agentmon.cli import main as cli
-from agentmon.schema import migrations
+from agentmon.schema import migrations, original
 from agentmon.schema.migrate import migrate
 from agentmon.seed import main as seed
 from agentmon.seed.main import SeedError, SeedOptions
@@ -268,13 +268,13 @@ def test_parallel_workers_write_the_same_rows(tmp_path: Path,
 
 def test_a_stage_holds_exactly_the_generated_rows() -> None:
     frame, shards, _ = seed._plan(opts(50, schema="original"), 1, 1, 0, (
-        seed.SESSION_COLUMNS, seed.INVOCATION_COLUMNS, seed.TOOL_USE_COLUMNS))
+        original.SESSION_COLUMNS, original.INVOCATION_COLUMNS, original.TOOL_USE_COLUMNS))
     tables = (
         "CREATE TABLE sessions (session_id TEXT PRIMARY KEY, start_time, end_time, status, cwd,"
         " metadata)",
-        "CREATE TABLE agent_invocations (" + ", ".join(seed.INVOCATION_COLUMNS) + ")",
+        "CREATE TABLE agent_invocations (" + ", ".join(original.INVOCATION_COLUMNS) + ")",
         "CREATE TABLE agent_tool_uses (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-        + ", ".join(seed.TOOL_USE_COLUMNS[1:]) + ")")
+        + ", ".join(original.TOOL_USE_COLUMNS[1:]) + ")")
     frame = seed.replace(frame, tables=tables)
     data, n_sessions, n_inv, n_tools, running = seed._stage(frame, shards[0])
     generated = seed._generate(frame, shards[0])

@@ -46,7 +46,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import IO, Any
 
-from agentmon.schema import migrations
+from agentmon.schema import migrations, original
 from agentmon.schema.db import connect_writer, has_table, schema_version, table_columns
 from agentmon.schema.files import SIDE_FILES
 from agentmon.schema.migrate import ensure_latest
@@ -583,24 +583,6 @@ def _stage(frame: _Frame, shard: _Shard) -> tuple[bytes, int, int, int, int]:
 
 # ---------------------------------------------------------------- the original project's DDL
 
-# As the original hooks created it (CREATE TABLE IF NOT EXISTS on every event); user_version 0.
-def _original_ddl(sessions_columns: int) -> list[str]:
-    """The original project's DDL (migrations owns it), in the sessions shape asked for."""
-    sessions = (migrations.ORIGINAL_TABLES["sessions"] if sessions_columns == 6
-                else migrations.ORIGINAL_SESSIONS_4)
-    return [sessions, migrations.ORIGINAL_TABLES["agent_invocations"],
-            migrations.ORIGINAL_TABLES["agent_tool_uses"], *migrations.ORIGINAL_INDEXES]
-
-
-SESSION_COLUMNS = ("session_id", "start_time", "end_time", "status", "cwd", "metadata")
-INVOCATION_COLUMNS = (
-    "id", "timestamp", "session_id", "event_type", "phase", "agent_name", "agent_type", "model",
-    "prompt", "parent_agent", "ticket_id", "start_time", "end_time", "duration_seconds",
-    "status", "error", "result_summary", "raw_input", "raw_output")
-TOOL_USE_COLUMNS = (
-    "id", "timestamp", "session_id", "agent_name", "agent_invocation_id", "tool_name",
-    "tool_input", "tool_output", "duration_seconds", "status", "error", "sequence_number",
-    "start_time", "end_time")
 DATA_TABLES = ("sessions", "agent_invocations", "agent_tool_uses")
 
 
@@ -664,7 +646,7 @@ def _prepare_schema(conn: sqlite3.Connection, path: Path, opts: SeedOptions) -> 
         ensure_latest(conn, path)
         return
     conn.execute("BEGIN IMMEDIATE")
-    for ddl in _original_ddl(opts.sessions_columns):
+    for ddl in original.ddl(opts.sessions_columns):
         conn.execute(ddl)
     conn.execute("COMMIT")
 
@@ -736,12 +718,12 @@ Counts = tuple[int, int, int, int]  # sessions, invocations, tool uses, running 
 def _columns(conn: sqlite3.Connection, opts: SeedOptions,
              ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     present = set(table_columns(conn, "sessions"))  # 4 or 6 columns in original files
-    sessions = tuple(c for c in SESSION_COLUMNS if c in present)
+    sessions = tuple(c for c in original.SESSION_COLUMNS if c in present)
     if opts.schema == "agentmon":
         return ((*sessions, "agentmon_seq", "agentmon_created_seq"),
-                (*INVOCATION_COLUMNS, "tool_use_id", "agentmon_seq"),
-                (*TOOL_USE_COLUMNS, "tool_use_id", "agentmon_seq"))
-    return sessions, INVOCATION_COLUMNS, TOOL_USE_COLUMNS
+                (*original.INVOCATION_COLUMNS, "tool_use_id", "agentmon_seq"),
+                (*original.TOOL_USE_COLUMNS, "tool_use_id", "agentmon_seq"))
+    return sessions, original.INVOCATION_COLUMNS, original.TOOL_USE_COLUMNS
 
 
 def _load(conn: sqlite3.Connection, path: Path, opts: SeedOptions,
