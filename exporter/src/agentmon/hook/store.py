@@ -22,12 +22,12 @@ attributed to the session's newest running invocation.
 from __future__ import annotations
 
 import math
-import re
 import sqlite3
 import time
 from datetime import UTC, datetime
 
 from agentmon.hook import redact, usage
+from agentmon.schema import labels
 from agentmon.schema.statuses import FINAL, INTERRUPTED, sql_list
 
 TYPE_CHECKING = False  # typing costs ~3 ms of import per hook process; only checkers need it
@@ -39,16 +39,7 @@ TOOL_EVENTS = frozenset({"PreToolUse", "PostToolUse", "PostToolUseFailure"})
 TABLES = ("agent_invocations", "agent_tool_uses")
 FINAL_SQL = sql_list(FINAL)
 SUMMARY_BYTES = 1024
-_LABEL_DROP = re.compile(r"[^A-Za-z0-9_.:-]+")
 _MAX_DURATION_S = 10 * 365 * 86400.0
-
-
-def label(value: Any, limit: int = 64) -> str | None:
-    """A name safe as a metric label value (agent, model, phase), or None."""
-    if not isinstance(value, str):
-        return None
-    cleaned = _LABEL_DROP.sub("_", value.strip()).strip("_")[:limit]
-    return cleaned or None
 
 
 def clean_text(value: Any) -> str | None:
@@ -130,7 +121,7 @@ class Store:
                  transcript_budget: int = usage.DEFAULT_BUDGET) -> None:
         self.conn = conn
         self.max_payload = max_payload_bytes
-        self.phase = label(phase)
+        self.phase = labels.clean(phase)
         self.interrupt_after = interrupt_after or None  # seconds; 0 / None: never
         self.when = now or datetime.now(UTC)
         self.now = self.when.isoformat()
@@ -174,10 +165,12 @@ class Store:
         elif name == "Stop":
             self._main_usage(sid, event)
         elif name == "StopFailure":
-            self._fact(sid, event, usage.API_ERROR, label(event.get("error")) or "unknown", None)
+            self._fact(sid, event, usage.API_ERROR, labels.clean(event.get("error")) or "unknown",
+                       None)
         elif name == "PermissionDenied":
             tool_use_id = event.get("tool_use_id")
-            self._fact(sid, event, usage.PERMISSION_DENIED, label(event.get("tool_name"), 192),
+            self._fact(sid, event, usage.PERMISSION_DENIED,
+                       labels.clean(event.get("tool_name"), 192),
                        f"denied:{sid}:{tool_use_id}" if isinstance(tool_use_id, str) else None)
         # Every other known event (Notification, PermissionRequest, PostCompact, ...) only
         # ensures its session: it carries nothing the metrics use.
@@ -249,7 +242,7 @@ class Store:
         found = self._by_agent_id(sid, agent_id)
         if found is not None:  # a subagent's own event, and SubagentStart named its row
             return found[1] or "unknown", found[0]
-        agent = label(event.get("agent_type"))
+        agent = labels.clean(event.get("agent_type"))
         if agent_id is None and (agent is not None or "prompt_id" in event):
             return "main", None  # the SDK: no agent_id is the main thread, even with --agent
         if agent is not None:
@@ -274,7 +267,7 @@ class Store:
 
     def _invocation_columns(self, sid: str, event: dict[str, Any]) -> dict[str, Any]:
         tool_input = event["tool_input"]
-        subagent = label(tool_input.get("subagent_type"))
+        subagent = labels.clean(tool_input.get("subagent_type"))
         prompt = tool_input.get("prompt")
         return {
             "timestamp": self.now,
@@ -283,7 +276,7 @@ class Store:
             "phase": self.phase,
             "agent_name": subagent or "unknown",
             "agent_type": subagent,
-            "model": label(tool_input.get("model")),
+            "model": labels.clean(tool_input.get("model")),
             "prompt": redact.text(prompt, self.max_payload) if isinstance(prompt, str) else None,
             "parent_agent": self._attribution(sid, event)[0],
             "raw_input": redact.payload(tool_input, self.max_payload),
@@ -399,7 +392,7 @@ class Store:
     def _usage_row(self, sid: str, event: dict[str, Any], agent: str | None,
                    model: str | None, counts: dict[str, int]) -> dict[str, Any]:
         return {"timestamp": self.now, "session_id": sid, "kind": usage.TOKENS,
-                "agent_name": agent, "model": label(model, 128),
+                "agent_name": agent, "model": labels.clean(model, 128),
                 "prompt_id": short_text(event.get("prompt_id")),
                 "agent_id": short_text(event.get("agent_id"), 128),
                 "tool_use_id": short_text(event.get("tool_use_id"), 128), **counts}
@@ -420,7 +413,7 @@ class Store:
             model = used[0]
         if not isinstance(model, str):
             model = event["tool_input"].get("model")
-        agent = label(event["tool_input"].get("subagent_type")) or "unknown"
+        agent = labels.clean(event["tool_input"].get("subagent_type")) or "unknown"
         row = self._usage_row(sid, event, agent, model, counts)
         row["agent_id"] = short_text(response.get("agentId"), 128)
         usage.record(self.conn, f"agent:{sid}:{event['tool_use_id']}", row)
@@ -470,7 +463,7 @@ class Store:
         sql = ("SELECT id FROM agent_invocations WHERE session_id = ? AND status = 'running'"
                " AND agent_id IS NULL")
         args: list[Any] = [sid]
-        agent = label(event.get("agent_type"))
+        agent = labels.clean(event.get("agent_type"))
         if agent is not None:
             sql += " AND (agent_type = ? OR agent_name = ?)"
             args += [agent, agent]
@@ -494,7 +487,8 @@ class Store:
                                  found[1] or "unknown", sidechain=True)
                 return
         if found is None:
-            found = self._running_invocation(sid, label(event.get("agent_type")), unstopped=True)
+            found = self._running_invocation(sid, labels.clean(event.get("agent_type")),
+                                             unstopped=True)
         if found is not None:
             # end_time of a finished row is frozen: a stop arriving after the Post changes nothing
             self.conn.execute(
