@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from agentmon.collector.labels import LabelFolder
 from agentmon.collector.prices import parse as parse_prices
-from agentmon.hook import store as hook_store
+from agentmon.hook import values as hook_values
 from agentmon.hook.store import Store
 from agentmon.schema import labels, migrations, original
 from agentmon.schema.db import connect_writer
@@ -344,17 +344,17 @@ def test_store_helpers() -> None:
     assert labels.clean("///") is None
     assert labels.clean(3) is None
     assert labels.clean("x" * 100) == "x" * 64
-    assert hook_store.reported_duration({"totalDurationMs": True}) is None
-    assert hook_store.reported_duration({"totalDurationMs": 10**400}) is None
-    assert hook_store.reported_duration({"totalDurationMs": -5}) is None
-    assert hook_store.reported_duration({"totalDurationMs": 2500}) == 2.5
-    assert hook_store.reported_duration("text") is None
-    assert hook_store.seconds_between(None, datetime.now(UTC)) is None
+    assert hook_values.reported_duration({"totalDurationMs": True}) is None
+    assert hook_values.reported_duration({"totalDurationMs": 10**400}) is None
+    assert hook_values.reported_duration({"totalDurationMs": -5}) is None
+    assert hook_values.reported_duration({"totalDurationMs": 2500}) == 2.5
+    assert hook_values.reported_duration("text") is None
+    assert hook_values.seconds_between(None, datetime.now(UTC)) is None
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    assert hook_store.seconds_between(future, datetime.now(UTC)) is None
-    assert hook_store.result_summary({"content": ["x", {"type": "image"}]}) is None
-    assert hook_store.result_summary([]) is None
-    assert hook_store.clean_text(None) is None
+    assert hook_values.seconds_between(future, datetime.now(UTC)) is None
+    assert hook_values.result_summary({"content": ["x", {"type": "image"}]}) is None
+    assert hook_values.result_summary([]) is None
+    assert hook_values.clean_text(None) is None
 
 
 def test_a_failed_write_rolls_back_everything(db_path: Path) -> None:

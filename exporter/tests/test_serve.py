@@ -22,7 +22,7 @@ import pytest
 from prometheus_client.core import GaugeMetricFamily
 from webtls import HASH, PASSWORD, TOKEN, USER, Pki, basic, client_context, get, make_pki
 
-from agentmon import serve
+from agentmon.serve import cli as serve
 from agentmon.web.config import WebConfig, load_web_config
 from agentmon.web.reload import WebConfigWatcher
 from agentmon.web.server import Exposition, MetricsServer

@@ -21,12 +21,18 @@ attributed to the session's newest running invocation.
 
 from __future__ import annotations
 
-import math
 import sqlite3
-import time
 from datetime import UTC, datetime
 
-from agentmon.hook import redact, usage
+from agentmon.hook import bounds, usage
+from agentmon.hook.values import (
+    clean_text,
+    parse_time,
+    reported_duration,
+    result_summary,
+    seconds_between,
+    short_text,
+)
 from agentmon.schema import labels
 from agentmon.schema.statuses import FINAL, INTERRUPTED, sql_list
 
@@ -38,78 +44,6 @@ AGENT_TOOLS = frozenset({"Task", "Agent"})
 TOOL_EVENTS = frozenset({"PreToolUse", "PostToolUse", "PostToolUseFailure"})
 TABLES = ("agent_invocations", "agent_tool_uses")
 FINAL_SQL = sql_list(FINAL)
-SUMMARY_BYTES = 1024
-_MAX_DURATION_S = 10 * 365 * 86400.0
-
-
-def clean_text(value: Any) -> str | None:
-    """A string SQLite can store as UTF-8 (lone surrogates replaced), or None."""
-    if not isinstance(value, str):
-        return None
-    return value.encode("utf-8", "replace").decode("utf-8")
-
-
-def parse_time(value: Any) -> datetime | None:
-    """A stored timestamp as an aware datetime. Naive (original, local-time) rows are local."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else local_to_utc(parsed)
-
-
-def local_to_utc(naive: datetime) -> datetime:
-    """A naive local time in UTC, exactly as SQLite's ``julianday(x, 'utc')`` (the exporter's
-    rule) finds it: guess, ask localtime(), correct, at most four times. A wall time that a
-    daylight-saving change skips or repeats thus gets the same instant in both places."""
-    wall = int(naive.replace(tzinfo=UTC, microsecond=0).timestamp())
-    guess, error = wall, 0
-    for _ in range(4):
-        guess -= error
-        error = int(datetime(*time.localtime(guess)[:6], tzinfo=UTC).timestamp()) - wall
-        if not error:
-            break
-    return datetime.fromtimestamp(guess, UTC).replace(microsecond=naive.microsecond)
-
-
-def seconds_between(start: Any, end: datetime) -> float | None:
-    began = parse_time(start)
-    if began is None:
-        return None
-    seconds = (end - began).total_seconds()
-    return seconds if 0 <= seconds <= _MAX_DURATION_S else None
-
-
-def reported_duration(response: Any, key: str = "totalDurationMs") -> float | None:
-    """``response[key]`` (milliseconds) in seconds, when it is a sane number."""
-    if not isinstance(response, dict):
-        return None
-    millis = response.get(key)
-    if isinstance(millis, bool) or not isinstance(millis, int | float):
-        return None
-    try:
-        seconds = float(millis) / 1000
-    except OverflowError:
-        return None
-    return seconds if math.isfinite(seconds) and 0 <= seconds <= _MAX_DURATION_S else None
-
-
-def short_text(value: Any, limit: int = 256) -> str | None:
-    """An id-like string the hook stores as it is (prompt_id, agent_id), or None."""
-    return value if isinstance(value, str) and 0 < len(value) <= limit \
-        and value.isprintable() else None
-
-
-def result_summary(response: Any) -> str | None:
-    """The first text block of a subagent's response, redacted and cut to 1 KiB."""
-    content = response.get("content") if isinstance(response, dict) else None
-    if isinstance(content, list):
-        for block in content:
-            if isinstance(block, dict) and isinstance(block.get("text"), str):
-                return redact.text(block["text"], SUMMARY_BYTES)
-    return None
 
 
 class Store:
@@ -185,7 +119,7 @@ class Store:
         )
 
     def _metadata(self, event: dict[str, Any], *keys: str) -> str:
-        return redact.payload({k: event[k] for k in keys if k in event}, self.max_payload)
+        return bounds.payload({k: event[k] for k in keys if k in event}, self.max_payload)
 
     def _session_start(self, sid: str, event: dict[str, Any]) -> None:
         # A resumed session becomes active again; its first start_time stays. New metadata
@@ -277,9 +211,9 @@ class Store:
             "agent_name": subagent or "unknown",
             "agent_type": subagent,
             "model": labels.clean(tool_input.get("model")),
-            "prompt": redact.text(prompt, self.max_payload) if isinstance(prompt, str) else None,
+            "prompt": bounds.text(prompt, self.max_payload) if isinstance(prompt, str) else None,
             "parent_agent": self._attribution(sid, event)[0],
-            "raw_input": redact.payload(tool_input, self.max_payload),
+            "raw_input": bounds.payload(tool_input, self.max_payload),
             "tool_use_id": event["tool_use_id"],
             "prompt_id": short_text(event.get("prompt_id")),
             "background": 1 if tool_input.get("run_in_background") is True else None,
@@ -301,8 +235,8 @@ class Store:
             "status": status,
             "end_time": self.now,
             "duration_seconds": duration,
-            "error": redact.text(event["error"], self.max_payload) if failed else None,
-            "output": None if failed else redact.payload(response, self.max_payload),
+            "error": bounds.text(event["error"], self.max_payload) if failed else None,
+            "output": None if failed else bounds.payload(response, self.max_payload),
         }
 
     # Pre / Post / PostToolUseFailure, the same for both tables -------------------------
@@ -366,7 +300,7 @@ class Store:
                   found: tuple[int, Any, Any] | None) -> None:
         """A background Agent call returned at launch: it runs until its SubagentStop."""
         agent_id = short_text(response.get("agentId"), 128)
-        output = redact.payload(response, self.max_payload)
+        output = bounds.payload(response, self.max_payload)
         if found is None:
             row = self._columns("agent_invocations", sid, event)
             row.update(start_time=self.now, status="running", background=1, agent_id=agent_id,
@@ -548,7 +482,7 @@ class Store:
             "agent_name": agent,
             "agent_invocation_id": invocation,
             "tool_name": event["tool_name"],
-            "tool_input": redact.payload(event["tool_input"], self.max_payload),
+            "tool_input": bounds.payload(event["tool_input"], self.max_payload),
             "sequence_number": sequence,
             "tool_use_id": event["tool_use_id"],
             "prompt_id": short_text(event.get("prompt_id")),
