@@ -69,11 +69,6 @@ class CountingCollector:
 
 
 @pytest.fixture(autouse=True)
-def quick_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(serve, "POLL_INTERVAL", 0.02)
-
-
-@pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
     """serve.main() sets up the 'agentmon' logger; leave it as found for other tests."""
     logger = logging.getLogger("agentmon")
