@@ -1,7 +1,7 @@
 """The incremental Prometheus collector behind ``agentmon serve``.
 
 ``refresh()`` (a background thread) reads only rows whose change-tracking sequence number is
-above what the state has seen (see docs/metrics.md, "Change tracking"), in short read-only
+above what the state has seen (see docs/commands.md, "Change tracking (step 3)"), in short read-only
 transactions, and publishes an immutable snapshot of metric families. ``collect()`` yields that
 snapshot and never touches SQLite; ``agentmon serve`` calls it on its refresh thread, right
 after ``refresh()``, to render the exposition that HTTP requests then only send, so a scrape
