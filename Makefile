@@ -25,7 +25,7 @@ check-tools: ## check the host tools the targets need (.ci/host-tools); names ea
 
 venv: $(STAMP) ## create .venv with the package and every test tool
 
-lint: $(STAMP) ## ruff (with security rules), yamllint, ansible-lint (production), role specs, dashboards
+lint: $(STAMP) ## ruff (with security rules), yamllint, ansible-lint (production), role specs, dashboards, generated docs, links
 	cd exporter && ../$(BIN)/ruff check src tests bench
 	$(BIN)/yamllint --strict .
 	$(BIN)/ruff check --config exporter/pyproject.toml --exclude tools/tests tools roles
@@ -36,6 +36,9 @@ lint: $(STAMP) ## ruff (with security rules), yamllint, ansible-lint (production
 	$(BIN)/python tools/check_argument_specs.py roles
 	$(BIN)/python tools/dashboards.py --check
 	$(BIN)/python tools/check_dashboards.py
+	$(BIN)/python tools/original_fixture.py --check molecule/agent_host/files/original_schema.sql
+	$(BIN)/python tools/metrics_doc.py --check docs/metrics.md
+	$(BIN)/python tools/check_links.py
 
 unit: $(STAMP) ## unit and property tests (package, roles' modules) with line+branch coverage (fails below 90%)
 	cd exporter && ../$(BIN)/pytest --cov=agentmon --cov-report=term --cov-fail-under=90 tests
@@ -47,7 +50,7 @@ unit: $(STAMP) ## unit and property tests (package, roles' modules) with line+br
 rules: $(STAMP) ## promtool check (duplicate-rule lint) and unit tests of files/rules, plus their conventions
 	promtool check rules --lint=duplicate-rules --lint-fatal files/rules/*.yml
 	cd files/rules/tests && promtool test rules *.test.yml
-	$(BIN)/python tools/check_rules.py files/rules README.md
+	$(BIN)/python tools/check_rules.py files/rules docs/runbook.md docs/metrics.md
 
 # Molecule test hosts: podman (runc, see .ci/containers.conf) running a local Debian 12 image.
 export CONTAINERS_CONF ?= $(CURDIR)/.ci/containers.conf

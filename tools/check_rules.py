@@ -5,14 +5,16 @@ promtool checks that the rules parse and that the unit tests pass; this checks w
 - recording rules are named level:metric:operations, ratios as <a>_per_<b>:ratio_...;
 - alerts are CamelCase with the Agentmon prefix, have `severity` (critical, warning or none), a
   static `summary` ending in a period, a templated `description` and a `runbook_url`
-  README.md#<alert name in lower case> whose heading exists in README.md's Runbook section;
-- every agentmon metric the rules read is one the README's metrics table lists;
+  docs/runbook.md#<alert name in lower case> whose heading exists in that page's Runbook
+  section;
+- every agentmon metric the rules read is one the metrics reference (docs/metrics.md, generated
+  from the exporter's code by tools/metrics_doc.py) lists;
 - every alert has a unit test where it fires and one where it stays silent (the Watchdog, which
   is never silent, only the first), and every recording
   rule is evaluated by a unit test.
 Prints one line per problem and exits 1 if there is any.
 
-Usage: check_rules.py RULES_DIR README
+Usage: check_rules.py RULES_DIR RUNBOOK_PAGE METRICS_PAGE
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import yaml
 RECORD_NAME = re.compile(r"^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*:[a-z][a-z0-9_]*$")
 ALERT_NAME = re.compile(r"^Agentmon(?:[A-Z][a-z0-9]*)+$")
 SEVERITIES = {"critical", "warning", "none"}
+# Where runbook_url points, relative to the repository (prefix it with where the docs are served).
+RUNBOOK_URL = "docs/runbook.md"
 
 
 def _load(path: Path) -> Any:
@@ -35,7 +39,7 @@ def _load(path: Path) -> Any:
 
 
 def runbook_anchors(readme: Path) -> set[str]:
-    """GitHub-style anchors of the headings under the README's "## Runbook" section."""
+    """GitHub-style anchors of the headings under the page's "## Runbook" section."""
     anchors: set[str] = set()
     inside = False
     for line in readme.read_text(encoding="utf-8").splitlines():
@@ -48,7 +52,7 @@ def runbook_anchors(readme: Path) -> set[str]:
 
 
 def exported_metrics(readme: Path) -> set[str]:
-    """Metric names in the README's metrics table (rows starting with | `agentmon_...`)."""
+    """Metric names in the metrics reference's table (rows starting with | `agentmon_...`)."""
     return set(re.findall(r"(?m)^\| `(agentmon_[a-z_]+)` \|", readme.read_text(encoding="utf-8")))
 
 
@@ -84,11 +88,11 @@ def check_alert(where: str, rule: dict[str, Any], anchors: set[str]) -> list[str
         problems.append(f"{where}: summary must be static text ending in a period")
     if "{{" not in str(notes.get("description", "")):
         problems.append(f"{where}: description must be templated")
-    runbook = f"README.md#{name.lower()}"
+    runbook = f"{RUNBOOK_URL}#{name.lower()}"
     if notes.get("runbook_url") != runbook:
         problems.append(f"{where}: runbook_url must be {runbook}")
     if name.lower() not in anchors:
-        problems.append(f"{where}: README.md's Runbook section has no '### {name}' entry")
+        problems.append(f"{where}: {RUNBOOK_URL}'s Runbook section has no '### {name}' entry")
     return problems
 
 
@@ -106,12 +110,12 @@ def tested(tests_dir: Path) -> tuple[dict[str, set[bool]], str]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3:
-        print("usage: check_rules.py RULES_DIR README", file=sys.stderr)
+    if len(argv) != 4:
+        print("usage: check_rules.py RULES_DIR RUNBOOK_PAGE METRICS_PAGE", file=sys.stderr)
         return 2
-    rules_dir, readme = Path(argv[1]), Path(argv[2])
-    anchors = runbook_anchors(readme)
-    exported = exported_metrics(readme)
+    rules_dir, runbook, metrics = Path(argv[1]), Path(argv[2]), Path(argv[3])
+    anchors = runbook_anchors(runbook)
+    exported = exported_metrics(metrics)
     alert_tests, expr_tests = tested(rules_dir / "tests")
     problems: list[str] = []
     counts = {"record": 0, "alert": 0}
@@ -120,7 +124,7 @@ def main(argv: list[str]) -> int:
             for rule in group.get("rules") or []:
                 where = f"{path}: {group['name']}"
                 problems += [f"{where}: {rule.get('record') or rule.get('alert')}: reads {name}, "
-                             "which the README's metrics table does not list"
+                             "which the metrics reference does not list"
                              for name in unknown_metrics(str(rule["expr"]), exported)]
                 if "record" in rule:
                     counts["record"] += 1

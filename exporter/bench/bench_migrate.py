@@ -19,7 +19,8 @@ from pathlib import Path
 
 from agentmon.schema import migrations
 from agentmon.schema.migrate import migrate
-from agentmon.seed.main import SeedOptions, seed
+from agentmon.seed.load import seed
+from agentmon.seed.options import SeedOptions
 
 
 def rows(db: Path) -> int:

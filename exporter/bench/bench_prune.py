@@ -15,7 +15,7 @@ wall time (with the VACUUM), file size before and after, the prune process's pea
 exporter while it ran: each refresh's `agentmon_last_refresh_duration_seconds` (scraped every
 0.25 s, each refresh once), scrape latency, RSS, state rebuilds. Nothing writes meanwhile, so
 every pruned row had been counted: the exported counters must not change and the exporter must
-not rebuild (README, "Retention"); exits 1 otherwise.
+not rebuild (docs/commands.md, "Retention"); exits 1 otherwise.
 
     ../.venv/bin/python bench/bench_prune.py [--rows 10000000] [--older-than 60d 30d]
 

@@ -36,7 +36,7 @@ fails:
 * no counter sample (a series that disappears counts as 0) decreases between consecutive
   scrapes of one exporter process, nor a data counter (invocations, tool uses, durations,
   tokens, ...) across the restart (the checkpoint keeps them). Across the restore the data
-  counters go down (a counter reset, as the README says: the exporter rebuilds) and the
+  counters go down (a counter reset, as docs/metrics.md says: the exporter rebuilds) and the
   exporter's own counters (rows read, rebuilds, process CPU) start again at every start: those
   decreases are printed, not failed.
 

@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from agentmon.hook import main as hook
+from agentmon.hook import cli as hook
 
 BASE = {
     "transcript_path": "/home/dev/.claude/projects/p/0b1c.jsonl",

@@ -15,7 +15,7 @@ import pytest
 from hook_events import event, rows, run_hook
 
 from agentmon import cli
-from agentmon.hook import main as hook
+from agentmon.hook import cli as hook
 from agentmon.hook import store as hook_store
 from agentmon.schema import migrations
 from agentmon.schema.migrate import migrate

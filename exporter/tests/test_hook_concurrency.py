@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hook_events import event, rows, run_hook
 
-from agentmon.schema import migrations
+from agentmon.schema import migrations, original
 from agentmon.schema.migrate import migrate
 
 PROCESSES = 16
@@ -69,7 +69,7 @@ def test_16_processes_writing_500_events_each_lose_nothing(tmp_path: Path) -> No
 
 def original_database(db: Path, sessions: int, tool_uses: int) -> None:
     conn = sqlite3.connect(db)
-    for ddl in migrations.ORIGINAL_TABLES.values():
+    for ddl in original.TABLES.values():
         conn.execute(ddl)
     conn.executemany("INSERT INTO sessions VALUES (?, '2024-05-01T10:00:00', NULL, 'active',"
                      " '/p', NULL)", [(f"old-{i}",) for i in range(sessions)])

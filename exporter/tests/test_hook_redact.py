@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentmon.hook import redact
-from agentmon.hook.redact import REDACTED, is_secret_key, payload, redact_text, truncate_json
+from agentmon.hook import bounds, redact
+from agentmon.hook.bounds import payload, truncate_json
+from agentmon.hook.redact import REDACTED, is_secret_key, redact_text
 
 
 @pytest.mark.parametrize("key", [
@@ -164,11 +165,11 @@ def test_truncation_of_escape_heavy_text_still_fits() -> None:
 
 
 def test_text_truncation_counts_utf8_bytes_and_marks_the_cut() -> None:
-    out = redact.text("é" * 1000, 300)
+    out = bounds.text("é" * 1000, 300)
     assert len(out.encode()) <= 300
     assert out.endswith("[TRUNCATED: 2000 bytes]")
-    assert redact.text("short", 300) == "short"
-    assert redact.text("lone \udc80 surrogate", 300) == "lone ? surrogate"
+    assert bounds.text("short", 300) == "short"
+    assert bounds.text("lone \udc80 surrogate", 300) == "lone ? surrogate"
 
 
 def test_payload_escapes_nul_and_lone_surrogates() -> None:
@@ -204,7 +205,7 @@ def test_planted_secret_never_survives(doc: Any, key: str, secret: str, depth: i
 
 
 @settings(max_examples=300, deadline=None)
-@given(PLAIN | st.text(), st.integers(min_value=redact.MIN_PAYLOAD_BYTES, max_value=2048))
+@given(PLAIN | st.text(), st.integers(min_value=bounds.MIN_PAYLOAD_BYTES, max_value=2048))
 def test_payload_is_always_valid_json_within_budget(value: Any, budget: int) -> None:
     out = payload(value, budget)
     assert len(out.encode("utf-8")) <= budget
@@ -212,15 +213,15 @@ def test_payload_is_always_valid_json_within_budget(value: Any, budget: int) -> 
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.text(), st.integers(min_value=redact.MIN_PAYLOAD_BYTES, max_value=1024))
+@given(st.text(), st.integers(min_value=bounds.MIN_PAYLOAD_BYTES, max_value=1024))
 def test_text_is_storable_and_within_budget(value: str, budget: int) -> None:
-    out = redact.text(value, budget)
+    out = bounds.text(value, budget)
     assert len(out.encode("utf-8")) <= budget
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=st.characters(codec="ascii"), max_size=5000),
-       st.integers(min_value=redact.MIN_PAYLOAD_BYTES, max_value=4096))
+       st.integers(min_value=bounds.MIN_PAYLOAD_BYTES, max_value=4096))
 def test_truncate_json_of_any_json_string(body: str, budget: int) -> None:
     text = json.dumps(body)
     out = truncate_json(text, budget)

@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 from hook_events import EVENT_NAMES, event, rows, run_hook
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from agentmon.hook import store as hook_store
+from agentmon.collector.labels import LabelFolder
+from agentmon.collector.prices import parse as parse_prices
+from agentmon.hook import values as hook_values
 from agentmon.hook.store import Store
-from agentmon.schema import migrations
+from agentmon.schema import labels, migrations, original
 from agentmon.schema.db import connect_writer
 from agentmon.schema.migrate import migrate
 
@@ -153,6 +155,37 @@ def test_agent_tool_name_and_failure(db_path: Path) -> None:
         ("bad_name_.._x", "sonnet", None, "error", "interrupted", 1)]
 
 
+def test_a_model_id_with_an_at_sign_is_stored_as_the_collector_and_prices_name_it(
+        db_path: Path) -> None:
+    """Vertex AI's model ids carry ``@``: the hook used to write ``_`` where the collector and the
+    price file keep ``@``, so such a model's tokens never met their price."""
+    model = "claude-sonnet-4@20250514"
+    pre = event("PreToolUse", tool_name="Agent", tool_use_id="toolu_at",
+                tool_input={"subagent_type": "reviewer@team", "model": model, "prompt": "go"})
+    send(db_path, pre)
+    stored = rows(db_path, "SELECT agent_name, model FROM agent_invocations")
+    assert stored == [("reviewer@team", model)]
+    folder = LabelFolder("model", cap=10)
+    assert [folder.fold(value) for value in stored[0]] == list(stored[0])
+    assert parse_prices({"models": {model: {"input": 3}}}).per_token == {
+        (model, "input"): 3e-6}
+
+
+@given(st.text(max_size=80))
+def test_every_value_the_hook_writes_is_kept_by_the_collector_as_it_is(raw: str) -> None:
+    cleaned = labels.clean(raw)
+    assert cleaned is None or labels.NAME.fullmatch(cleaned)
+    folder = LabelFolder("agent", cap=1)
+    assert cleaned is None or folder.fold(cleaned) == cleaned
+
+
+@given(st.from_regex(labels.NAME, fullmatch=True))
+def test_a_name_the_collector_accepts_is_left_unchanged_by_the_hook(name: str) -> None:
+    name = name.strip("_")  # the hook trims the _ it puts for dropped characters at the ends
+    assume(name)
+    assert labels.clean(name) == name
+
+
 def test_missing_subagent_type_is_unknown(db_path: Path) -> None:
     send(db_path, event("PreToolUse", tool_name="Task", tool_use_id="toolu_x", tool_input={}))
     assert rows(
@@ -274,7 +307,7 @@ def test_legacy_naive_start_times_still_give_durations(db_path: Path) -> None:
 def test_original_database_is_adopted_with_a_backup(tmp_path: Path) -> None:
     db_path = tmp_path / "agent_workflow.db"
     conn = sqlite3.connect(db_path)
-    for ddl in migrations.ORIGINAL_TABLES.values():
+    for ddl in original.TABLES.values():
         conn.execute(ddl)
     conn.execute("INSERT INTO sessions VALUES ('old', '2024-01-01T10:00:00', NULL, 'active',"
                  " NULL, NULL)")
@@ -307,21 +340,21 @@ def test_sequence_numbers_continue_after_legacy_rows(db_path: Path) -> None:
 
 
 def test_store_helpers() -> None:
-    assert hook_store.label("  a b/c ") == "a_b_c"
-    assert hook_store.label("///") is None
-    assert hook_store.label(3) is None
-    assert hook_store.label("x" * 100) == "x" * 64
-    assert hook_store.reported_duration({"totalDurationMs": True}) is None
-    assert hook_store.reported_duration({"totalDurationMs": 10**400}) is None
-    assert hook_store.reported_duration({"totalDurationMs": -5}) is None
-    assert hook_store.reported_duration({"totalDurationMs": 2500}) == 2.5
-    assert hook_store.reported_duration("text") is None
-    assert hook_store.seconds_between(None, datetime.now(UTC)) is None
+    assert labels.clean("  a b/c ") == "a_b_c"
+    assert labels.clean("///") is None
+    assert labels.clean(3) is None
+    assert labels.clean("x" * 100) == "x" * 64
+    assert hook_values.reported_duration({"totalDurationMs": True}) is None
+    assert hook_values.reported_duration({"totalDurationMs": 10**400}) is None
+    assert hook_values.reported_duration({"totalDurationMs": -5}) is None
+    assert hook_values.reported_duration({"totalDurationMs": 2500}) == 2.5
+    assert hook_values.reported_duration("text") is None
+    assert hook_values.seconds_between(None, datetime.now(UTC)) is None
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    assert hook_store.seconds_between(future, datetime.now(UTC)) is None
-    assert hook_store.result_summary({"content": ["x", {"type": "image"}]}) is None
-    assert hook_store.result_summary([]) is None
-    assert hook_store.clean_text(None) is None
+    assert hook_values.seconds_between(future, datetime.now(UTC)) is None
+    assert hook_values.result_summary({"content": ["x", {"type": "image"}]}) is None
+    assert hook_values.result_summary([]) is None
+    assert hook_values.clean_text(None) is None
 
 
 def test_a_failed_write_rolls_back_everything(db_path: Path) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from original_schema import build_original_db, full_dump, original_dump
 
-from agentmon.schema import migrations
+from agentmon.schema import migrations, original
+from agentmon.schema import plan as steps_plan
 from agentmon.schema.db import connect_writer, table_columns
 from agentmon.schema.migrate import ensure_latest, migrate
 
@@ -372,7 +373,7 @@ def test_ensure_latest_refuses_a_newer_database_without_a_backup(tmp_path: Path)
     conn.close()
     before = full_dump(db)
     conn = connect_writer(db)
-    with pytest.raises(migrations.NewerSchemaError, match="newer than this agentmon knows"):
+    with pytest.raises(steps_plan.NewerSchemaError, match="newer than this agentmon knows"):
         ensure_latest(conn, db)
     assert not conn.in_transaction
     conn.close()
@@ -421,12 +422,12 @@ def test_step_4_freezes_interrupted_rows_and_down_restores_step_3(tmp_path: Path
 
 def test_plan_refuses_unknown_versions() -> None:
     with pytest.raises(ValueError, match="outside"):
-        migrations.plan(0, migrations.LATEST + 1)
+        steps_plan.plan(0, migrations.LATEST + 1)
     with pytest.raises(ValueError, match="outside"):
-        migrations.plan(0, -1)
+        steps_plan.plan(0, -1)
     with pytest.raises(ValueError, match="newer than this agentmon knows"):
-        migrations.plan(migrations.LATEST + 1, 0)
-    assert migrations.plan(2, 2) == []
+        steps_plan.plan(migrations.LATEST + 1, 0)
+    assert steps_plan.plan(2, 2) == []
 
 
 # ---------------------------------------------------------------- change tracking (step 3)
@@ -612,7 +613,8 @@ def test_sequence_numbers_follow_commit_order(tracked: Path) -> None:
 
 def test_upgrade_of_a_large_original_database(tmp_path: Path) -> None:
     """800k original rows reach the latest schema; the time it takes: bench/bench_migrate.py."""
-    from agentmon.seed.main import SeedOptions, seed
+    from agentmon.seed.load import seed
+    from agentmon.seed.options import SeedOptions
 
     db = tmp_path / "big.db"
     seed(db, SeedOptions(invocations=200_000, schema="original", jobs=2))
@@ -632,10 +634,10 @@ def test_upgrade_of_a_large_original_database(tmp_path: Path) -> None:
 
 def test_a_step_another_process_already_applied_is_skipped(tmp_path: Path) -> None:
     db = tmp_path / "a.db"
-    stale = migrations.plan(0, 1)[0]  # planned at version 0 ...
+    stale = steps_plan.plan(0, 1)[0]  # planned at version 0 ...
     migrate(db, 1)  # ... but someone else got there first
     conn = connect_writer(db)
-    assert migrations.apply_step(conn, stale) is False
+    assert steps_plan.apply_step(conn, stale) is False
     assert not conn.in_transaction
     conn.close()
     assert version(db) == 1
@@ -703,3 +705,35 @@ def test_usage_down_keeps_rows_and_columns_and_up_adopts_them(tracked: Path) -> 
     _usage_row(conn, "m2")
     assert sequence(conn) == before + 1
     conn.close()
+
+
+# ---------------------------------------------------------------- one schema truth
+
+
+@pytest.mark.parametrize(("width", "with_tool_uses"), [(4, False), (6, False), (4, True)])
+def test_the_schema_module_builds_what_the_tests_copy_of_the_original_has(
+        tmp_path: Path, width: int, with_tool_uses: bool) -> None:
+    """agentmon.schema.original against the tests' own, independent copy: columns and types."""
+    ours = sqlite3.connect(tmp_path / "ours.db")
+    for ddl in original.ddl(width, with_tool_uses=with_tool_uses):
+        ours.execute(ddl)
+    theirs = sqlite3.connect(build_original_db(tmp_path / "theirs.db", sessions_columns=width,
+                                               with_tool_uses=with_tool_uses, rows=False))
+
+    def shape(conn: sqlite3.Connection) -> dict[str, list[tuple[str, str, int]]]:
+        tables = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'sqlite_sequence'")]
+        # name, type, primary key (a DEFAULT is not compared: the copy's 4-column shape has none)
+        return {t: [(r[1], r[2], r[5]) for r in conn.execute(f"PRAGMA table_info({t})")]
+                for t in tables}
+
+    assert shape(ours) == shape(theirs)
+    indexes = "SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name"
+    assert ours.execute(indexes).fetchall() == theirs.execute(indexes).fetchall()
+    ours.close()
+    theirs.close()
+
+
+def test_the_schema_module_refuses_a_sessions_shape_that_never_existed() -> None:
+    with pytest.raises(ValueError, match="4 or 6 columns"):
+        original.ddl(5)

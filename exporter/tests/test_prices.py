@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from collector_db import add_usage, make_db, samples, value, writer
 
-from agentmon import serve
 from agentmon.collector.collector import ExporterCollector
 from agentmon.collector.prices import PricesError, load, parse
+from agentmon.serve import cli as serve
 
 TABLE = {"models": {"claude-sonnet-4-5-20250929": {"input": 3, "output": 15, "cache_read": 0.3,
                                                    "cache_creation": 3.75},

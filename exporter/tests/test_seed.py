@@ -9,6 +9,7 @@ import re
 import sqlite3
 import statistics
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,12 @@ import pytest
 from original_schema import build_original_db, full_dump, original_dump
 
 from agentmon.cli import main as cli
-from agentmon.schema import migrations
+from agentmon.schema import migrations, original
 from agentmon.schema.migrate import migrate
-from agentmon.seed import main as seed
-from agentmon.seed.main import SeedError, SeedOptions
+from agentmon.seed import cli as seed_cli
+from agentmon.seed import generate, load
+from agentmon.seed import plan as seed_plan
+from agentmon.seed.options import SeedError, SeedOptions
 
 END = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$")
@@ -48,7 +51,7 @@ def data_dump(db: Path) -> dict[str, list[tuple[Any, ...]]]:
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp_path_factory.mktemp("seed") / "agent_workflow.db"
-    seed.seed(db, opts(3000))
+    load.seed(db, opts(3000))
     return db
 
 
@@ -214,7 +217,7 @@ def replay_through_triggers(source: Path, target: Path) -> None:
 
 def test_identical_to_the_same_history_written_row_by_row(tmp_path: Path) -> None:
     db = tmp_path / "seeded.db"
-    seed.seed(db, opts(300, tools_per_invocation=2))
+    load.seed(db, opts(300, tools_per_invocation=2))
     replayed = tmp_path / "replayed.db"
     replay_through_triggers(db, replayed)
     assert data_dump(db) == data_dump(replayed)
@@ -244,19 +247,19 @@ def test_triggers_keep_working_after_a_seed(seeded: Path, tmp_path: Path) -> Non
 
 def test_same_seed_same_rows_other_seed_other_rows(tmp_path: Path) -> None:
     a, b, c = tmp_path / "a.db", tmp_path / "b.db", tmp_path / "c.db"
-    seed.seed(a, opts(500, seed=7))
-    seed.seed(b, opts(500, seed=7))
-    seed.seed(c, opts(500, seed=8))
+    load.seed(a, opts(500, seed=7))
+    load.seed(b, opts(500, seed=7))
+    load.seed(c, opts(500, seed=8))
     assert data_dump(a) == data_dump(b)
     assert data_dump(a)["agent_tool_uses"] != data_dump(c)["agent_tool_uses"]
 
 
 def test_parallel_workers_write_the_same_rows(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(seed, "SHARD_INVOCATIONS", 300)
+    monkeypatch.setattr(seed_plan, "SHARD_INVOCATIONS", 300)
     one, two = tmp_path / "one.db", tmp_path / "two.db"
-    first = seed.seed(one, opts(2000, jobs=1))
-    second = seed.seed(two, opts(2000, jobs=2))
+    first = load.seed(one, opts(2000, jobs=1))
+    second = load.seed(two, opts(2000, jobs=2))
     assert (first.jobs, second.jobs) == (1, 2)
     assert "wait_s" in second.phases
     assert data_dump(one) == data_dump(two)
@@ -267,17 +270,17 @@ def test_parallel_workers_write_the_same_rows(tmp_path: Path,
 
 
 def test_a_stage_holds_exactly_the_generated_rows() -> None:
-    frame, shards, _ = seed._plan(opts(50, schema="original"), 1, 1, 0, (
-        seed.SESSION_COLUMNS, seed.INVOCATION_COLUMNS, seed.TOOL_USE_COLUMNS))
+    frame, shards, _ = seed_plan.plan(opts(50, schema="original"), 1, 1, 0, (
+        original.SESSION_COLUMNS, original.INVOCATION_COLUMNS, original.TOOL_USE_COLUMNS))
     tables = (
         "CREATE TABLE sessions (session_id TEXT PRIMARY KEY, start_time, end_time, status, cwd,"
         " metadata)",
-        "CREATE TABLE agent_invocations (" + ", ".join(seed.INVOCATION_COLUMNS) + ")",
+        "CREATE TABLE agent_invocations (" + ", ".join(original.INVOCATION_COLUMNS) + ")",
         "CREATE TABLE agent_tool_uses (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-        + ", ".join(seed.TOOL_USE_COLUMNS[1:]) + ")")
-    frame = seed.replace(frame, tables=tables)
-    data, n_sessions, n_inv, n_tools, running = seed._stage(frame, shards[0])
-    generated = seed._generate(frame, shards[0])
+        + ", ".join(original.TOOL_USE_COLUMNS[1:]) + ")")
+    frame = replace(frame, tables=tables)
+    data, n_sessions, n_inv, n_tools, running = generate.stage(frame, shards[0])
+    generated = generate.generate(frame, shards[0])
     conn = sqlite3.connect(":memory:")
     conn.deserialize(data)
     assert conn.execute("SELECT * FROM agent_tool_uses ORDER BY id").fetchall() == generated[2]
@@ -292,7 +295,7 @@ def test_a_stage_holds_exactly_the_generated_rows() -> None:
 @pytest.mark.parametrize("width", [4, 6])
 def test_original_schema_then_adoption(tmp_path: Path, width: int) -> None:
     db = tmp_path / "agent_workflow.db"
-    result = seed.seed(db, opts(600, schema="original", sessions_columns=width))
+    result = load.seed(db, opts(600, schema="original", sessions_columns=width))
     assert result.sequence is None
     assert rows(db, "PRAGMA user_version") == [(0,)]
     assert rows(db, "PRAGMA journal_mode") == [("delete",)]
@@ -314,10 +317,10 @@ def test_original_schema_then_adoption(tmp_path: Path, width: int) -> None:
 
 def test_refuses_a_database_with_rows_unless_appending(tmp_path: Path) -> None:
     db = tmp_path / "a.db"
-    seed.seed(db, opts(100))
+    load.seed(db, opts(100))
     with pytest.raises(SeedError, match=r"already holds .* rows; pass --append"):
-        seed.seed(db, opts(100))
-    more = seed.seed(db, opts(50, append=True, seed=2))
+        load.seed(db, opts(100))
+    more = load.seed(db, opts(50, append=True, seed=2))
     assert more.invocations == 50
     assert rows(db, "SELECT count(*), max(id) FROM agent_invocations") == [(150, 150)]
     assert rows(db, "SELECT min(id) FROM agent_tool_uses WHERE agent_invocation_id > 100"
@@ -328,21 +331,21 @@ def test_refuses_a_database_with_rows_unless_appending(tmp_path: Path) -> None:
     assert len(set(seqs)) == len(seqs)
     assert rows(db, "SELECT value FROM agentmon_sequence") == [(max(seqs),)]
     assert rows(db, "PRAGMA integrity_check") == [("ok",)]
-    again = seed.seed(db, opts(50, append=True, seed=2))  # same seed: new ids, no clash
+    again = load.seed(db, opts(50, append=True, seed=2))  # same seed: new ids, no clash
     assert again.invocations == 50
 
 
 def test_a_migrated_empty_database_is_seeded_without_append(tmp_path: Path) -> None:
     db = tmp_path / "a.db"
     migrate(db)
-    result = seed.seed(db, opts(100))
+    result = load.seed(db, opts(100))
     assert result.invocations == 100
 
 
 def test_appending_to_an_original_database_adopts_it_with_a_backup(tmp_path: Path) -> None:
     db = build_original_db(tmp_path / "agent_workflow.db", sessions_columns=4)
     before = original_dump(db)
-    seed.seed(db, opts(100, append=True))
+    load.seed(db, opts(100, append=True))
     assert rows(db, "PRAGMA user_version") == [(migrations.LATEST,)]
     assert len(list((tmp_path / "backups").iterdir())) == 1
     after = original_dump(db, 4)
@@ -354,7 +357,7 @@ def test_appending_to_an_original_database_adopts_it_with_a_backup(tmp_path: Pat
 
 def test_appending_original_rows_to_a_4_column_original_file(tmp_path: Path) -> None:
     db = build_original_db(tmp_path / "a.db", sessions_columns=4)
-    seed.seed(db, opts(100, schema="original", append=True))
+    load.seed(db, opts(100, schema="original", append=True))
     assert rows(db, "SELECT count(*) FROM agent_invocations") == [(105,)]
     assert rows(db, "PRAGMA user_version") == [(0,)]
 
@@ -372,17 +375,17 @@ def test_appending_original_rows_to_a_4_column_original_file(tmp_path: Path) -> 
 def test_bad_options(tmp_path: Path, options: dict, message: str) -> None:
     values = {"invocations": 10, **options}
     with pytest.raises(SeedError, match=re.escape(message)):
-        seed.seed(tmp_path / "a.db", opts(values.pop("invocations"), **values))
+        load.seed(tmp_path / "a.db", opts(values.pop("invocations"), **values))
     assert not (tmp_path / "a.db").exists()
 
 
 def test_files_that_cannot_be_seeded(tmp_path: Path) -> None:
     with pytest.raises(SeedError, match="does not exist"):
-        seed.seed(tmp_path / "missing" / "a.db", opts(10))
+        load.seed(tmp_path / "missing" / "a.db", opts(10))
     notes = tmp_path / "notes.txt"
     notes.write_text("not a database\n" * 200)
     with pytest.raises(SeedError, match="cannot"):
-        seed.seed(notes, opts(10))
+        load.seed(notes, opts(10))
     assert notes.read_text() == "not a database\n" * 200
     newer = tmp_path / "newer.db"
     conn = sqlite3.connect(newer)
@@ -390,11 +393,11 @@ def test_files_that_cannot_be_seeded(tmp_path: Path) -> None:
     conn.execute("PRAGMA user_version = 99")
     conn.close()
     with pytest.raises(SeedError, match="newer than this agentmon knows"):
-        seed.seed(newer, opts(10))
+        load.seed(newer, opts(10))
     migrated = tmp_path / "migrated.db"
     migrate(migrated)
     with pytest.raises(SeedError, match="--schema original writes only"):
-        seed.seed(migrated, opts(10, schema="original"))
+        load.seed(migrated, opts(10, schema="original"))
 
 
 def test_a_failed_load_deletes_the_new_file(tmp_path: Path,
@@ -402,20 +405,20 @@ def test_a_failed_load_deletes_the_new_file(tmp_path: Path,
     def broken(*_: object) -> None:
         raise RuntimeError("generator failed")
 
-    monkeypatch.setattr(seed, "_generate", broken)
+    monkeypatch.setattr(load, "generate", broken)
     db = tmp_path / "a.db"
     with pytest.raises(RuntimeError):
-        seed.seed(db, opts(10))
+        load.seed(db, opts(10))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failed_append_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "a.db"
-    seed.seed(db, opts(100))
+    load.seed(db, opts(100))
     before = full_dump(db)
-    monkeypatch.setattr(seed, "_generate", lambda *_: (_ for _ in ()).throw(RuntimeError("x")))
+    monkeypatch.setattr(load, "generate", lambda *_: (_ for _ in ()).throw(RuntimeError("x")))
     with pytest.raises(RuntimeError):
-        seed.seed(db, opts(100, append=True))
+        load.seed(db, opts(100, append=True))
     assert full_dump(db) == before
 
 
@@ -484,7 +487,7 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_progress_bar_throttles_and_clears() -> None:
     out = io.StringIO()
-    bar = seed._ProgressBar(out)
+    bar = seed_cli.ProgressBar(out)
     bar(10, 100, 0.5)
     bar(20, 100, 0.6)  # within 0.1 s: not drawn
     assert out.getvalue().count("\r[") == 1
@@ -493,7 +496,7 @@ def test_progress_bar_throttles_and_clears() -> None:
     bar.close()
     assert out.getvalue().endswith("\r")
     quiet = io.StringIO()
-    seed._ProgressBar(quiet).close()
+    seed_cli.ProgressBar(quiet).close()
     assert quiet.getvalue() == ""
 
 
@@ -502,7 +505,7 @@ def test_cli_interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     def interrupted(*_: object, **__: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(seed, "seed", interrupted)
+    monkeypatch.setattr(seed_cli, "seed", interrupted)
     assert cli(["seed", "--db", str(tmp_path / "a.db"), "--invocations", "5"]) == 130
     assert "interrupted" in capsys.readouterr().err
 
@@ -515,7 +518,7 @@ def test_cli_error_with_a_progress_bar(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_default_jobs_is_bounded() -> None:
-    assert 1 <= seed.default_jobs() <= 4
+    assert 1 <= seed_cli.default_jobs() <= 4
 
 
 def test_usage_facts_are_counted_as_sql_says(tmp_path: Path) -> None:
@@ -525,7 +528,7 @@ def test_usage_facts_are_counted_as_sql_says(tmp_path: Path) -> None:
     from agentmon.collector.collector import ExporterCollector
 
     db = tmp_path / "usage.db"
-    seed.seed(db, opts(400, usage=True))
+    load.seed(db, opts(400, usage=True))
     kinds = dict(rows(db, "SELECT kind, count(*) FROM agent_usage GROUP BY kind"))
     assert min(kinds["tokens"], kinds["api_error"], kinds["permission_denied"]) > 0
     assert rows(db, "SELECT count(*) FROM agent_usage WHERE agentmon_seq IS NULL") == [(0,)]

@@ -23,7 +23,7 @@ import pytest
 from prometheus_client.core import GaugeMetricFamily
 from webtls import HASH, PASSWORD, TOKEN, USER, Pki, basic, client_context, get, make_pki
 
-from agentmon import serve
+from agentmon.serve import cli as serve
 from agentmon.web.config import WebConfig, load_web_config
 from agentmon.web.reload import WebConfigWatcher
 from agentmon.web.server import Exposition, MetricsServer
@@ -67,11 +67,6 @@ class CountingCollector:
 
     def close(self) -> None:
         self.closed = True
-
-
-@pytest.fixture(autouse=True)
-def quick_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(serve, "POLL_INTERVAL", 0.02)
 
 
 @pytest.fixture(autouse=True)

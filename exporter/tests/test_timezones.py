@@ -19,7 +19,7 @@ import pytest
 from collector_db import add_invocation, add_tool_use, make_db, samples, value, writer
 
 from agentmon.collector.collector import ExporterCollector
-from agentmon.hook import store as hook_store
+from agentmon.hook import values as hook_values
 
 ZONEINFO = Path("/usr/share/zoneinfo")  # tzdata, Priority: required on Debian; .ci/run checks
 
@@ -77,7 +77,7 @@ def test_hook_and_sql_read_every_naive_time_alike(zone: str) -> None:
     conn = sqlite3.connect(":memory:")
     for text in _minutes_around_changes():
         sql = conn.execute("SELECT strftime('%Y-%m-%dT%H:%M:%f', ?, 'utc')", (text,)).fetchone()
-        ours = hook_store.parse_time(text)
+        ours = hook_values.parse_time(text)
         assert ours is not None
         assert ours.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] == sql[0], text
     conn.close()
@@ -87,7 +87,7 @@ def test_the_repeated_hour_reads_alike_in_hook_and_collector(tmp_path: Path, zon
     """Reproduction for the hook side: 02:30 happens twice in Berlin on 2025-10-26; Python's
     default (fold=0) took the first, SQLite's 'utc' modifier the second: an hour apart."""
     finish = datetime(2025, 10, 26, 2, 0, tzinfo=UTC)
-    assert hook_store.seconds_between("2025-10-26T02:30:00", finish) == 1800
+    assert hook_values.seconds_between("2025-10-26T02:30:00", finish) == 1800
     db = make_db(tmp_path / "agent_workflow.db")
     conn = writer(db)
     add_invocation(conn, start="2025-10-26T02:30:00", end=finish.isoformat())
@@ -105,5 +105,5 @@ def test_times_with_an_offset_ignore_tz(zone: str) -> None:
         assert conn.execute("SELECT julianday(?, 'utc') = julianday(?)", (text, text)
                             ).fetchone()[0] == 1, text
     conn.close()
-    assert hook_store.parse_time("2025-10-26T02:30:00+05:30") == datetime(
+    assert hook_values.parse_time("2025-10-26T02:30:00+05:30") == datetime(
         2025, 10, 26, 2, 30, tzinfo=UTC) - timedelta(hours=5, minutes=30)

@@ -12,7 +12,7 @@ value shows its own count, ``other`` the rest, at most ``cap`` kept values per l
 
 Like the hook, every insert writes a unique event time (``timestamp``, or a session's
 ``start_time``): the exporter's restore detection relies on rows written after a restore not
-repeating the counted ones exactly (see the README, "Deletes, replaces and restores").
+repeating the counted ones exactly (see docs/metrics.md, "Deletes, replaces and restores").
 """
 
 from __future__ import annotations

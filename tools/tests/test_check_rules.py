@@ -17,13 +17,14 @@ import check_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "files" / "rules"
-README = ROOT / "README.md"
+RUNBOOK = ROOT / "docs" / "runbook.md"
+METRICS = ROOT / "docs" / "metrics.md"
 
 Rules = dict[str, Any]
 
 
 def test_shipped_rules_pass(capsys: pytest.CaptureFixture[str]) -> None:
-    assert check_rules.main(["check_rules.py", str(RULES), str(README)]) == 0
+    assert check_rules.main(["check_rules.py", str(RULES), str(RUNBOOK), str(METRICS)]) == 0
     assert "17 alerts" in capsys.readouterr().out
 
 
@@ -57,7 +58,7 @@ def _untested_alert(rules: Rules) -> None:
     rules["groups"][0]["rules"].append(
         {"alert": "AgentmonWatchdog2", "expr": "vector(1)", "labels": {"severity": "none"},
          "annotations": {"summary": "x.", "description": "{{ $value }}",
-                         "runbook_url": "README.md#agentmonwatchdog2"}})
+                         "runbook_url": "docs/runbook.md#agentmonwatchdog2"}})
 
 
 ALERT_BREAKAGES: dict[str, tuple[Callable[[Rules], None], str]] = {
@@ -76,7 +77,7 @@ ALERT_BREAKAGES: dict[str, tuple[Callable[[Rules], None], str]] = {
     "runbook": (
         lambda r: _alert(r, "AgentmonDatabaseDown")["annotations"].update(
             runbook_url="https://example.org/"),
-        "runbook_url must be README.md#agentmondatabasedown"),
+        "runbook_url must be docs/runbook.md#agentmondatabasedown"),
     "untested alert": (_untested_alert, "needs a test where it fires"),
 }
 
@@ -102,8 +103,9 @@ def _break(folder: Path, name: str, breakage: Callable[[Rules], None]) -> None:
     path.write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
 
 
-def _problems(folder: Path, readme: Path, capsys: pytest.CaptureFixture[str]) -> str:
-    assert check_rules.main(["check_rules.py", str(folder), str(readme)]) == 1
+def _problems(folder: Path, runbook: Path, capsys: pytest.CaptureFixture[str],
+              metrics: Path = METRICS) -> str:
+    assert check_rules.main(["check_rules.py", str(folder), str(runbook), str(metrics)]) == 1
     return capsys.readouterr().out
 
 
@@ -113,7 +115,7 @@ def test_alert_problems_are_found(kind: str, tmp_path: Path,
     breakage, message = ALERT_BREAKAGES[kind]
     folder = _copy(tmp_path)
     _break(folder, "agentmon-alerts.yml", breakage)
-    assert message in _problems(folder, README, capsys)
+    assert message in _problems(folder, RUNBOOK, capsys)
 
 
 @pytest.mark.parametrize("kind", sorted(RECORD_BREAKAGES))
@@ -122,7 +124,7 @@ def test_recording_problems_are_found(kind: str, tmp_path: Path,
     breakage, message = RECORD_BREAKAGES[kind]
     folder = _copy(tmp_path)
     _break(folder, "agentmon-recording.yml", breakage)
-    assert message in _problems(folder, README, capsys)
+    assert message in _problems(folder, RUNBOOK, capsys)
 
 
 def test_alert_without_a_silent_test_is_found(tmp_path: Path,
@@ -134,15 +136,24 @@ def test_alert_without_a_silent_test_is_found(tmp_path: Path,
         group["alert_rule_test"] = [c for c in group.get("alert_rule_test", [])
                                     if c["alertname"] != "AgentmonDatabaseDown" or c["exp_alerts"]]
     path.write_text(yaml.safe_dump(tests, sort_keys=False), encoding="utf-8")
-    out = _problems(folder, README, capsys)
+    out = _problems(folder, RUNBOOK, capsys)
     assert "AgentmonDatabaseDown: needs a test where it fires and one where it stays silent" in out
 
 
 def test_missing_runbook_entry_is_found(tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    readme = tmp_path / "README.md"
-    readme.write_text(README.read_text(encoding="utf-8").replace("### AgentmonToolErrorBurst",
-                                                                 "### Tool errors"),
-                      encoding="utf-8")
-    out = _problems(_copy(tmp_path), readme, capsys)
-    assert "AgentmonToolErrorBurst: README.md's Runbook section has no" in out
+    runbook = tmp_path / "runbook.md"
+    runbook.write_text(RUNBOOK.read_text(encoding="utf-8").replace("### AgentmonToolErrorBurst",
+                                                                   "### Tool errors"),
+                       encoding="utf-8")
+    out = _problems(_copy(tmp_path), runbook, capsys)
+    assert "AgentmonToolErrorBurst: docs/runbook.md's Runbook section has no" in out
+
+
+def test_a_metric_the_reference_does_not_list_is_found(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    metrics = tmp_path / "metrics.md"
+    metrics.write_text(METRICS.read_text(encoding="utf-8").replace(
+        "| `agentmon_db_up` |", "| `agentmon_database_up` |"), encoding="utf-8")
+    out = _problems(_copy(tmp_path), RUNBOOK, capsys, metrics)
+    assert "reads agentmon_db_up, which the metrics reference does not list" in out

@@ -1,8 +1,10 @@
 """The ``agentmon`` command: a thin dispatcher to one module per subcommand.
 
-Each subcommand lives in its own module with its own argument parser, imported only when it
-is the one asked for: ``agentmon hook`` runs once per Claude Code event, so it must not pay for
-importing the exporter (prometheus_client, bcrypt, yaml) or even argparse's full help machinery.
+Each subcommand's entry module is ``agentmon.<package>.cli`` (``hook``, ``schema`` for migrate,
+``prune``, ``serve``, ``seed``), with its own argument parser and ``main(argv)``, imported only
+when it is the one asked for: ``agentmon hook`` runs once per Claude Code event, so it must not
+pay for importing the exporter (prometheus_client, bcrypt, yaml) or even argparse's full help
+machinery.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from agentmon import __version__
 
 # subcommand -> (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "hook": ("agentmon.hook.main", "log one Claude Code hook event (JSON on stdin) to SQLite"),
+    "hook": ("agentmon.hook.cli", "log one Claude Code hook event (JSON on stdin) to SQLite"),
     "migrate": ("agentmon.schema.cli", "bring the database schema to a version, with backups"),
-    "prune": ("agentmon.prune.main", "remove finished rows older than a retention, keeping"
+    "prune": ("agentmon.prune.cli", "remove finished rows older than a retention, keeping"
               " their numbers"),
-    "serve": ("agentmon.serve", "serve Prometheus metrics kept incrementally from the database"),
-    "seed": ("agentmon.seed.main", "write realistic synthetic history, for demos and benchmarks"),
+    "serve": ("agentmon.serve.cli", "serve Prometheus metrics kept incrementally from the"
+              " database"),
+    "seed": ("agentmon.seed.cli", "write realistic synthetic history, for demos and benchmarks"),
 }
 
 USAGE = "usage: agentmon [-h] [--version [--json]] {" + ",".join(COMMANDS) + "} ..."

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from verify_helpers import http
 
-# The README's "Service hardening" table gives the same figures. nginx's master must stay root
-# (ports 80/443, the root-only TLS key, setuid to www-data, its logs, chown of its temp dirs): 2.4.
+# The "Service hardening" table of docs/deploy.md gives the same figures. nginx's master must
+# stay root (ports 80/443, the root-only TLS key, setuid to www-data, its logs, chown of its
+# temp dirs): 2.4.
 EXPOSURE = {
     "prometheus.service": 2.0,
     "prometheus-alertmanager.service": 2.0,

@@ -505,7 +505,7 @@ def test_stopped_exporter_alerts_the_receiver_end_to_end() -> None:
     [down] = [a for a in alerts_in(firing) if a["labels"]["alertname"] == "AgentmonExporterDown"]
     assert down["labels"] == expected
     assert down["annotations"]["summary"] == "An agentmon exporter cannot be scraped."
-    assert down["annotations"]["runbook_url"] == "README.md#agentmonexporterdown"
+    assert down["annotations"]["runbook_url"] == "docs/runbook.md#agentmonexporterdown"
     assert AGENT_1 in down["annotations"]["description"]
     assert firing["notification"]["receiver"] == "webhook"
     assert firing["notification"]["externalURL"] == ALERTMANAGER

@@ -1,9 +1,11 @@
 """The incremental Prometheus collector behind ``agentmon serve``.
 
 ``refresh()`` (a background thread) reads only rows whose change-tracking sequence number is
-above what the state has seen (see the README, "Change tracking"), in short read-only
-transactions, and publishes an immutable snapshot of metric families. ``collect()`` (HTTP
-threads) yields that snapshot and never touches SQLite, so a scrape never waits on the database.
+above what the state has seen (see docs/commands.md, "Change tracking (step 3)"), in short read-only
+transactions, and publishes an immutable snapshot of metric families. ``collect()`` yields that
+snapshot and never touches SQLite; ``agentmon serve`` calls it on its refresh thread, right
+after ``refresh()``, to render the exposition that HTTP requests then only send, so a scrape
+never waits on the database.
 
 Database faults never raise: the last good values keep being served with ``agentmon_db_up 0``,
 ``agentmon_refresh_errors_total{reason}`` counts them, one log line is written per change of

@@ -1,18 +1,19 @@
 """Bounded label values: a per-label cap, first come first kept, the rest folded into ``other``.
 
 Values come from rows other programs wrote, so they are checked before they become labels: a
-value that does not look like a name (``^[A-Za-z0-9_.:@-]{1,64}$``: no ``/``, no spaces, no
-NUL, not too long) becomes ``invalid``; a missing one (NULL or empty) becomes the label's fixed
-missing value (``unknown``, or ``none`` for phase). These fixed values do not use up the cap.
-Every row whose value was folded into ``other`` or ``invalid`` is counted per label.
+value that does not look like a name (``agentmon.schema.labels.NAME``, the rule the hook cleans
+its values by: no ``/``, no spaces, no NUL, not too long) becomes ``invalid``; a missing one
+(NULL or empty) becomes the label's fixed missing value (``unknown``, or ``none`` for phase).
+These fixed values do not use up the cap. Every row whose value was folded into ``other`` or
+``invalid`` is counted per label.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
-NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
+from agentmon.schema.labels import NAME
+
 OTHER = "other"
 INVALID = "invalid"
 UNKNOWN = "unknown"

@@ -17,8 +17,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agentmon.collector.labels import NAME
 from agentmon.collector.state import TOKEN_TYPES
+from agentmon.schema.labels import NAME
 
 MAX_FILE = 1024 * 1024
 

@@ -1,4 +1,5 @@
-"""Redaction and truncation of payloads before anything touches disk.
+"""Redaction of secrets in payloads before anything touches disk (``agentmon.hook.bounds`` then
+cuts them to size).
 
 - Values under keys that name a secret (:func:`is_secret_key`; any case and spelling of
   separators, nested anywhere) become ``"[REDACTED]"``, whatever their type.
@@ -15,8 +16,6 @@
   ``echo pw | sudo -S``).
   Each pattern is compiled and run only when its trigger substrings occur in the text (or the
   text is long): compiling is a cost every hook process pays anew.
-- Serialised JSON longer than the byte budget is replaced by a still-valid JSON object carrying a
-  visible ``[TRUNCATED ...]`` marker and a prefix of the original text.
 
 The patterns have no nested unbounded repetition and every candidate match moves the scan
 forward, so redaction is linear in the text's length.
@@ -25,7 +24,6 @@ forward, so redaction is linear in the text's length.
 from __future__ import annotations
 
 import functools
-import json
 import re
 
 from agentmon.hook import shellargs
@@ -37,7 +35,6 @@ if TYPE_CHECKING:
 REDACTED = "[REDACTED]"
 MAX_DEPTH = 64
 TOO_DEEP = f"[TRUNCATED: nested deeper than {MAX_DEPTH} levels]"
-MIN_PAYLOAD_BYTES = 256
 
 # Substrings of a key, lower-cased with separators removed, that mark it as a secret.
 _SECRET_JOINED = ("password", "passwd", "passphrase", "secret", "apikey", "authorization",
@@ -362,40 +359,3 @@ def _key_block_lines(out: list[Any], items: list[Any]) -> list[Any]:
         elif "PRIVATE KEY" in item and "-----BEGIN" in item:
             inside = "-----END" not in item
     return out
-
-
-def dump(value: Any) -> str:
-    """Compact JSON, ASCII only (lone surrogates and NULs are escaped, never stored raw)."""
-    return json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
-
-
-def truncate_json(text: str, max_bytes: int) -> str:
-    """``text`` (ASCII JSON) if it fits in ``max_bytes``, else a valid JSON object with a marker.
-
-    The replacement is ``{"truncated":"[TRUNCATED: N bytes, first K shown]","preview":"..."}``
-    and is never longer than ``max_bytes``.
-    """
-    if len(text) <= max_bytes:
-        return text
-    keep = max(0, max_bytes - 96)
-    while True:
-        marker = f"[TRUNCATED: {len(text)} bytes, first {keep} shown]"
-        out = dump({"truncated": marker, "preview": text[:keep]})
-        if len(out) <= max_bytes or keep == 0:
-            return out
-        keep = max(0, keep - (len(out) - max_bytes))
-
-
-def payload(value: Any, max_bytes: int) -> str:
-    """Redact, serialise and truncate one payload for a JSON column."""
-    return truncate_json(dump(redact(value)), max_bytes)
-
-
-def text(value: str, max_bytes: int) -> str:
-    """Redact and truncate free text (a prompt, an error) to ``max_bytes`` UTF-8 bytes."""
-    clean = redact_text(value).encode("utf-8", "replace")
-    if len(clean) <= max_bytes:
-        return clean.decode("utf-8")
-    marker = f" [TRUNCATED: {len(clean)} bytes]"
-    kept = clean[: max(0, max_bytes - len(marker))].decode("utf-8", "ignore")
-    return kept + marker

@@ -21,13 +21,19 @@ attributed to the session's newest running invocation.
 
 from __future__ import annotations
 
-import math
-import re
 import sqlite3
-import time
 from datetime import UTC, datetime
 
-from agentmon.hook import redact, usage
+from agentmon.hook import bounds, usage
+from agentmon.hook.values import (
+    clean_text,
+    parse_time,
+    reported_duration,
+    result_summary,
+    seconds_between,
+    short_text,
+)
+from agentmon.schema import labels
 from agentmon.schema.statuses import FINAL, INTERRUPTED, sql_list
 
 TYPE_CHECKING = False  # typing costs ~3 ms of import per hook process; only checkers need it
@@ -38,87 +44,6 @@ AGENT_TOOLS = frozenset({"Task", "Agent"})
 TOOL_EVENTS = frozenset({"PreToolUse", "PostToolUse", "PostToolUseFailure"})
 TABLES = ("agent_invocations", "agent_tool_uses")
 FINAL_SQL = sql_list(FINAL)
-SUMMARY_BYTES = 1024
-_LABEL_DROP = re.compile(r"[^A-Za-z0-9_.:-]+")
-_MAX_DURATION_S = 10 * 365 * 86400.0
-
-
-def label(value: Any, limit: int = 64) -> str | None:
-    """A name safe as a metric label value (agent, model, phase), or None."""
-    if not isinstance(value, str):
-        return None
-    cleaned = _LABEL_DROP.sub("_", value.strip()).strip("_")[:limit]
-    return cleaned or None
-
-
-def clean_text(value: Any) -> str | None:
-    """A string SQLite can store as UTF-8 (lone surrogates replaced), or None."""
-    if not isinstance(value, str):
-        return None
-    return value.encode("utf-8", "replace").decode("utf-8")
-
-
-def parse_time(value: Any) -> datetime | None:
-    """A stored timestamp as an aware datetime. Naive (original, local-time) rows are local."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else local_to_utc(parsed)
-
-
-def local_to_utc(naive: datetime) -> datetime:
-    """A naive local time in UTC, exactly as SQLite's ``julianday(x, 'utc')`` (the exporter's
-    rule) finds it: guess, ask localtime(), correct, at most four times. A wall time that a
-    daylight-saving change skips or repeats thus gets the same instant in both places."""
-    wall = int(naive.replace(tzinfo=UTC, microsecond=0).timestamp())
-    guess, error = wall, 0
-    for _ in range(4):
-        guess -= error
-        error = int(datetime(*time.localtime(guess)[:6], tzinfo=UTC).timestamp()) - wall
-        if not error:
-            break
-    return datetime.fromtimestamp(guess, UTC).replace(microsecond=naive.microsecond)
-
-
-def seconds_between(start: Any, end: datetime) -> float | None:
-    began = parse_time(start)
-    if began is None:
-        return None
-    seconds = (end - began).total_seconds()
-    return seconds if 0 <= seconds <= _MAX_DURATION_S else None
-
-
-def reported_duration(response: Any, key: str = "totalDurationMs") -> float | None:
-    """``response[key]`` (milliseconds) in seconds, when it is a sane number."""
-    if not isinstance(response, dict):
-        return None
-    millis = response.get(key)
-    if isinstance(millis, bool) or not isinstance(millis, int | float):
-        return None
-    try:
-        seconds = float(millis) / 1000
-    except OverflowError:
-        return None
-    return seconds if math.isfinite(seconds) and 0 <= seconds <= _MAX_DURATION_S else None
-
-
-def short_text(value: Any, limit: int = 256) -> str | None:
-    """An id-like string the hook stores as it is (prompt_id, agent_id), or None."""
-    return value if isinstance(value, str) and 0 < len(value) <= limit \
-        and value.isprintable() else None
-
-
-def result_summary(response: Any) -> str | None:
-    """The first text block of a subagent's response, redacted and cut to 1 KiB."""
-    content = response.get("content") if isinstance(response, dict) else None
-    if isinstance(content, list):
-        for block in content:
-            if isinstance(block, dict) and isinstance(block.get("text"), str):
-                return redact.text(block["text"], SUMMARY_BYTES)
-    return None
 
 
 class Store:
@@ -130,7 +55,7 @@ class Store:
                  transcript_budget: int = usage.DEFAULT_BUDGET) -> None:
         self.conn = conn
         self.max_payload = max_payload_bytes
-        self.phase = label(phase)
+        self.phase = labels.clean(phase)
         self.interrupt_after = interrupt_after or None  # seconds; 0 / None: never
         self.when = now or datetime.now(UTC)
         self.now = self.when.isoformat()
@@ -174,10 +99,12 @@ class Store:
         elif name == "Stop":
             self._main_usage(sid, event)
         elif name == "StopFailure":
-            self._fact(sid, event, usage.API_ERROR, label(event.get("error")) or "unknown", None)
+            self._fact(sid, event, usage.API_ERROR, labels.clean(event.get("error")) or "unknown",
+                       None)
         elif name == "PermissionDenied":
             tool_use_id = event.get("tool_use_id")
-            self._fact(sid, event, usage.PERMISSION_DENIED, label(event.get("tool_name"), 192),
+            self._fact(sid, event, usage.PERMISSION_DENIED,
+                       labels.clean(event.get("tool_name"), 192),
                        f"denied:{sid}:{tool_use_id}" if isinstance(tool_use_id, str) else None)
         # Every other known event (Notification, PermissionRequest, PostCompact, ...) only
         # ensures its session: it carries nothing the metrics use.
@@ -192,7 +119,7 @@ class Store:
         )
 
     def _metadata(self, event: dict[str, Any], *keys: str) -> str:
-        return redact.payload({k: event[k] for k in keys if k in event}, self.max_payload)
+        return bounds.payload({k: event[k] for k in keys if k in event}, self.max_payload)
 
     def _session_start(self, sid: str, event: dict[str, Any]) -> None:
         # A resumed session becomes active again; its first start_time stays. New metadata
@@ -249,7 +176,7 @@ class Store:
         found = self._by_agent_id(sid, agent_id)
         if found is not None:  # a subagent's own event, and SubagentStart named its row
             return found[1] or "unknown", found[0]
-        agent = label(event.get("agent_type"))
+        agent = labels.clean(event.get("agent_type"))
         if agent_id is None and (agent is not None or "prompt_id" in event):
             return "main", None  # the SDK: no agent_id is the main thread, even with --agent
         if agent is not None:
@@ -274,7 +201,7 @@ class Store:
 
     def _invocation_columns(self, sid: str, event: dict[str, Any]) -> dict[str, Any]:
         tool_input = event["tool_input"]
-        subagent = label(tool_input.get("subagent_type"))
+        subagent = labels.clean(tool_input.get("subagent_type"))
         prompt = tool_input.get("prompt")
         return {
             "timestamp": self.now,
@@ -283,10 +210,10 @@ class Store:
             "phase": self.phase,
             "agent_name": subagent or "unknown",
             "agent_type": subagent,
-            "model": label(tool_input.get("model")),
-            "prompt": redact.text(prompt, self.max_payload) if isinstance(prompt, str) else None,
+            "model": labels.clean(tool_input.get("model")),
+            "prompt": bounds.text(prompt, self.max_payload) if isinstance(prompt, str) else None,
             "parent_agent": self._attribution(sid, event)[0],
-            "raw_input": redact.payload(tool_input, self.max_payload),
+            "raw_input": bounds.payload(tool_input, self.max_payload),
             "tool_use_id": event["tool_use_id"],
             "prompt_id": short_text(event.get("prompt_id")),
             "background": 1 if tool_input.get("run_in_background") is True else None,
@@ -308,8 +235,8 @@ class Store:
             "status": status,
             "end_time": self.now,
             "duration_seconds": duration,
-            "error": redact.text(event["error"], self.max_payload) if failed else None,
-            "output": None if failed else redact.payload(response, self.max_payload),
+            "error": bounds.text(event["error"], self.max_payload) if failed else None,
+            "output": None if failed else bounds.payload(response, self.max_payload),
         }
 
     # Pre / Post / PostToolUseFailure, the same for both tables -------------------------
@@ -373,7 +300,7 @@ class Store:
                   found: tuple[int, Any, Any] | None) -> None:
         """A background Agent call returned at launch: it runs until its SubagentStop."""
         agent_id = short_text(response.get("agentId"), 128)
-        output = redact.payload(response, self.max_payload)
+        output = bounds.payload(response, self.max_payload)
         if found is None:
             row = self._columns("agent_invocations", sid, event)
             row.update(start_time=self.now, status="running", background=1, agent_id=agent_id,
@@ -399,7 +326,7 @@ class Store:
     def _usage_row(self, sid: str, event: dict[str, Any], agent: str | None,
                    model: str | None, counts: dict[str, int]) -> dict[str, Any]:
         return {"timestamp": self.now, "session_id": sid, "kind": usage.TOKENS,
-                "agent_name": agent, "model": label(model, 128),
+                "agent_name": agent, "model": labels.clean(model, 128),
                 "prompt_id": short_text(event.get("prompt_id")),
                 "agent_id": short_text(event.get("agent_id"), 128),
                 "tool_use_id": short_text(event.get("tool_use_id"), 128), **counts}
@@ -420,7 +347,7 @@ class Store:
             model = used[0]
         if not isinstance(model, str):
             model = event["tool_input"].get("model")
-        agent = label(event["tool_input"].get("subagent_type")) or "unknown"
+        agent = labels.clean(event["tool_input"].get("subagent_type")) or "unknown"
         row = self._usage_row(sid, event, agent, model, counts)
         row["agent_id"] = short_text(response.get("agentId"), 128)
         usage.record(self.conn, f"agent:{sid}:{event['tool_use_id']}", row)
@@ -470,7 +397,7 @@ class Store:
         sql = ("SELECT id FROM agent_invocations WHERE session_id = ? AND status = 'running'"
                " AND agent_id IS NULL")
         args: list[Any] = [sid]
-        agent = label(event.get("agent_type"))
+        agent = labels.clean(event.get("agent_type"))
         if agent is not None:
             sql += " AND (agent_type = ? OR agent_name = ?)"
             args += [agent, agent]
@@ -494,7 +421,8 @@ class Store:
                                  found[1] or "unknown", sidechain=True)
                 return
         if found is None:
-            found = self._running_invocation(sid, label(event.get("agent_type")), unstopped=True)
+            found = self._running_invocation(sid, labels.clean(event.get("agent_type")),
+                                             unstopped=True)
         if found is not None:
             # end_time of a finished row is frozen: a stop arriving after the Post changes nothing
             self.conn.execute(
@@ -554,7 +482,7 @@ class Store:
             "agent_name": agent,
             "agent_invocation_id": invocation,
             "tool_name": event["tool_name"],
-            "tool_input": redact.payload(event["tool_input"], self.max_payload),
+            "tool_input": bounds.payload(event["tool_input"], self.max_payload),
             "sequence_number": sequence,
             "tool_use_id": event["tool_use_id"],
             "prompt_id": short_text(event.get("prompt_id")),

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from agentmon.collector import queries
 from agentmon.collector.state import usable_duration
 from agentmon.schema.db import schema_version
-from agentmon.schema.migrations import LATEST, STEPS, check_known
+from agentmon.schema.migrations import LATEST, STEPS
+from agentmon.schema.plan import check_known
 from agentmon.schema.statuses import COMPLETED, FINAL, sql_list
 
 PRUNED_STEP = next(s.version for s in STEPS if s.name == "pruned")

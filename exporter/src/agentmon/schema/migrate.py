@@ -10,6 +10,7 @@ from pathlib import Path
 
 from agentmon.schema import backup as backups
 from agentmon.schema import migrations
+from agentmon.schema import plan as steps_plan
 from agentmon.schema.db import connect_reader, connect_writer, schema_version
 
 
@@ -52,7 +53,7 @@ def migrate(
     if not path.parent.is_dir():
         raise MigrateError(f"folder {path.parent} does not exist")
     if dry_run and not path.exists():
-        steps = migrations.plan(0, target)
+        steps = steps_plan.plan(0, target)
         return MigrationResult(str(path), 0, target, [_describe(s) for s in steps], None, True)
     try:
         # A dry run must not even switch the file to WAL mode: open it read-only.
@@ -62,18 +63,18 @@ def migrate(
     except sqlite3.DatabaseError as exc:
         raise MigrateError(f"{path}: not a usable SQLite database ({exc})") from exc
     try:
-        steps = migrations.plan(current, target)
+        steps = steps_plan.plan(current, target)
         result = MigrationResult(str(path), current, current, [], None, dry_run)
         if dry_run:
             result.steps = [_describe(s) for s in steps]
             result.to_version = target if steps else current
             return result
-        if steps and migrations.has_user_tables(conn):
+        if steps and steps_plan.has_user_tables(conn):
             folder = backup_dir or backups.default_backup_dir(path)
             result.backup = str(backups.take_backup(conn, path, folder, current, keep_backups))
         for step in steps:
             # Skipped when another process applied it meanwhile: report only what ran here.
-            if migrations.apply_step(conn, step):
+            if steps_plan.apply_step(conn, step):
                 result.steps.append(_describe(step))
         result.to_version = schema_version(conn)
         return result
@@ -90,25 +91,25 @@ def ensure_latest(conn: sqlite3.Connection, db_path: str | Path) -> None:
     current = schema_version(conn)
     if current == migrations.LATEST:  # the per-event path: one PRAGMA
         return
-    migrations.check_known(current)  # newer: refuse at once, no backup, no lock
+    steps_plan.check_known(current)  # newer: refuse at once, no backup, no lock
     conn.execute("BEGIN IMMEDIATE")
     try:
         current = schema_version(conn)
-        migrations.check_known(current)
+        steps_plan.check_known(current)
         if current != migrations.LATEST:
-            if migrations.has_user_tables(conn):
+            if steps_plan.has_user_tables(conn):
                 # SQLite refuses to back up from a connection in a write transaction; a second
                 # connection reads the same committed state while we hold the write lock.
                 with closing(sqlite3.connect(str(db_path))) as source:
                     backups.take_backup(source, db_path, backups.default_backup_dir(db_path),
                                         current)
-            for step in migrations.plan(current, migrations.LATEST):
-                migrations.apply_step_locked(conn, step)
+            for step in steps_plan.plan(current, migrations.LATEST):
+                steps_plan.apply_step_locked(conn, step)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
 
 
-def _describe(step: migrations.PlannedStep) -> str:
+def _describe(step: steps_plan.PlannedStep) -> str:
     return f"{step.direction} {step.version_before}->{step.version_after} ({step.name})"

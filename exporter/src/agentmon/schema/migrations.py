@@ -6,8 +6,9 @@ has an ``up`` and a ``down`` and runs in one ``BEGIN IMMEDIATE`` transaction tog
 ``user_version`` bump, so a step either happens whole or not at all, and hook processes writing
 at the same time simply wait on the lock.
 
-1. adopt   - create the original tables when missing, add the columns agentmon writes
-             (``sessions.cwd``/``metadata`` for the 4-column shape, ``tool_use_id`` for pairing)
+1. adopt   - create the original tables (``agentmon.schema.original``) when missing, add the
+             columns agentmon writes (``sessions.cwd``/``metadata`` for the 4-column shape,
+             ``tool_use_id`` for pairing)
              and the ``agentmon_meta`` table holding this database's identity. Changes no row.
 2. indexes - the indexes the exporter's queries use (see ``agentmon.collector.queries``).
 3. changes - change tracking for the incremental exporter (see ``CHANGE_TRACKING`` below).
@@ -33,7 +34,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agentmon.schema.db import has_table, quote_ident, schema_version, table_columns
+from agentmon.schema import original
+from agentmon.schema.db import has_table, quote_ident, table_columns
 
 # Statuses after which a row no longer changes, as step 3's freeze triggers were written. A
 # step is history and never changes: a later step that adds a final status to
@@ -41,74 +43,6 @@ from agentmon.schema.db import has_table, quote_ident, schema_version, table_col
 FINAL_STATUSES = ("completed", "error")
 # ... and as step 4 re-wrote them (its own copy, for the same reason).
 STEP4_FINAL_STATUSES = ("completed", "error", "interrupted")
-
-# The original project's tables, in the 6-column sessions shape (the session hook's).
-ORIGINAL_TABLES: dict[str, str] = {
-    "sessions": """
-        CREATE TABLE IF NOT EXISTS sessions (
-            session_id TEXT PRIMARY KEY,
-            start_time TIMESTAMP,
-            end_time TIMESTAMP,
-            status TEXT DEFAULT 'active',
-            cwd TEXT,
-            metadata JSON
-        )""",
-    "agent_invocations": """
-        CREATE TABLE IF NOT EXISTS agent_invocations (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            timestamp TIMESTAMP,
-            session_id TEXT,
-            event_type TEXT,
-            phase TEXT,
-            agent_name TEXT,
-            agent_type TEXT,
-            model TEXT,
-            prompt TEXT,
-            parent_agent TEXT,
-            ticket_id TEXT,
-            start_time TIMESTAMP,
-            end_time TIMESTAMP,
-            duration_seconds REAL,
-            status TEXT,
-            error TEXT,
-            result_summary TEXT,
-            raw_input JSON,
-            raw_output JSON,
-            FOREIGN KEY (session_id) REFERENCES sessions(session_id)
-        )""",
-    "agent_tool_uses": """
-        CREATE TABLE IF NOT EXISTS agent_tool_uses (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            timestamp TIMESTAMP,
-            session_id TEXT,
-            agent_name TEXT,
-            agent_invocation_id INTEGER,
-            tool_name TEXT,
-            tool_input JSON,
-            tool_output JSON,
-            duration_seconds REAL,
-            status TEXT,
-            error TEXT,
-            sequence_number INTEGER,
-            start_time TIMESTAMP,
-            end_time TIMESTAMP,
-            FOREIGN KEY (session_id) REFERENCES sessions(session_id)
-        )""",
-}
-# The shape the original agent hook created when it ran before the session hook.
-ORIGINAL_SESSIONS_4 = """
-        CREATE TABLE IF NOT EXISTS sessions (
-            session_id TEXT PRIMARY KEY,
-            start_time TIMESTAMP,
-            end_time TIMESTAMP,
-            status TEXT DEFAULT 'active'
-        )"""
-# Named as the original hook named them, so adopting its files does not duplicate them.
-ORIGINAL_INDEXES = (
-    "CREATE INDEX IF NOT EXISTS idx_agent_tool_uses_agent"
-    " ON agent_tool_uses(agent_name, tool_name)",
-    "CREATE INDEX IF NOT EXISTS idx_agent_tool_uses_session ON agent_tool_uses(session_id)",
-)
 
 # Columns agentmon adds to adopted tables (table -> [(column, type)]).
 ADDED_COLUMNS: dict[str, list[tuple[str, str]]] = {
@@ -227,9 +161,7 @@ class Step:
 
 
 def _adopt_up(conn: sqlite3.Connection) -> None:
-    for ddl in ORIGINAL_TABLES.values():
-        conn.execute(ddl)
-    for ddl in ORIGINAL_INDEXES:
+    for ddl in (*original.TABLES.values(), *original.INDEXES):
         conn.execute(ddl)
     for table, columns in ADDED_COLUMNS.items():
         present = set(table_columns(conn, table))
@@ -265,7 +197,7 @@ def _indexes_up(conn: sqlite3.Connection) -> None:
 def _indexes_down(conn: sqlite3.Connection) -> None:
     for name in INDEXES:
         conn.execute(f"DROP INDEX IF EXISTS {name}")
-    conn.execute(ORIGINAL_INDEXES[0])
+    conn.execute(original.INDEXES[0])
 
 
 def _changes_up(conn: sqlite3.Connection) -> None:
@@ -539,92 +471,16 @@ CURRENT_FINAL_STATUSES = STEP4_FINAL_STATUSES
 LATEST = STEPS[-1].version
 
 
-@dataclass(frozen=True)
-class PlannedStep:
-    version_before: int
-    version_after: int
-    name: str
-    direction: str  # "up" or "down"
-
-
-class NewerSchemaError(ValueError):
-    """The database was migrated by a newer agentmon: this one must not touch it."""
-
-
-def check_known(current: int) -> None:
-    """Raise NewerSchemaError when ``current`` is newer than this agentmon knows."""
-    if current > LATEST:
-        raise NewerSchemaError(
-            f"database is at schema version {current}, newer than this agentmon knows ({LATEST});"
-            " upgrade agentmon (its newer release has the down steps)"
-        )
-
-
-def plan(current: int, target: int) -> list[PlannedStep]:
-    """The steps that take a database from ``current`` to ``target``, in order."""
-    check_known(current)
-    if not 0 <= target <= LATEST:
-        raise ValueError(f"target version {target} is outside 0..{LATEST}")
-    if target >= current:
-        return [PlannedStep(s.version - 1, s.version, s.name, "up") for s in STEPS
-                if current < s.version <= target]
-    return [PlannedStep(s.version, s.version - 1, s.name, "down") for s in reversed(STEPS)
-            if target < s.version <= current]
-
-
-def apply_step(conn: sqlite3.Connection, step: PlannedStep) -> bool:
-    """Run one planned step and its version bump in one write transaction.
-
-    The version is re-read under the write lock: if another process migrated meanwhile, the
-    step is skipped instead of being applied twice. Returns whether it ran here.
-    """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        ran = apply_step_locked(conn, step)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return ran
-
-
-def apply_step_locked(conn: sqlite3.Connection, step: PlannedStep) -> bool:
-    """Run one step inside the caller's write transaction; False if the version moved on."""
-    if schema_version(conn) != step.version_before:
-        return False
-    by_version = {s.version: s for s in STEPS}
-    version = step.version_after if step.direction == "up" else step.version_before
-    action = by_version[version].up if step.direction == "up" else by_version[version].down
-    action(conn)
-    conn.execute(f"PRAGMA user_version = {int(step.version_after)}")
-    return True
-
-
-def has_user_tables(conn: sqlite3.Connection) -> bool:
-    """True when the file holds any table (so there is something worth backing up)."""
-    row = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' LIMIT 1"
-    ).fetchone()
-    return row is not None
-
-
 __all__ = [
     "CURRENT_FINAL_STATUSES",
     "FINAL_STATUSES",
     "LATEST",
     "PRUNED_TABLES",
     "STEPS",
-    "NewerSchemaError",
-    "PlannedStep",
-    "apply_step",
-    "apply_step_locked",
     "change_tracking_triggers",
-    "check_known",
     "drop_change_tracking_triggers",
     "drop_removal_triggers",
     "has_table",
-    "has_user_tables",
-    "plan",
     "removal_triggers",
     "usage_triggers",
 ]

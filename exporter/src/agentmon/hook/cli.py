@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import IO, Any
 
-# Must equal agentmon.migrations.LATEST (a test checks it). Importing the migration machinery
+# Must equal agentmon.schema.migrations.LATEST (a test checks it). Importing the migration machinery
 # costs more than the whole budget of a hook process, so it is imported only when needed.
 SCHEMA_VERSION = 7
 

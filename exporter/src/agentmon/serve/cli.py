@@ -47,7 +47,6 @@ LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARN
               "warning": logging.WARNING, "error": logging.ERROR}
 MIN_INTERVAL = 0.1
 MAX_INTERVAL = 86400.0
-POLL_INTERVAL = 0.5  # how soon the HTTP loop notices a shutdown
 SHUTDOWN_WAIT = 30.0  # longest wait for a running refresh before giving up on the checkpoint
 WATCH_INTERVAL = 1.0  # how often the web config's files are checked for changes
 
@@ -300,8 +299,7 @@ def _serve(settings: Settings, server: MetricsServer, refresher: Refresher,
         refresher.refresh_once()  # the first scrape already sees data
         worker = threading.Thread(target=refresher.run, args=(stop,), name="refresh",
                                   daemon=True)
-        http = threading.Thread(target=server.serve_forever, args=(POLL_INTERVAL,), name="http",
-                                daemon=True)
+        http = threading.Thread(target=server.serve_forever, name="http", daemon=True)
         with _signals_blocked(previous):  # threads inherit the mask: signals go to this thread
             worker.start()
             http.start()
