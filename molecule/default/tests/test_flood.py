@@ -27,29 +27,9 @@ def name(host: Any) -> str:
     return host.check_output("hostname")
 
 
-def test_flood_refuses_no_logged_in_user_and_spares_the_self_scrape(host: Any) -> None:
-    run = host.run("python3 -c %s --host %s --ca %s --user %s --password %s --flooders 60"
-                   " --until-events --min-legit 30 --min-refused 300 --deadline 600",
-                   FLOOD, name(host), CA, *ADMIN)
-    assert run.rc == 0, run.stderr[-2000:]
-    out = json.loads(run.stdout)
-    statuses = [status for status, _ in out["legit"]]
-    print(f"[verify] flood: user {len(statuses)} answers {sorted(set(statuses))}, flooders"
-          f" {out['flood']}, self-scrapes {out['samples']['up']}", flush=True)
-    # Every request of the user, from the flooder's address, answered 200 (none 429, none 0 =
-    # timed out or refused).
-    assert set(statuses) == {200}, statuses
-    assert len(statuses) >= 30
-    # The flooders were refused: 401 while their address had budget, then 429.
-    assert set(out["flood"]) <= {"401", "429"}, out["flood"]
-    assert out["flood"].get("429", 0) > 0, out["flood"]
-    # Prometheus scraped itself during the flood, and every such scrape succeeded.
-    ups = [v for _, v in out["samples"]["up"]]
-    assert len(ups) >= 2, out["samples"]
-    assert set(ups) == {1.0}, out["samples"]
-
-
 def test_gate_checks_people_and_nginx_calls_the_upstreams_as_itself(host: Any) -> None:
+    """Before the flood: after it, this address is past its budget of failed logins for a
+    while, and a wrong password gets 429 instead of 401 (as it should)."""
     base = f"https://{name(host)}"
     for user in (ADMIN, GRAFANA):
         assert http(host, f"{base}/prometheus/api/v1/query?query=up", basic=user,
@@ -74,6 +54,28 @@ def test_gate_checks_people_and_nginx_calls_the_upstreams_as_itself(host: Any) -
     for location in ("prometheus", "alertmanager"):
         include = host.file(f"/etc/nginx/agentmon-auth-gate-upstream-{location}.conf")
         assert (include.user, include.mode) == ("root", 0o600), location
+
+
+def test_flood_refuses_no_logged_in_user_and_spares_the_self_scrape(host: Any) -> None:
+    run = host.run("python3 -c %s --host %s --ca %s --user %s --password %s --flooders 60"
+                   " --until-events --min-legit 30 --min-refused 300 --deadline 600",
+                   FLOOD, name(host), CA, *ADMIN)
+    assert run.rc == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout)
+    statuses = [status for status, _ in out["legit"]]
+    print(f"[verify] flood: user {len(statuses)} answers {sorted(set(statuses))}, flooders"
+          f" {out['flood']}, self-scrapes {out['samples']['up']}", flush=True)
+    # Every request of the user, from the flooder's address, answered 200 (none 429, none 0 =
+    # timed out or refused).
+    assert set(statuses) == {200}, statuses
+    assert len(statuses) >= 30
+    # The flooders were refused: 401 while their address had budget, then 429.
+    assert set(out["flood"]) <= {"401", "429"}, out["flood"]
+    assert out["flood"].get("429", 0) > 0, out["flood"]
+    # Prometheus scraped itself during the flood, and every such scrape succeeded.
+    ups = [v for _, v in out["samples"]["up"]]
+    assert len(ups) >= 2, out["samples"]
+    assert set(ups) == {1.0}, out["samples"]
 
 
 def test_only_nginx_may_ask_the_gate(host: Any) -> None:
