@@ -16,7 +16,8 @@ ADMIN = ("admin", "molecule-default-admin-password")
 DB = "/var/lib/agentmon/agent_workflow.db"
 STATUS = "/var/lib/agentmon/spool-status"
 HOOK = "/opt/agentmon/current/bin/agentmon"
-READY, RELEASE = "/run/agentmon-test-lock.ready", "/run/agentmon-test-lock.release"
+# In /tmp: the holder runs as the service account, which may not write /run.
+READY, RELEASE = "/tmp/agentmon-test-lock.ready", "/tmp/agentmon-test-lock.release"
 # Holds the database's write lock (as the service account) until RELEASE appears.
 HOLDER = f"""
 import os, sqlite3, time
