@@ -59,7 +59,8 @@ def test_the_status_folder_is_the_roles(host: Any) -> None:
 
 def test_a_waiting_event_is_exported_then_drained(host: Any) -> None:
     host.run("rm -f %s %s", READY, RELEASE)
-    host.check_output("systemd-run --unit agentmon-test-lock --uid agentmon-db --gid agentmon"
+    host.check_output("systemd-run --collect --unit agentmon-test-lock --uid agentmon-db"
+                      " --gid agentmon"
                       " /usr/bin/python3 -c %s", HOLDER)
     try:
         wait_for(lambda: host.file(READY).exists, "the lock holder")
