@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: help check-tools venv lint unit rules test bench bench-attack bench-soak bench-prune clean
+.PHONY: help check-tools venv lint unit rules test bench bench-attack bench-flood bench-soak bench-prune clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -42,7 +42,7 @@ lint: $(STAMP) ## ruff (with security rules), yamllint, ansible-lint (production
 
 unit: $(STAMP) ## unit and property tests (package, roles' modules) with line+branch coverage (fails below 90%)
 	cd exporter && ../$(BIN)/pytest --cov=agentmon --cov-report=term --cov-fail-under=90 tests
-	$(BIN)/pytest -q -p no:cacheprovider tools/tests
+	$(BIN)/pytest -q -p no:cacheprovider tools/tests tests/nginx
 	$(BIN)/pytest -q -p no:cacheprovider --cov=roles/agentmon_hooks/library --cov-branch \
 	  --cov-report=term --cov-fail-under=90 tests/ansible
 
@@ -119,6 +119,12 @@ bench: $(BENCH_STAMP) ## benchmarks (not part of test): serve vs baseline vs que
 
 bench-attack: $(STAMP) ## hostile clients vs serve's HTTP layer (not part of test); BEFORE=main also runs main's server; BENCH_ARGS=--quick
 	cd exporter && ../$(BIN)/python bench/bench_attack.py $(if $(BEFORE),--before $(BEFORE)) $(BENCH_ARGS)
+
+# Against a converged default scenario host (flock ... molecule converge -s default first):
+# nginx.conf of BEFORE (default main) and this tree's, side by side; the host's is put back.
+BEFORE_FLOOD ?= main
+bench-flood: $(STAMP) ## wrong-password flood through nginx on the default scenario's host, before vs after (not part of test)
+	cd exporter && PATH="$(CURDIR)/$(BIN):$$PATH" ../$(BIN)/python bench/bench_flood.py --before $(BEFORE_FLOOD) $(BENCH_ARGS)
 
 # Soak: 8 hook writers, prunes, scrapes, an exporter restart and a restored backup (~32 min).
 bench-soak: $(STAMP) ## soak of 30 min (not part of test): writers, prunes, restart, restore; BENCH_ARGS=--seconds 90 is quick

@@ -25,7 +25,11 @@ Rules = dict[str, Any]
 
 def test_shipped_rules_pass(capsys: pytest.CaptureFixture[str]) -> None:
     assert check_rules.main(["check_rules.py", str(RULES), str(RUNBOOK), str(METRICS)]) == 0
-    assert "17 alerts" in capsys.readouterr().out
+    shipped = sum(1 for path in RULES.glob("*.yml")
+                  for group in yaml.safe_load(path.read_text())["groups"]
+                  for rule in group["rules"] if "alert" in rule)
+    assert shipped >= 19  # the spool alerts among them
+    assert f"{shipped} alerts" in capsys.readouterr().out
 
 
 def _alert(rules: Rules, name: str) -> dict[str, Any]:

@@ -121,7 +121,7 @@ def test_web_config_holds_only_bcrypt_hashes(host: Any) -> None:
     web = host.file(WEB_CONFIG)
     assert (web.user, web.group, web.mode) == ("root", "alertmanager", 0o640)
     text = web.content_string
-    assert text.count("$2b$10$") == 2
+    assert text.count("$2b$10$") == 3  # admin, alert-gate and nginx (its authentication gate)
     assert ADMIN[1] not in text
     assert PROMETHEUS[1] not in text
 

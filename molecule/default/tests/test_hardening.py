@@ -19,6 +19,7 @@ EXPOSURE = {
     "nginx.service": 2.4,
     "webhook.service": 2.0,
     "agentmon-exporter.service": 2.0,
+    "agentmon-auth-gate.service": 2.0,
 }
 PROMETHEUS_DATA = "/var/lib/prometheus/metrics2"
 RECEIVER = "http://127.0.0.1:9000/hooks/alertmanager"

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from prometheus_client.core import Metric
 
+from agentmon import spoolstatus
 from agentmon.collector.policy import CheckpointPolicy
 from agentmon.collector.prices import Prices
 from agentmon.collector.reading import DbFault, Reader, read_head
@@ -126,6 +127,7 @@ class ExporterCollector:
             self._health.last_duration = time.perf_counter() - started
             self._measure_disk()
             self._health.unsafe_side_files = unsafe_side_files(self._path)
+            self._read_spool_status()
             if self._health.up:
                 self._policy.maybe_save(self._state)
             self._snapshot = self._build_snapshot()
@@ -177,6 +179,16 @@ class ExporterCollector:
             st = os.statvfs(self._path.absolute().parent)
             self._health.fs_avail_bytes = st.f_bavail * st.f_frsize
             self._health.fs_size_bytes = st.f_blocks * st.f_frsize
+
+    def _read_spool_status(self) -> None:
+        """The hooks' spool counts (status files beside the database); kept when unreadable,
+        zero when the folder does not exist (no role made it)."""
+        try:
+            self._health.spool = spoolstatus.read_all(spoolstatus.status_dir(str(self._path)))
+        except FileNotFoundError:
+            self._health.spool = spoolstatus.Totals()
+        except OSError:
+            self._log.debug("spool status unreadable", exc_info=True)
 
     def _stat_path(self) -> tuple[int, int]:
         try:

@@ -20,6 +20,7 @@ from prometheus_client.core import (
 from agentmon import __version__
 from agentmon.collector.prices import Prices
 from agentmon.collector.state import TABLES, Histogram, State
+from agentmon.spoolstatus import Totals
 
 REASONS = ("missing", "unreadable", "locked", "corrupt", "not_migrated", "other", "checkpoint")
 
@@ -39,6 +40,8 @@ class Health:
     fs_avail_bytes: int = 0
     fs_size_bytes: int = 0
     unsafe_side_files: int = 0
+    # the hooks' spools, summed over the status files users leave (agentmon.spoolstatus)
+    spool: Totals = field(default_factory=Totals)
 
 
 def render(state: State, health: Health, prices: Prices | None = None) -> tuple[Metric, ...]:
@@ -128,6 +131,18 @@ def render(state: State, health: Health, prices: Prices | None = None) -> tuple[
           {(): health.fs_avail_bytes})
     gauge("agentmon_db_filesystem_size_bytes", "Size of the database's filesystem.", [],
           {(): health.fs_size_bytes})
+    gauge("agentmon_spool_events_waiting",
+          "Hook events kept in users' spools, waiting for the database (sum over users).", [],
+          {(): health.spool.waiting})
+    counter("agentmon_spool_events_dropped",
+            "Hook events ever dropped because a user's spool was full or held a bad file"
+            " (sum over users).", [], {(): health.spool.dropped})
+    gauge("agentmon_spool_oldest_event_timestamp_seconds",
+          "Unix time of the oldest hook event waiting in any spool (0: none waits).", [],
+          {(): health.spool.oldest})
+    gauge("agentmon_spool_status_files_ignored",
+          "Entries of the spool status folder not counted: not owned by the uid they name,"
+          " links, or malformed.", [], {(): health.spool.ignored})
     gauge("agentmon_build_info", "agentmon build information.",
           ["version", "python_version"],
           {(__version__, ".".join(map(str, sys.version_info[:3]))): 1})

@@ -324,7 +324,7 @@ def store(event: dict[str, Any], config: dict[str, Any],
         recorder = Store(conn, max_payload_bytes=config["--max-payload-bytes"],
                          phase=config["phase"], interrupt_after=config["--interrupt-after-seconds"])
         if env is not None:  # the older events first: they keep their order
-            _drain(recorder.record, env)
+            _drain(recorder.record, env, path)
         recorder.record(event)
     finally:
         conn.close()
@@ -334,14 +334,14 @@ def store(event: dict[str, Any], config: dict[str, Any],
     return "; ".join(warnings) or None
 
 
-def _drain(record: Any, env: Mapping[str, str]) -> None:
+def _drain(record: Any, env: Mapping[str, str], db: str) -> None:
     """Write the spooled events; a failure leaves them for the next run."""
     import sqlite3
 
     from agentmon.hook import spool
 
     with contextlib.suppress(sqlite3.Error, OSError, ValueError):
-        spool.drain_into(record, env)
+        spool.drain_into(record, env, db)
 
 
 def run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[str] | None,
@@ -390,7 +390,8 @@ def _run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[str] | None,
         # ValueError: schema newer than this agentmon; RuntimeError: pre-migration backup failed
         from agentmon.hook import spool
 
-        return f"database unavailable: {config['db']}: {exc}; {spool.keep(event, env)}"
+        kept = spool.keep(event, env, os.path.abspath(config["db"]))
+        return f"database unavailable: {config['db']}: {exc}; {kept}"
 
 
 def main(argv: list[str]) -> int:

@@ -155,6 +155,21 @@ class Spool:
         self._write(f"{time.time_ns():020d}-{token_hex(6)}{SUFFIX}", data)
         return True
 
+    def counts(self) -> tuple[int, int, float]:
+        """(events waiting, events ever dropped, Unix time of the oldest waiting; 0: none)."""
+        names = self.names()
+        oldest = int(names[0][:20]) / 1e9 if names and names[0][:20].isdigit() else 0.0
+        return len(names), self.dropped(), oldest
+
+    def report(self, db: str | None) -> None:
+        """Leave this user's counts where the exporter reads them (agentmon.spoolstatus)."""
+        if db is None:
+            return
+        from agentmon import spoolstatus
+
+        with contextlib.suppress(OSError):  # the counts must never cost the event
+            spoolstatus.write(spoolstatus.status_dir(db), *self.counts())
+
     def drain(self, record: Callable[[dict[str, Any]], None],
               limit: int = DRAIN_BATCH) -> int:
         """Record up to ``limit`` spooled events, oldest first, deleting each once recorded.
@@ -186,22 +201,30 @@ class Spool:
         return done
 
 
-def keep(event: dict[str, Any], env: Mapping[str, str]) -> str:
-    """Spool ``event``; a short phrase saying what became of it, for the hook's one line."""
+def keep(event: dict[str, Any], env: Mapping[str, str], db: str | None = None) -> str:
+    """Spool ``event``; a short phrase saying what became of it, for the hook's one line.
+
+    With ``db``, the spool's counts are left in the status folder beside it."""
     path = spool_dir(env)
     if path is None:
         return "event dropped (no home folder for the spool)"
     try:
         with Spool(path) as spool:
-            if spool.put(event):
+            kept = spool.put(event)
+            spool.report(db)
+            if kept:
                 return f"event kept in {path} ({len(spool.names())} waiting)"
             return f"event dropped: spool {path} full ({spool.dropped()} dropped so far)"
     except OSError as exc:
         return f"event dropped: spool unavailable: {exc}"
 
 
-def drain_into(record: Callable[[dict[str, Any]], None], env: Mapping[str, str]) -> None:
-    """Record the user's spooled events after a successful write (nothing when none wait)."""
+def drain_into(record: Callable[[dict[str, Any]], None], env: Mapping[str, str],
+               db: str | None = None) -> None:
+    """Record the user's spooled events after a successful write (nothing when none wait).
+
+    With ``db``, the spool's counts after the drain are left in the status folder beside it,
+    also when the drain stopped on a failure."""
     path = spool_dir(env)
     if path is None:
         return
@@ -211,4 +234,7 @@ def drain_into(record: Callable[[dict[str, Any]], None], env: Mapping[str, str])
     except OSError:
         return
     with Spool(path) as spool:
-        spool.drain(record)
+        try:
+            spool.drain(record)
+        finally:
+            spool.report(db)
