@@ -12,10 +12,10 @@ the rest of the page is written by hand. Runs in the project's venv (``make lint
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+import generated
 from agentmon.collector.prices import Prices
 from agentmon.collector.render import Health, render
 from agentmon.collector.state import State
@@ -58,27 +58,12 @@ def render_page(text: str, path: str = "page") -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="change nothing; exit 1 if the table is not what this writes")
+    parser = generated.parser(__doc__.splitlines()[0],
+                              "change nothing; exit 1 if the table is not what this writes")
     parser.add_argument("file", type=Path, nargs="?", default=DEFAULT)
     args = parser.parse_args(argv)
-    try:
-        text = args.file.read_text(encoding="utf-8")
-        wanted = render_page(text, str(args.file))
-    except (OSError, ValueError) as exc:
-        print(f"metrics_doc: error: {exc}", file=sys.stderr)
-        return 1
-    if args.check:
-        if wanted != text:
-            print(f"metrics_doc: {args.file}: the metrics table differs from what the exporter"
-                  f" renders; run tools/metrics_doc.py {args.file}", file=sys.stderr)
-            return 1
-        return 0
-    if wanted != text:
-        args.file.write_text(wanted, encoding="utf-8")
-        print(f"wrote {args.file}")
-    return 0
+    return generated.write_or_check("metrics_doc", args, render_page,
+                                    "the metrics table differs from what the exporter renders")
 
 
 if __name__ == "__main__":
