@@ -32,3 +32,7 @@ if [ ! -f "$stamp" ] || [ -n "$(find exporter/src exporter/pyproject.toml tools/
   tools/build_wheelhouse.sh build/wheelhouse >&2
   touch "$stamp"
 fi
+
+# The SSH key and ssh_config the shared Molecule config connects with (tools/molecule_ssh.sh).
+command -v ssh >/dev/null 2>&1 || fail "ssh is missing: run 'bash .ci/install-tools' as root"
+tools/molecule_ssh.sh setup build/molecule-ssh

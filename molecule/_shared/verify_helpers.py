@@ -1,4 +1,5 @@
-"""What every scenario's Testinfra tests share: one wait and one HTTP client.
+"""What every scenario's Testinfra tests share: the test hosts' address, one wait and one HTTP
+client.
 
 molecule/conftest.py puts this folder on the path (the shared Molecule config passes
 --confcutdir so that pytest loads it): `from verify_helpers import http, wait_for`.
@@ -9,11 +10,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 T = TypeVar("T")
+
+# Written by the dependency step (tools/molecule_ssh.sh): SSH through podman exec, multiplexed.
+SSH_CONFIG = Path(__file__).resolve().parents[2] / "build" / "molecule-ssh" / "config"
+
+
+def ssh_host(name: str) -> str:
+    """The Testinfra address of the test host (container) NAME."""
+    return f"ssh://{name}?ssh_config={SSH_CONFIG}"
+
 
 # How long anything may take to happen when CI runs the scenarios side by side on 2 cores: a
 # failure guard only, never a measurement.

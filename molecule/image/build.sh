@@ -9,7 +9,7 @@ set -euo pipefail
 
 NAME=localhost/agentmon-testhost
 SUITE=bookworm
-PACKAGES=systemd,systemd-sysv,dbus,python3,python3-apt,iproute2,procps,sudo,ca-certificates
+PACKAGES=systemd,systemd-sysv,dbus,python3,python3-apt,iproute2,procps,sudo,ca-certificates,openssh-server
 
 mirror() {
   local sources=/etc/apt/sources.list.d/debian.sources
@@ -48,6 +48,10 @@ debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$ROOTFS" "$MIRROR"
 rm -f "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/cache/apt/*.bin
 rm -rf "$ROOTFS"/var/lib/apt/lists/*
 touch -d 2000-01-01 "$ROOTFS/var/lib/apt/lists"
+# sshd is there for tools/molecule_ssh.sh, which starts it per connection through podman exec:
+# nothing listens on port 22 unless a scenario enables the service itself.
+rm -f "$ROOTFS"/etc/systemd/system/multi-user.target.wants/ssh.service \
+  "$ROOTFS"/etc/systemd/system/sshd.service
 # Each container gets its own machine id from systemd at boot.
 : > "$ROOTFS/etc/machine-id"
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 from agentmon.schema import migrations
-from verify_helpers import http, wait_for
+from verify_helpers import http, ssh_host, wait_for
 
 HOST = os.environ.get("AGENTMON_AGENT_HOST", "agentmon-agent-host")
-testinfra_hosts = [f"podman://{HOST}"]
+testinfra_hosts = [ssh_host(HOST)]
 
 DB = "/var/lib/agentmon/agent_workflow.db"
 BACKUPS = "/var/backups/agentmon"

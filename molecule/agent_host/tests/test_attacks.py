@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from verify_helpers import ssh_host
 
 HOST = os.environ.get("AGENTMON_AGENT_HOST", "agentmon-agent-host")
-testinfra_hosts = [f"podman://{HOST}"]
+testinfra_hosts = [ssh_host(HOST)]
 
 DATA = "/var/lib/agentmon"
 DB = f"{DATA}/agent_workflow.db"

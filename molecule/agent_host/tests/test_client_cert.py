@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from verify_helpers import http
+from verify_helpers import http, ssh_host
 
 HOST = os.environ.get("AGENTMON_AGENT_HOST", "agentmon-agent-host")
-testinfra_hosts = [f"podman://{HOST}"]
+testinfra_hosts = [ssh_host(HOST)]
 
 TLS = "/etc/agentmon-test-tls"
 USER, PASSWORD = "prometheus", "molecule-test-password"

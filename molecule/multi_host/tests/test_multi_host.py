@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 import testinfra
 import yaml
-from verify_helpers import http, wait_for
+from verify_helpers import http, ssh_host, wait_for
 
 AGENT_1, AGENT_2 = "agentmon-mh-agent-1", "agentmon-mh-agent-2"
 MONITOR, RECEIVER = "agentmon-mh-monitor", "agentmon-mh-receiver"
-testinfra_hosts = [f"podman://{name}" for name in (AGENT_1, AGENT_2, MONITOR, RECEIVER)]
+testinfra_hosts = [ssh_host(name) for name in (AGENT_1, AGENT_2, MONITOR, RECEIVER)]
 
 ADMIN = "admin:molecule-admin-password"
 ADMIN_NEXT = "admin-next:molecule-admin-next-password"
@@ -79,7 +79,7 @@ elif mode == "port":
 
 
 def on(name: str) -> Any:
-    return testinfra.get_host(f"podman://{name}")
+    return testinfra.get_host(ssh_host(name))
 
 
 def client(origin: str, *args: str) -> Any:

@@ -19,11 +19,11 @@ from typing import Any
 
 import agentmon
 from agentmon.schema import migrations
-from verify_helpers import http, wait_for
+from verify_helpers import http, ssh_host, wait_for
 
 # AGENTMON_RB_HOST renames the container (molecule.yml), so two checkouts can run the scenario.
 HOST = os.environ.get("AGENTMON_RB_HOST", "agentmon-rb-host")
-testinfra_hosts = [f"podman://{HOST}"]
+testinfra_hosts = [ssh_host(HOST)]
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
