@@ -114,8 +114,8 @@ class Exposition:
     """The latest rendered metrics (text format and, when rendered, OpenMetrics; each plain and
     gzip), swapped whole by the refresh thread.
 
-    OpenMetrics costs prometheus_client about 2.5 times the text format's render, so it is
-    rendered only while clients ask for it: a request that prefers it marks the time, and
+    OpenMetrics is rendered only while clients ask for it (it adds about a third to the
+    render, ``agentmon.serve.exposition``): a request that prefers it marks the time, and
     the refresh thread renders it while such a request came in the last ``OPENMETRICS_WINDOW``
     seconds. Until then (and after) those requests get the text format, which every
     Prometheus also accepts; never an OpenMetrics rendering older than the text."""
