@@ -19,17 +19,12 @@ import bcrypt
 import pytest
 from webtls import HASH, PASSWORD, TOKEN, USER, Pki, basic, bearer, client_context, get, make_pki
 
+from agentmon.web.address import ListenAddressError, parse_listen_address
+from agentmon.web.auth import Authenticator
 from agentmon.web.config import TLSSettings, WebConfig
-from agentmon.web.server import (
-    CONTENT_TYPE,
-    OPENMETRICS_CONTENT_TYPE,
-    Authenticator,
-    Exposition,
-    ListenAddressError,
-    MetricsServer,
-    _prefers_openmetrics,
-    parse_listen_address,
-)
+from agentmon.web.exposition import Exposition
+from agentmon.web.response import CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE, prefers_openmetrics
+from agentmon.web.server import MetricsServer
 
 BODY = b"# HELP agentmon_db_up 1 if the database was readable\n# TYPE agentmon_db_up gauge\n" \
        b"agentmon_db_up 1.0\n"
@@ -279,7 +274,7 @@ PROMETHEUS_3 = ("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8
     ("application/json", False),
 ])
 def test_openmetrics_is_negotiated(accept: str, openmetrics: bool) -> None:
-    assert _prefers_openmetrics(accept) is openmetrics
+    assert prefers_openmetrics(accept) is openmetrics
 
 
 def test_openmetrics_served_when_preferred() -> None:
@@ -897,10 +892,10 @@ def test_bcrypt_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_handshake_turns_go_to_the_newest_waiter_a_few_per_iteration() -> None:
-    from agentmon.web.server import _Turns
+    from agentmon.web.stream import Turns
 
     async def scenario() -> tuple[list[int], list[int]]:
-        turns = _Turns(per_iteration=2)
+        turns = Turns(per_iteration=2)
         order: list[int] = []
         iterations: list[int] = []
         tick = 0

@@ -1,3 +1,3 @@
 """``agentmon serve``: ``cli`` parses the command line, runs the refresh thread over the
 collector (``agentmon.collector``) and serves its cached exposition (``agentmon.web``);
-``exposition`` writes the text format and OpenMetrics from one collection."""
+``formats`` writes the text format and OpenMetrics from one collection."""

@@ -30,16 +30,12 @@ from prometheus_client.process_collector import ProcessCollector
 
 from agentmon.collector.prices import Prices
 from agentmon.collector.prices import load as load_prices
-from agentmon.serve.exposition import ExpositionWriter
+from agentmon.serve.formats import ExpositionWriter
+from agentmon.web.address import ListenAddress, ListenAddressError, parse_listen_address
 from agentmon.web.config import WebConfig, WebConfigError, load_web_config
+from agentmon.web.exposition import Exposition
 from agentmon.web.reload import WebConfigWatcher
-from agentmon.web.server import (
-    Exposition,
-    ListenAddress,
-    ListenAddressError,
-    MetricsServer,
-    parse_listen_address,
-)
+from agentmon.web.server import MetricsServer
 
 DEFAULT_LISTEN = "127.0.0.1:9477"
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,

@@ -27,7 +27,7 @@ from prometheus_client.samples import Exemplar
 from agentmon.collector.collector import ExporterCollector
 from agentmon.seed import load
 from agentmon.seed.options import SeedOptions
-from agentmon.serve.exposition import ExpositionWriter
+from agentmon.serve.formats import ExpositionWriter
 
 
 class _Families:
