@@ -399,7 +399,8 @@ def bench(args: argparse.Namespace) -> dict[str, dict[str, list[PhaseResult]]]:
             rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", args.before],
                                  check=True, capture_output=True, text=True).stdout.strip()
             (work / "before").mkdir()
-            servers[f"BEFORE ({args.before} {rev})"] = source_at(args.before, work / "before")
+            label = args.before if rev.startswith(args.before) else f"{args.before} {rev}"
+            servers[f"BEFORE ({label})"] = source_at(args.before, work / "before")
         servers["AFTER (this tree)"] = SRC
         attack = {"slow": args.slow, "idle": args.idle, "wrong": args.wrong}
         rounds: dict[str, dict[str, list[PhaseResult]]] = {
