@@ -362,8 +362,13 @@ class MetricsServer:
                     data = await stream.read()
                     if not data:
                         return None
-                    fed += len(data)
-                    messages.feed(data)
+                    # The parser gets no more of an unfinished head than the limit (and a
+                    # byte): it keeps a header's value whole until the line ends.
+                    part = data[:self.max_header_bytes + 1 - fed]
+                    fed += len(part)
+                    messages.feed(part)
+                    if len(part) < len(data) and messages.ready:  # the head ended in it
+                        messages.feed(data[len(part):])
                 message = messages.ready.pop(0)
                 request = checked(message, self.max_header_bytes, self.max_header_lines)
                 # httptools has checked the framing (one Content-Length of digits, or
