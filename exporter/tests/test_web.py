@@ -658,6 +658,23 @@ def test_the_head_bound_is_exact_whatever_the_reads() -> None:
         assert statuses(raw(server.port, head(limit + 1))) == [431]
 
 
+def test_a_request_after_a_head_near_the_bound_in_the_same_read_is_served() -> None:
+    """The parser is fed at most the bound of an unfinished head: a read that holds the end of
+    a head near the bound and the next request serves both."""
+    start = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: "
+    first = start + b"a" * (MetricsServer.max_header_bytes - 40 - len(start) - 4) + b"\r\n\r\n"
+    second = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    with serving(WebConfig()) as server, closing(
+            socket.create_connection(("127.0.0.1", server.port), timeout=10)) as s:
+        s.sendall(first[:100])  # a short first read moves the later reads' boundaries
+        time.sleep(0.1)  # lets the server read it on its own (either way, both are served)
+        s.sendall(first[100:] + second)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert statuses(answer) == [200, 200]
+
+
 def test_blank_lines_before_a_request_are_skipped() -> None:
     with serving(WebConfig()) as server:
         answer = raw(server.port, b"\r\n\r\n\nGET /metrics HTTP/1.1\r\nHost: x\r\n"
