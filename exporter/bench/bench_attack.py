@@ -15,9 +15,13 @@ The attackers run in their own process at nice 10: they stand for other machines
 2-core box their own CPU (a thousand Python TLS clients) would otherwise be measured as
 server latency. Reported per server: scrapes that succeeded, their latency (connect + TLS +
 request; a failed scrape counts with the time it took), the server's RSS and CPU.
-``--before REF`` runs the same phases against the server of a git revision (``git archive``)
-first, side by side in one run; ``--rounds N`` repeats both in turn (before, after, before, ...)
-and pools each server's rounds, so a drift of the machine's load falls on both. Traffic goes to
+``--before REF`` runs the same phases against the server of a git revision (``git archive``),
+side by side in one run. A p99 needs many scrapes: the scraper makes one every
+``--scrape-interval`` s (0.25: 240 per attack phase, 80 per flood phase), and ``--rounds N``
+(3) repeats every server's phases in turn, in ABBA order (before, after, after, before, ...),
+so a drift of the machine's load falls on both alike. Each row shows the median of the
+rounds (p50 and p99 of each round's scrapes, RSS, CPU) and, with ``--before``, the ratio
+after / before of those medians; counts are summed over the rounds. Traffic goes to
 127.0.0.1 only. Not part of `make test`: the machine is shared and noisy.
 """
 
@@ -36,6 +40,7 @@ import secrets
 import shutil
 import socket
 import ssl
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -291,26 +296,6 @@ def _attacker(port: int, shape: dict[str, int], seconds: float, out: multiproces
 # ---------------------------------------------------------------- scraper and measure
 
 
-def pooled(rounds: list[PhaseResult]) -> PhaseResult:
-    """One server's rounds of a phase as one: counts and latencies added, memory the worst
-    round's, CPU the mean per round."""
-    out = PhaseResult(rss_start_mb=rounds[0].rss_start_mb)
-    for r in rounds:
-        out.scrapes += r.scrapes
-        out.ok += r.ok
-        out.latencies_ms += r.latencies_ms
-        out.rss_max_mb = max(out.rss_max_mb, r.rss_max_mb)
-        out.rss_peak_mb = max(out.rss_peak_mb, r.rss_peak_mb)
-        out.cpu_s += r.cpu_s / len(rounds)
-        for why, n in r.errors.items():
-            out.errors[why] = out.errors.get(why, 0) + n
-        for kind, stats in r.attackers.items():
-            mine = out.attackers.setdefault(kind, dict.fromkeys(stats, 0))
-            for key, n in stats.items():
-                mine[key] += n
-    return out
-
-
 @dataclass
 class PhaseResult:
     scrapes: int = 0
@@ -400,9 +385,9 @@ def seeded(work: Path, invocations: int) -> Path:
     return db
 
 
-def bench(args: argparse.Namespace) -> dict[str, dict[str, PhaseResult]]:
+def bench(args: argparse.Namespace) -> dict[str, dict[str, list[PhaseResult]]]:
+    """Every server's rounds of each phase, in the order they ran."""
     raise_fd_limit()
-    results: dict[str, dict[str, PhaseResult]] = {}
     with tempfile.TemporaryDirectory(prefix="agentmon-attack-") as tmp:
         work = Path(tmp)
         cert, key = make_tls(work)
@@ -414,13 +399,17 @@ def bench(args: argparse.Namespace) -> dict[str, dict[str, PhaseResult]]:
             rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", args.before],
                                  check=True, capture_output=True, text=True).stdout.strip()
             (work / "before").mkdir()
-            servers[f"BEFORE ({args.before} {rev})"] = source_at(args.before, work / "before")
+            label = args.before if rev.startswith(args.before) else f"{args.before} {rev}"
+            servers[f"BEFORE ({label})"] = source_at(args.before, work / "before")
         servers["AFTER (this tree)"] = SRC
         attack = {"slow": args.slow, "idle": args.idle, "wrong": args.wrong}
         rounds: dict[str, dict[str, list[PhaseResult]]] = {
             name: {"attack": [], "flood": []} for name in servers}
         for n in range(args.rounds):
-            for name, src in servers.items():
+            order = list(servers.items())
+            if n % 2:  # ABBA: whoever went first goes last, so a trend of the load evens out
+                order.reverse()
+            for name, src in order:
                 for phase, shape, seconds in (("attack", attack, args.duration),
                                               ("flood", {"flood": args.flood},
                                                args.flood_seconds)):
@@ -432,40 +421,84 @@ def bench(args: argparse.Namespace) -> dict[str, dict[str, PhaseResult]]:
                         rounds[name][phase].append(run_phase(
                             port, pid, shape, seconds, args.scrape_interval, ctx, args.ramp))
                     db_copy.unlink()
-        for name, phases in rounds.items():
-            results[name] = {phase: pooled(r) for phase, r in phases.items()}
-    return results
+    return rounds
 
 
-def table(results: dict[str, dict[str, PhaseResult]], args: argparse.Namespace) -> str:
+def _median(rounds: list[PhaseResult], value: object) -> float:
+    return statistics.median(value(r) for r in rounds)  # type: ignore[operator]
+
+
+def _p(q: float) -> object:
+    return lambda r: percentile(r.latencies_ms, q)
+
+
+def table(results: dict[str, dict[str, list[PhaseResult]]], args: argparse.Namespace) -> str:
+    """One column per server (medians of its rounds), then after / before when both ran."""
     names = list(results)
+    compare = len(names) == 2
     rows: list[tuple[str, list[str]]] = []
 
-    def row(label: str, phase: str, fmt: object) -> None:
-        rows.append((label, [fmt(results[n][phase]) for n in names]))  # type: ignore[operator]
+    def text_row(label: str, phase: str, fmt: object) -> None:
+        rows.append((label, [fmt(results[n][phase]) for n in names]  # type: ignore[operator]
+                     + ([""] if compare else [])))
+
+    def number_row(label: str, phase: str, values: list[tuple[object, str]]) -> None:
+        """values: (per-round measure, format) pairs shown as 'a / b'; ratios of each."""
+        medians = {n: [_median(results[n][phase], v) for v, _ in values] for n in names}
+        cells = [" / ".join(f.format(m) for m, (_, f) in zip(medians[n], values, strict=True))
+                 for n in names]
+        if compare:
+            before, after = medians[names[0]], medians[names[1]]
+            cells.append(" / ".join(f"{a / b:.2f}" if b else "-"
+                                    for b, a in zip(before, after, strict=True)))
+        rows.append((label, cells))
 
     for phase, title in (("attack", f"attack ({args.slow} slow TLS + {args.idle} idle TCP + "
                                     f"{args.wrong} wrong-password, {args.duration:g} s)"),
                          ("flood", f"header flood ({args.flood} clients x 100 lines of "
                                    f"64 KiB, {args.flood_seconds:g} s)")):
-        if args.rounds > 1:
-            title += f", {args.rounds} rounds in turn, pooled; CPU per round"
-        rows.append((f"**{title}**", ["" for _ in names]))
-        row("scrapes on new connections that succeeded", phase, lambda r: f"{r.ok} / {r.scrapes}")
-        row("scrape latency p50 / p99", phase, lambda r: (
-            f"{percentile(r.latencies_ms, 0.5):,.1f} ms / "
-            f"{percentile(r.latencies_ms, 0.99):,.1f} ms"))
-        row("failed scrapes by error", phase,
-            lambda r: ", ".join(f"{k} {v}" for k, v in sorted(r.errors.items())) or "-")
-        row("server RSS before / max during / peak (VmHWM)", phase, lambda r: (
-            f"{r.rss_start_mb:.1f} / {r.rss_max_mb:.1f} / {r.rss_peak_mb:.1f} MB"))
-        row("server CPU during the phase", phase, lambda r: f"{r.cpu_s:.1f} s")
-        row("attacker connections made (closed by server)", phase, lambda r: ", ".join(
-            f"{k} {s['connects']} ({s['closed']})" for k, s in r.attackers.items()))
-    lines = ["| measure | " + " | ".join(names) + " |",
-             "|---|" + "---:|" * len(names)]
+        per_round = round(getattr(args, "duration" if phase == "attack" else "flood_seconds")
+                          / args.scrape_interval)
+        title += (f", {args.rounds} round{'s' if args.rounds > 1 else ''} ABBA, "
+                  f"~{per_round} scrapes each")
+        rows.append((f"**{title}**", ["" for _ in names] + ([""] if compare else [])))
+        text_row("scrapes on new connections that succeeded (all rounds)", phase,
+                 lambda rs: f"{sum(r.ok for r in rs)} / {sum(r.scrapes for r in rs)}")
+        number_row("scrape latency p50 / p99 (median of rounds)", phase,
+                   [(_p(0.5), "{:,.1f} ms"), (_p(0.99), "{:,.1f} ms")])
+        text_row("scrape latency p99 of each round", phase, lambda rs: ", ".join(
+            f"{percentile(r.latencies_ms, 0.99):,.0f}" for r in rs) + " ms")
+        text_row("failed scrapes by error (all rounds)", phase, lambda rs: ", ".join(
+            f"{k} {v}" for k, v in sorted(_errors(rs).items())) or "-")
+        number_row("server RSS before / max during / peak (VmHWM)", phase,
+                   [(lambda r: r.rss_start_mb, "{:.1f}"), (lambda r: r.rss_max_mb, "{:.1f}"),
+                    (lambda r: r.rss_peak_mb, "{:.1f} MB")])
+        number_row("server CPU during the phase", phase, [(lambda r: r.cpu_s, "{:.1f} s")])
+        text_row("attacker connections made (closed by server), all rounds", phase,
+                 lambda rs: ", ".join(f"{k} {s['connects']} ({s['closed']})"
+                                      for k, s in _attackers(rs).items()))
+    header = names + (["after / before"] if compare else [])
+    lines = ["| measure | " + " | ".join(header) + " |", "|---|" + "---:|" * len(header)]
     lines += [f"| {label} | " + " | ".join(values) + " |" for label, values in rows]
     return "\n".join(lines)
+
+
+def _errors(rounds: list[PhaseResult]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in rounds:
+        for why, n in r.errors.items():
+            out[why] = out.get(why, 0) + n
+    return out
+
+
+def _attackers(rounds: list[PhaseResult]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for r in rounds:
+        for kind, stats in r.attackers.items():
+            mine = out.setdefault(kind, dict.fromkeys(stats, 0))
+            for key, n in stats.items():
+                mine[key] += n
+    return out
 
 
 def main() -> int:
@@ -477,30 +510,31 @@ def main() -> int:
                         help="keep-alive wrong-password clients (70)")
     parser.add_argument("--flood", type=int, default=200, help="header-flood clients (200)")
     parser.add_argument("--flood-seconds", type=float, default=20, help="flood seconds (20)")
-    parser.add_argument("--scrape-interval", type=float, default=1.0,
-                        help="seconds between scrapes, each on a new connection (1)")
+    parser.add_argument("--scrape-interval", type=float, default=0.25,
+                        help="seconds between scrapes, each on a new connection (0.25)")
     parser.add_argument("--ramp", type=float, default=3.0,
                         help="seconds the attackers get to connect before scraping (3)")
     parser.add_argument("--invocations", type=int, default=10000,
                         help="seeded invocations in the served database (10,000)")
     parser.add_argument("--before", metavar="REF",
                         help="also run the server of this git revision first (e.g. main)")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="run every server this many times, in turn, and pool (1)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="run every server this many times, in ABBA turn (3)")
     parser.add_argument("--quick", action="store_true",
-                        help="small shape: 100 slow, 100 idle, 20 wrong, 50 flood, 10 s each")
+                        help="small shape: 100 slow, 100 idle, 20 wrong, 50 flood, 10 s each, "
+                        "1 round")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if args.quick:  # the small shape, unless a size was given
         for name, value in (("slow", 100), ("idle", 100), ("wrong", 20), ("flood", 50),
-                            ("duration", 10.0), ("flood_seconds", 10.0)):
+                            ("duration", 10.0), ("flood_seconds", 10.0), ("rounds", 1)):
             if getattr(args, name) == parser.get_default(name):
                 setattr(args, name, value)
     results = bench(args)
     print(table(results, args))
     if args.json:
         args.json.write_text(json.dumps(
-            {name: {phase: asdict(r) for phase, r in phases.items()}
+            {name: {phase: [asdict(r) for r in rs] for phase, rs in phases.items()}
              for name, phases in results.items()}, indent=1))
     return 0
 

@@ -11,8 +11,9 @@ side by side in one run on the same file:
 * query-exporter (from PyPI) with four equivalent aggregate queries: per-cycle query time and
   CPU, scrape latency, RSS;
 * with ``--before REF``: the scrape latency of this tree's `agentmon serve` and of a git
-  revision's, both running on the same file, measured in alternating rounds (so the machine's
-  noise falls on both), without and with Prometheus' Accept header.
+  revision's, both running on the same file at once, one scrape of each every 10 ms in random
+  order over 30 s (``--side-by-side-scrapes``), so the machine's noise and serve's refreshes
+  fall on both alike, without and with Prometheus' Accept header.
 
 Prints a table, writes JSON (--json) and an SVG plot of refresh cost against size (--svg).
 Not part of `make test`: figures on a shared 2-core machine are noisy, so compare ratios
@@ -266,10 +267,13 @@ def bench_agentmon(db: Path, work: Path, cycles: int, scrapes: int) -> dict[str,
 
 
 def scrape_side_by_side(db: Path, work: Path, before: Path, scrapes: int,
-                        rounds: int = 10) -> dict[str, Any]:
+                        interval: float = 0.01) -> dict[str, Any]:
     """Scrape latency of this tree's server and of ``before`` (a revision's exporter/src), both
-    serving the same file at once, in alternating rounds of scrapes/rounds per server; for each
-    kind of request (no Accept header, Prometheus') a new pair of processes."""
+    serving the same file at once, each over its own keep-alive connection: one scrape of each
+    every ``interval`` s (in random order), ``scrapes`` of each, so the scrapes spread over
+    several refresh intervals (serve's default is 5 s) and meet the refreshes as often as a
+    scrape at a random moment would, on both servers alike. For each kind of request (no
+    Accept header, Prometheus') a new pair of processes."""
     config = work / "web-config-sbs.yml"
     config.write_text(f"basic_auth_users:\n  {USER}: "
                       f"{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=10)).decode()}\n")
@@ -304,13 +308,33 @@ def scrape_side_by_side(db: Path, work: Path, before: Path, scrapes: int,
 
             answer_types()  # pays the bcrypt checks, and asks for OpenMetrics once
             time.sleep(6)  # serve's default refresh interval is 5 s: OpenMetrics is rendered
-            for _ in range(rounds):
-                for name, port in ports.items():
-                    lat[name][kind] += scrape_latencies(port, max(1, scrapes // rounds), headers)
+            conns = {name: stack.enter_context(closing(
+                http.client.HTTPConnection("127.0.0.1", port, timeout=30)))
+                for name, port in ports.items()}
+            order = list(conns)
+            next_at = time.monotonic()
+            for _ in range(scrapes):
+                random.shuffle(order)
+                for name in order:
+                    lat[name][kind].append(timed_scrape(conns[name], headers))
+                next_at += interval
+                time.sleep(max(0.0, next_at - time.monotonic()))
             answer_types()  # what the scrapes were answered with
-    return {name: {kind: {"p50": percentile(v, 0.5), "p99": percentile(v, 0.99), "n": len(v),
+    return {name: {kind: {"p50": percentile(v, 0.5), "p99": percentile(v, 0.99),
+                          "p999": percentile(v, 0.999), "n": len(v),
                           "content_type": types[name][kind]}
                    for kind, v in by_kind.items()} for name, by_kind in lat.items()}
+
+
+def timed_scrape(conn: http.client.HTTPConnection, headers: dict[str, str]) -> float:
+    """One GET of /metrics on a kept-alive connection; ms."""
+    start = time.perf_counter()
+    conn.request("GET", "/metrics", headers=headers)
+    resp = conn.getresponse()
+    body = resp.read()
+    if resp.status != 200 or not body:
+        raise RuntimeError(f"scrape answered {resp.status}")
+    return (time.perf_counter() - start) * 1000
 
 
 # ---------------------------------------------------------------- baseline (the original)
@@ -478,8 +502,8 @@ def fmt(v: float, unit: str) -> str:
 
 
 def side_by_side_table(results: list[dict[str, Any]], before: str) -> str:
-    lines = [f"| scrape latency p50 / p99 (basic auth, keep-alive) | {before} | this tree | "
-             "p99 ratio this tree / before |", "|---|---:|---:|---:|"]
+    lines = [f"| scrape latency p50 / p99 / p99.9 (basic auth, keep-alive) | {before} | "
+             "this tree | ratio this tree / before |", "|---|---:|---:|---:|"]
     for r in results:
         sbs = r["side_by_side"]
         for kind, label in (("text", "no Accept header"), ("prometheus", "Prometheus' Accept")):
@@ -487,8 +511,9 @@ def side_by_side_table(results: list[dict[str, Any]], before: str) -> str:
             lines.append(
                 f"| {r['invocations']:,} inv., {label} ({a['n']:,} each; answered "
                 f"{b['content_type'].split(';')[0]} / {a['content_type'].split(';')[0]}) | "
-                f"{fmt(b['p50'], 'ms')} / {fmt(b['p99'], 'ms')} | "
-                f"{fmt(a['p50'], 'ms')} / {fmt(a['p99'], 'ms')} | {a['p99'] / b['p99']:.2f} |")
+                + " | ".join(" / ".join(fmt(x[q], "ms") for q in ("p50", "p99", "p999"))
+                             for x in (b, a)) + " | "
+                + " / ".join(f"{a[q] / b[q]:.2f}" for q in ("p50", "p99", "p999")) + " |")
     return "\n".join(lines)
 
 
@@ -623,6 +648,10 @@ def main() -> int:
     parser.add_argument("--before", metavar="REF",
                         help="also measure the scrape latency of this git revision's server, "
                         "side by side with this tree's (e.g. main)")
+    parser.add_argument("--side-by-side-scrapes", type=int, default=3000,
+                        help="with --before: scrapes of each server per kind of request (3000)")
+    parser.add_argument("--side-by-side-interval", type=float, default=0.01,
+                        help="with --before: seconds between two scrapes of a server (0.01)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if args.huge:
@@ -658,8 +687,9 @@ def main() -> int:
             if before_src is not None:
                 print(f"[{n:,}] scrapes side by side with {args.before} ...", file=sys.stderr,
                       flush=True)
-                r["side_by_side"] = scrape_side_by_side(working_copy(seed, work), work,
-                                                        before_src, args.scrapes)
+                r["side_by_side"] = scrape_side_by_side(
+                    working_copy(seed, work), work, before_src, args.side_by_side_scrapes,
+                    args.side_by_side_interval)
             results.append(r)
     before_tmp.close()
 

@@ -25,8 +25,9 @@ from webtls import HASH, PASSWORD, TOKEN, USER, Pki, basic, client_context, get,
 
 from agentmon.serve import cli as serve
 from agentmon.web.config import WebConfig, load_web_config
+from agentmon.web.exposition import Exposition
 from agentmon.web.reload import WebConfigWatcher
-from agentmon.web.server import Exposition, MetricsServer
+from agentmon.web.server import MetricsServer
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

@@ -19,17 +19,12 @@ import bcrypt
 import pytest
 from webtls import HASH, PASSWORD, TOKEN, USER, Pki, basic, bearer, client_context, get, make_pki
 
+from agentmon.web.address import ListenAddressError, parse_listen_address
+from agentmon.web.auth import Authenticator
 from agentmon.web.config import TLSSettings, WebConfig
-from agentmon.web.server import (
-    CONTENT_TYPE,
-    OPENMETRICS_CONTENT_TYPE,
-    Authenticator,
-    Exposition,
-    ListenAddressError,
-    MetricsServer,
-    _prefers_openmetrics,
-    parse_listen_address,
-)
+from agentmon.web.exposition import Exposition
+from agentmon.web.response import CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE, prefers_openmetrics
+from agentmon.web.server import MetricsServer
 
 BODY = b"# HELP agentmon_db_up 1 if the database was readable\n# TYPE agentmon_db_up gauge\n" \
        b"agentmon_db_up 1.0\n"
@@ -279,7 +274,7 @@ PROMETHEUS_3 = ("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8
     ("application/json", False),
 ])
 def test_openmetrics_is_negotiated(accept: str, openmetrics: bool) -> None:
-    assert _prefers_openmetrics(accept) is openmetrics
+    assert prefers_openmetrics(accept) is openmetrics
 
 
 def test_openmetrics_served_when_preferred() -> None:
@@ -663,6 +658,23 @@ def test_the_head_bound_is_exact_whatever_the_reads() -> None:
         assert statuses(raw(server.port, head(limit + 1))) == [431]
 
 
+def test_a_request_after_a_head_near_the_bound_in_the_same_read_is_served() -> None:
+    """The parser is fed at most the bound of an unfinished head: a read that holds the end of
+    a head near the bound and the next request serves both."""
+    start = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: "
+    first = start + b"a" * (MetricsServer.max_header_bytes - 40 - len(start) - 4) + b"\r\n\r\n"
+    second = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    with serving(WebConfig()) as server, closing(
+            socket.create_connection(("127.0.0.1", server.port), timeout=10)) as s:
+        s.sendall(first[:100])  # a short first read moves the later reads' boundaries
+        time.sleep(0.1)  # lets the server read it on its own (either way, both are served)
+        s.sendall(first[100:] + second)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert statuses(answer) == [200, 200]
+
+
 def test_blank_lines_before_a_request_are_skipped() -> None:
     with serving(WebConfig()) as server:
         answer = raw(server.port, b"\r\n\r\n\nGET /metrics HTTP/1.1\r\nHost: x\r\n"
@@ -897,10 +909,10 @@ def test_bcrypt_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_handshake_turns_go_to_the_newest_waiter_a_few_per_iteration() -> None:
-    from agentmon.web.server import _Turns
+    from agentmon.web.stream import Turns
 
     async def scenario() -> tuple[list[int], list[int]]:
-        turns = _Turns(per_iteration=2)
+        turns = Turns(per_iteration=2)
         order: list[int] = []
         iterations: list[int] = []
         tick = 0

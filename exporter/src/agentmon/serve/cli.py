@@ -26,21 +26,16 @@ from types import FrameType
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import generate_latest
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.process_collector import ProcessCollector
 
 from agentmon.collector.prices import Prices
 from agentmon.collector.prices import load as load_prices
+from agentmon.serve.formats import ExpositionWriter
+from agentmon.web.address import ListenAddress, ListenAddressError, parse_listen_address
 from agentmon.web.config import WebConfig, WebConfigError, load_web_config
+from agentmon.web.exposition import Exposition
 from agentmon.web.reload import WebConfigWatcher
-from agentmon.web.server import (
-    Exposition,
-    ListenAddress,
-    ListenAddressError,
-    MetricsServer,
-    parse_listen_address,
-)
+from agentmon.web.server import MetricsServer
 
 DEFAULT_LISTEN = "127.0.0.1:9477"
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
@@ -196,16 +191,6 @@ def _default_collector(settings: Settings) -> Collector:
                              logger=logging.getLogger("agentmon.collector"))
 
 
-class _Snapshot:
-    """One collection of the registry, rendered by both exposition writers."""
-
-    def __init__(self, families: list[Any]) -> None:
-        self._families = families
-
-    def collect(self) -> list[Any]:
-        return self._families
-
-
 class Refresher:
     """Refreshes the collector and renders the exposition, on a fixed schedule."""
 
@@ -217,15 +202,15 @@ class Refresher:
         self.interval = interval
         self.refreshes = 0
         self._last_error: str | None = None
+        self._writer = ExpositionWriter()
 
     def refresh_once(self) -> None:
         started = time.perf_counter()
         try:
             self.collector.refresh()
-            snapshot = _Snapshot(list(self.registry.collect()))  # both formats, same samples
-            body = generate_latest(snapshot)  # type: ignore[arg-type]
-            openmetrics = (generate_openmetrics(snapshot)  # type: ignore[arg-type]
-                           if self.exposition.openmetrics_wanted() else None)
+            # both formats from one collection: the same samples
+            body, openmetrics = self._writer.render(self.registry.collect(),
+                                                    self.exposition.openmetrics_wanted())
         except Exception as exc:  # a bug must not stop the refreshes nor the server
             self._report(f"refresh failed: {type(exc).__name__}: {_one_line(exc)}")
             log.debug("refresh failure detail", exc_info=True)
