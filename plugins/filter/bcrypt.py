@@ -1,6 +1,7 @@
-"""agentmon_bcrypt: a bcrypt hash with a salt derived from a seed, so re-runs render the same
-file. ansible.builtin.password_hash needs passlib, which fails with bcrypt >= 5; this uses the
-bcrypt package (an agentmon dependency) and falls back to the C library's crypt().
+"""agentmon.stack.bcrypt: a bcrypt hash with a salt derived from a seed, so re-runs render the
+same file; every role's template uses this one filter (documented in bcrypt.yml beside it).
+ansible.builtin.password_hash needs passlib, which fails with bcrypt >= 5; this uses the bcrypt
+package and falls back to the C library's crypt().
 """
 
 from __future__ import annotations
@@ -21,31 +22,32 @@ def bcrypt_salt(seed: str) -> str:
     return "".join(BCRYPT_ALPHABET[(raw >> (6 * (21 - i))) & 63] for i in range(22))
 
 
-def agentmon_bcrypt(password: Any, seed: str, rounds: int = 12) -> str:
+def bcrypt_hash(password: Any, seed: str, rounds: int = 12) -> str:
     if not isinstance(password, str) or not password:
-        raise AnsibleFilterError("agentmon_bcrypt: the password must be a non-empty string")
+        raise AnsibleFilterError("agentmon.stack.bcrypt: the password must be a non-empty string")
     if len(password.encode("utf-8")) > 72:
-        raise AnsibleFilterError("agentmon_bcrypt: bcrypt uses at most 72 bytes of a password")
+        raise AnsibleFilterError(
+            "agentmon.stack.bcrypt: bcrypt uses at most 72 bytes of a password")
     if not 4 <= int(rounds) <= 31:
-        raise AnsibleFilterError("agentmon_bcrypt: rounds must be 4..31")
+        raise AnsibleFilterError("agentmon.stack.bcrypt: rounds must be 4..31")
     setting = f"$2b${int(rounds):02d}${bcrypt_salt(seed)}"
     try:
-        import bcrypt
+        import bcrypt as bcrypt_lib
     except ImportError:
-        bcrypt = None
-    if bcrypt is not None:
-        return bcrypt.hashpw(password.encode("utf-8"), setting.encode("ascii")).decode("ascii")
+        bcrypt_lib = None
+    if bcrypt_lib is not None:
+        return bcrypt_lib.hashpw(password.encode("utf-8"), setting.encode("ascii")).decode("ascii")
     try:
         import crypt  # deprecated, gone in Python 3.13; glibc's libxcrypt knows $2b$
     except ImportError:
         crypt = None
     hashed = crypt.crypt(password, setting) if crypt is not None else None
     if not hashed or not hashed.startswith("$2b$"):
-        raise AnsibleFilterError("agentmon_bcrypt: install the Python package bcrypt on the "
+        raise AnsibleFilterError("agentmon.stack.bcrypt: install the Python package bcrypt on the "
                                  "controller (pip install bcrypt)")
     return hashed
 
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"agentmon_bcrypt": agentmon_bcrypt}
+        return {"bcrypt": bcrypt_hash}

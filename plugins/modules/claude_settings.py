@@ -1,26 +1,13 @@
 #!/usr/bin/python
-"""Merge the agentmon hook command into a user's Claude Code settings.json."""
+# Copyright: agentmon maintainers. Apache License 2.0 (galaxy.yml; see tests/sanity/ignore-*.txt).
+"""Merge the agentmon hook command into Claude Code settings: a user's settings.json or a managed
+settings drop-in for every user of the host."""
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import json
-import os
-import pwd
-import shlex
-import shutil
-import stat
-import tempfile
-import time
-from collections.abc import Iterator
-from typing import Any
-
-from ansible.module_utils.basic import AnsibleModule
-
 DOCUMENTATION = r"""
 ---
-module: agentmon_claude_settings
+module: claude_settings
 short_description: Merge the agentmon hook command into a user's Claude Code settings.json
 description:
   - Adds the hook command to C(~USER/.claude/settings.json) for the given events, keeping every
@@ -31,12 +18,12 @@ description:
     root write elsewhere. The file is replaced atomically from an unpredictable temporary file in
     the same folder; its mode and group are kept (a new file is 0600); a backup of the previous
     file can be kept beside it. An unchanged merge writes nothing.
-  - A settings.json that is a symlink (stow, chezmoi, home-manager) is updated through the link:
+  - A settings.json that is a symlink (stow, chezmoi, home-manager) is updated through the link;
     the file it points to is replaced atomically in its own folder, the link stays. That file must
     belong to the user; otherwise the module refuses and writes nothing.
   - With I(state=absent), a user without settings.json gets none, and a file without agentmon's
     hooks is not rewritten.
-  - C(--diff) shows the C(hooks) section only: settings files also hold C(env) tokens and
+  - C(--diff) shows the C(hooks) section only, as settings files also hold C(env) tokens and
     C(apiKeyHelper).
 options:
   user:
@@ -66,8 +53,8 @@ options:
     type: int
     default: 10
   async_events:
-    description: Events whose hook gets C(async: true) - Claude Code runs it in the background
-      and does not wait for it (Claude Code 2.1 and later; older releases ignore the key).
+    description: Events whose hook gets C(async true), which Claude Code runs in the background
+      without waiting for it (Claude Code 2.1 and later; older releases ignore the key).
     type: list
     elements: str
     default: []
@@ -86,12 +73,12 @@ options:
     description: Keep a copy of the previous file, named with a timestamp, when the file changes.
     type: bool
     default: true
-author: agentmon maintainers
+author: agentmon maintainers (@agentmon)
 """
 
 EXAMPLES = r"""
 - name: Log every tool and session event of alice
-  agentmon_claude_settings:
+  agentmon.stack.claude_settings:
     user: alice
     command: /opt/agentmon/current/bin/agentmon hook --db /var/lib/agentmon/agent_workflow.db
     events: [PreToolUse, Stop]
@@ -115,6 +102,20 @@ target:
   type: str
 """
 
+import contextlib
+import copy
+import json
+import os
+import pwd
+import shlex
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
 
 
 def is_agentmon_hook(hook: Any) -> bool:

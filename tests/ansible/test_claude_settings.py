@@ -1,5 +1,6 @@
-"""agentmon_hooks' module agentmon_claude_settings on real files, with a real uid switch to an
-unprivileged account (nobody) where the module's safety depends on it (run as root, as CI is)."""
+"""The hooks role's module agentmon.stack.claude_settings (plugins/modules) on real files, with a
+real uid switch to an unprivileged account (nobody) where the module's safety depends on it (run
+as root, as CI is)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,7 @@ from typing import Any
 
 import pytest
 
-MODULE_PATH = (Path(__file__).resolve().parents[2] / "roles" / "agentmon_hooks" / "library"
-               / "agentmon_claude_settings.py")
+MODULE_PATH = Path(__file__).resolve().parents[2] / "plugins" / "modules" / "claude_settings.py"
 _spec = importlib.util.spec_from_file_location("agentmon_claude_settings", MODULE_PATH)
 assert _spec is not None
 assert _spec.loader is not None
