@@ -8,16 +8,23 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: claude_settings
-short_description: Merge the agentmon hook command into a user's Claude Code settings.json
+short_description: Merge the agentmon hook command into Claude Code settings
 description:
-  - Adds the hook command to C(~USER/.claude/settings.json) for the given events, keeping every
-    other key, event, matcher and hook the user already had.
+  - Adds the hook command to C(~USER/.claude/settings.json) (I(scope=user)) or to a managed
+    settings drop-in such as C(/etc/claude-code/managed-settings.d/50-agentmon.json)
+    (I(scope=managed)), for the given events, keeping every other key, event, matcher and hook the
+    file already had.
+  - Claude Code applies managed settings to every user of the host, users created later included,
+    and a user's C(disableAllHooks) does not turn managed hooks off. A managed file is root's, mode
+    0644 (every user's Claude Code reads it), in a folder only root may write (the module refuses
+    any other folder, and a link at the path); it is written as root. With I(state=absent) a
+    managed file left without any setting is removed.
   - Older agentmon hook commands (another path or database) are replaced; with I(state=absent)
     they are removed. Nothing else is touched.
-  - All file access runs with the user's own identity, so a symlink the user planted cannot make
-    root write elsewhere. The file is replaced atomically from an unpredictable temporary file in
-    the same folder; its mode and group are kept (a new file is 0600); a backup of the previous
-    file can be kept beside it. An unchanged merge writes nothing.
+  - In user scope all file access runs with the user's own identity, so a symlink the user
+    planted cannot make root write elsewhere. The file is replaced atomically from an
+    unpredictable temporary file in the same folder; its mode and group are kept (a new file is
+    0600); a backup of the previous file can be kept beside it. An unchanged merge writes nothing.
   - A settings.json that is a symlink (stow, chezmoi, home-manager) is updated through the link;
     the file it points to is replaced atomically in its own folder, the link stays. That file must
     belong to the user; otherwise the module refuses and writes nothing.
@@ -26,12 +33,19 @@ description:
   - C(--diff) shows the C(hooks) section only, as settings files also hold C(env) tokens and
     C(apiKeyHelper).
 options:
-  user:
-    description: Owner of the settings file; the default path is in this user's home.
+  scope:
+    description: C(user) edits a user's settings file as that user; C(managed) edits a managed
+      settings file (I(path)) as root.
     type: str
-    required: true
+    choices: [user, managed]
+    default: user
+  user:
+    description: Owner of the settings file; the default path is in this user's home. Required
+      with I(scope=user).
+    type: str
   path:
-    description: Settings file to edit instead of C(~USER/.claude/settings.json).
+    description: Settings file to edit instead of C(~USER/.claude/settings.json). Required with
+      I(scope=managed).
     type: path
   command:
     description: The hook command line Claude Code runs, for example
@@ -77,6 +91,16 @@ author: agentmon maintainers (@agentmon)
 """
 
 EXAMPLES = r"""
+- name: Log every tool and session event of every user of the host
+  agentmon.stack.claude_settings:
+    scope: managed
+    path: /etc/claude-code/managed-settings.d/50-agentmon.json
+    command: /opt/agentmon/current/bin/agentmon hook --db /var/lib/agentmon/agent_workflow.db
+    events: [PreToolUse, Stop]
+    matchers:
+      PreToolUse: ["*"]
+    backup: false
+
 - name: Log every tool and session event of alice
   agentmon.stack.claude_settings:
     user: alice
@@ -246,6 +270,32 @@ class SettingsError(Exception):
     """A settings file this module must not touch; the message says why."""
 
 
+# A managed settings file: root's, readable by every user whose Claude Code applies it.
+MANAGED_MODE = 0o644
+
+
+def check_managed(path: str) -> None:
+    """Refuse a managed settings path that is a link, or whose folder is not root's alone (root
+    writes there: a folder another user may write could hold a planted link or file)."""
+    folder = os.path.dirname(path)
+    try:
+        info = os.lstat(folder)
+    except OSError as exc:
+        raise SettingsError(f"cannot use {folder}: {exc.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise SettingsError(f"{folder} is not a folder (a link?); refusing to write {path}")
+    if info.st_uid != 0 or info.st_mode & 0o022:
+        raise SettingsError(f"{folder} must be root's and writable by root only "
+                            f"(uid {info.st_uid}, mode {stat.S_IMODE(info.st_mode):04o}); "
+                            f"refusing to write {path}")
+    try:
+        here = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(here.st_mode):
+        raise SettingsError(f"{path} is not a regular file (a link?); refusing to write it")
+
+
 def backup(path: str, beside: str) -> str:
     """Copy ``path`` beside ``beside``, named like Ansible's backups (mode and times kept)."""
     dest = f"{beside}.{os.getpid()}.{time.strftime('%Y-%m-%d@%H:%M:%S')}~"
@@ -288,11 +338,16 @@ def update(params: dict[str, Any], path: str, check_mode: bool,
            uid: int | None = None) -> dict[str, Any]:
     """Read, merge and (unless nothing changed or check mode) write. Raises SettingsError.
 
-    Runs with the user's identity: it must not import anything lazily from the module's
-    payload, which only root can read, hence no AnsibleModule calls in here.
+    In user scope it runs with the user's identity: it must not import anything lazily from the
+    module's payload, which only root can read, hence no AnsibleModule calls in here.
     """
     result: dict[str, Any] = {"changed": False, "path": path}
-    real = resolve(path, os.geteuid() if uid is None else uid)
+    managed = params.get("scope") == "managed"
+    if managed:
+        check_managed(path)
+        real = path
+    else:
+        real = resolve(path, os.geteuid() if uid is None else uid)
     if real != path:
         result["target"] = real
     try:
@@ -301,7 +356,7 @@ def update(params: dict[str, Any], path: str, check_mode: bool,
         st = os.stat(real)
         mode, gid = st.st_mode & 0o7777, st.st_gid
     except FileNotFoundError:
-        before_text, mode, gid = None, 0o600, None
+        before_text, mode, gid = None, MANAGED_MODE if managed else 0o600, None
     except OSError as exc:
         raise SettingsError(f"cannot read {real}: {exc.strerror}") from None
     try:
@@ -316,7 +371,12 @@ def update(params: dict[str, Any], path: str, check_mode: bool,
                       bool(params.get("exec_form")))
     except ValueError as exc:
         raise SettingsError(f"{real}: {exc}; fix it by hand first") from None
-    if after == before and (before_text is not None or params["state"] == "absent"):
+    # A managed file that keeps no setting goes (state absent); one that stays is 0644 root's.
+    remove = managed and before_text is not None and not {k: v for k, v in after.items()
+                                                          if not (k == "hooks" and not v)}
+    fix_mode = managed and before_text is not None and (mode != MANAGED_MODE or gid != 0)
+    if after == before and not remove and not fix_mode and (
+            before_text is not None or params["state"] == "absent"):
         return result
     result["changed"] = True
     result["diff"] = {"before": hooks_only(before if before_text is not None else None),
@@ -330,7 +390,11 @@ def update(params: dict[str, Any], path: str, check_mode: bool,
             os.makedirs(folder, mode=0o700)
         if before_text is not None and params["backup"]:
             result["backup_file"] = backup(real, path)
-        write_atomically(real, json.dumps(after, indent=2) + "\n", mode, gid)
+        if remove:
+            os.unlink(real)
+        else:
+            write_atomically(real, json.dumps(after, indent=2) + "\n",
+                             MANAGED_MODE if managed else mode, 0 if managed else gid)
     except OSError as exc:
         raise SettingsError(f"cannot write {real}: {exc.strerror or exc}") from None
     return result
@@ -339,7 +403,8 @@ def update(params: dict[str, Any], path: str, check_mode: bool,
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "user": {"type": "str", "required": True},
+            "scope": {"type": "str", "default": "user", "choices": ["user", "managed"]},
+            "user": {"type": "str"},
             "path": {"type": "path"},
             "command": {"type": "str", "required": True},
             "events": {"type": "list", "elements": "str", "required": True},
@@ -350,22 +415,30 @@ def main() -> None:
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
             "backup": {"type": "bool", "default": True},
         },
+        required_if=[("scope", "user", ["user"]), ("scope", "managed", ["path"])],
         supports_check_mode=True,
     )
     p = module.params
-    try:
-        account = pwd.getpwnam(p["user"])
-    except KeyError:
-        module.fail_json(msg=f"user {p['user']} does not exist")
     for event, matchers in p["matchers"].items():
         if not isinstance(matchers, list) or not all(isinstance(m, str) for m in matchers):
             module.fail_json(msg=f"matchers.{event} must be a list of strings")
-    path = p["path"] or os.path.join(account.pw_dir, ".claude", "settings.json")
-    try:
-        with as_user(account):
-            result = update(p, path, module.check_mode, account.pw_uid)
-    except SettingsError as exc:
-        module.fail_json(msg=str(exc), path=path)
+    if p["scope"] == "managed":
+        path = p["path"]
+        try:
+            result = update(p, path, module.check_mode)
+        except SettingsError as exc:
+            module.fail_json(msg=str(exc), path=path)
+    else:
+        try:
+            account = pwd.getpwnam(p["user"])
+        except KeyError:
+            module.fail_json(msg=f"user {p['user']} does not exist")
+        path = p["path"] or os.path.join(account.pw_dir, ".claude", "settings.json")
+        try:
+            with as_user(account):
+                result = update(p, path, module.check_mode, account.pw_uid)
+        except SettingsError as exc:
+            module.fail_json(msg=str(exc), path=path)
     if not module._diff:
         result.pop("diff", None)
     module.exit_json(**result)

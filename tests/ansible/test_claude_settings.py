@@ -339,3 +339,94 @@ def test_module_refuses_unknown_users_and_bad_matchers(home: Path) -> None:
     failed = run_module({**args, "user": me, "path": str(path)})
     assert failed["failed"] is True
     assert "does not hold a JSON object" in failed["msg"]
+
+
+# --- managed scope: a drop-in for every user of the host -------------------------------------
+
+
+@pytest.fixture
+def managed_dir() -> Iterator[Path]:
+    """A root-owned 0755 folder like /etc/claude-code/managed-settings.d."""
+    top = Path(tempfile.mkdtemp(prefix="agentmon-managed-", dir="/tmp"))
+    top.chmod(0o755)
+    try:
+        yield top
+    finally:
+        shutil.rmtree(top)
+
+
+def managed(path: Path, state: str = "present", **over: Any) -> dict[str, Any]:
+    return {"scope": "managed", "path": str(path), "command": COMMAND, "events": EVENTS,
+            "matchers": MATCHERS, "state": state, "backup": False, **over}
+
+
+@root_only
+def test_managed_drop_in_is_written_0644_root_then_left_alone(managed_dir: Path) -> None:
+    path = managed_dir / "50-agentmon.json"
+    first = run_module(managed(path))
+    assert first["changed"] is True
+    info = path.stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (0, 0, 0o644)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert set(doc) == {"hooks"}
+    assert ours(doc) == [("PreToolUse", "*"), ("Stop", "")]
+    assert run_module(managed(path))["changed"] is False
+    # Exec form, as Claude Code 2.1.139 and later run it: no shell.
+    run_module(managed(path, exec_form=True))
+    hook = json.loads(path.read_text(encoding="utf-8"))["hooks"]["Stop"][0]["hooks"][0]
+    assert hook["command"] == "/opt/agentmon/current/bin/agentmon"
+    assert hook["args"] == ["hook", "--db", "/var/lib/agentmon/agent_workflow.db"]
+    assert sorted(os.listdir(managed_dir)) == ["50-agentmon.json"]  # no temporary file left
+
+
+@root_only
+def test_managed_drop_in_gets_its_mode_back_and_keeps_other_settings(managed_dir: Path) -> None:
+    path = managed_dir / "50-agentmon.json"
+    write_json(path, {"env": {"X": "1"}, "hooks": {"Stop": [USER_HOOK]}}, mode=0o600)
+    assert run_module(managed(path))["changed"] is True
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert doc["env"] == {"X": "1"}
+    assert USER_HOOK in doc["hooks"]["Stop"]
+    path.chmod(0o600)
+    # Same content, wrong mode: fixed (every user's Claude Code must read it).
+    assert run_module(managed(path))["changed"] is True
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+@root_only
+def test_managed_absent_removes_a_drop_in_left_empty(managed_dir: Path) -> None:
+    path = managed_dir / "50-agentmon.json"
+    run_module(managed(path))
+    assert run_module(managed(path, state="absent"))["changed"] is True
+    assert not path.exists()
+    assert run_module(managed(path, state="absent"))["changed"] is False
+    assert not path.exists()
+
+
+@root_only
+def test_managed_refuses_a_folder_others_can_write_and_links(managed_dir: Path,
+                                                             nobody: pwd.struct_passwd) -> None:
+    open_dir = managed_dir / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    failed = run_module(managed(open_dir / "50-agentmon.json"))
+    assert failed["failed"] is True
+    assert "must be root's and writable by root only" in failed["msg"]
+    theirs = managed_dir / "theirs"
+    theirs.mkdir(mode=0o755)
+    os.chown(theirs, nobody.pw_uid, nobody.pw_gid)
+    assert "must be root's" in run_module(managed(theirs / "a.json"))["msg"]
+    target = managed_dir / "elsewhere.json"
+    target.write_text("{}", encoding="utf-8")
+    link = managed_dir / "50-agentmon.json"
+    link.symlink_to(target)
+    refused = run_module(managed(link))
+    assert "not a regular file (a link?)" in refused["msg"]
+    assert target.read_text(encoding="utf-8") == "{}"
+    assert "is not a folder" in run_module(managed(link / "x.json"))["msg"]
+
+
+def test_managed_needs_a_path_and_user_scope_a_user() -> None:
+    assert "path" in run_module({"scope": "managed", "command": COMMAND, "events": EVENTS})["msg"]
+    assert "user" in run_module({"command": COMMAND, "events": EVENTS})["msg"]

@@ -1,8 +1,9 @@
 """The whole single-host stack, checked as a user would, through nginx with credentials.
 
 Stages run in file order and build on each other (pytest -x): the stack is up; hook events
-played through the hooks registered in alice's settings.json reach Prometheus' query API with
-the values SQL gives (hook -> SQLite -> exporter -> nginx TLS -> Prometheus -> nginx); the
+played through the hooks Claude Code would run for alice (the managed drop-in) reach Prometheus'
+query API with the values SQL gives (hook -> SQLite -> exporter -> nginx TLS -> Prometheus ->
+nginx); the
 Watchdog reaches the webhook receiver through Alertmanager; every dashboard panel's query, with
 its template variables replaced by real label values, returns at least one series; the files
 Grafana is given are right (Grafana itself is not installed: grafana_manage_server is false).
