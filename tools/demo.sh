@@ -67,7 +67,7 @@ host() {
     sleep 1
   done
   case $state in running|degraded) ;; *) die "$HOST: systemd did not finish booting (podman logs $HOST)" ;; esac
-  # The Claude Code user whose ~/.claude/settings.json the hooks role edits.
+  # A Claude Code user (the hooks role's managed drop-in logs every user of the host).
   podman exec "$HOST" sh -c 'id alice >/dev/null 2>&1 || useradd --create-home --shell /bin/bash alice'
 }
 
@@ -115,7 +115,7 @@ up() {
   step "deploy: ansible-playbook -i inventory/demo playbooks/alert_receiver.yml site.yml"
   "$BIN/ansible-playbook" -i inventory/demo -e "@$STATE/secrets.yml" -e "agentmon_demo_port=$PORT" \
     playbooks/alert_receiver.yml site.yml
-  step "events: Claude Code sessions through the hooks registered in alice's ~/.claude/settings.json"
+  step "events: alice's Claude Code sessions through the hooks of the managed drop-in (every user's)"
   podman cp tools/demo_events.py "$HOST:/usr/local/bin/agentmon-demo-events"
   podman exec "$HOST" chmod 0755 /usr/local/bin/agentmon-demo-events
   podman exec -u alice -w /home/alice "$HOST" /usr/local/bin/agentmon-demo-events --sessions 5

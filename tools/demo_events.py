@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Play realistic Claude Code sessions through the hooks registered in ~/.claude/settings.json.
+"""Play realistic Claude Code sessions through the hooks Claude Code would run for this user.
 
-Runs as a Claude Code user on a host where the agentmon_hooks role registered `agentmon hook`:
-for every event it finds the hooks registered for that event (matcher included) and runs each
-command the way Claude Code does (the event as JSON on stdin; a `command` string through the
-shell, or the exec form `args`). Nothing here writes the database itself.
+Runs as a Claude Code user on a host where the hooks role registered `agentmon hook`: reads the
+hooks from the settings Claude Code reads on Linux (the managed /etc/claude-code/
+managed-settings.json, then managed-settings.d/*.json in alphabetical order, then
+~/.claude/settings.json; their hook lists add up), for every event finds the hooks registered
+for it (matcher included) and runs each command the way Claude Code does (the event as JSON on
+stdin; a `command` string through the shell, or the exec form `args`). Nothing here writes the
+database itself.
 
-    demo_events.py [--sessions N] [--seed S] [--settings PATH]
+    demo_events.py [--sessions N] [--seed S] [--settings PATH ...]
 
 Each session: SessionStart, a prompt, two or three subagent invocations (Task) each with a few
 tool calls (Read, Grep, Edit, Bash, an MCP tool; about one in eight fails), one invocation left
@@ -38,6 +41,27 @@ TOOLS: list[tuple[str, dict[str, Any]]] = [
     ("Bash", {"command": "pytest -q tests/test_views.py", "description": "Run the view tests"}),
     ("mcp__github__get_issue", {"owner": "example", "repo": "shop", "issue_number": 42}),
 ]
+
+
+MANAGED = Path("/etc/claude-code")
+
+
+def settings_files(home: Path, managed: Path = MANAGED) -> list[Path]:
+    """The settings files Claude Code reads for hooks, in its order, those that exist."""
+    files = [managed / "managed-settings.json",
+             *sorted(p for p in (managed / "managed-settings.d").glob("*.json")
+                     if not p.name.startswith(".")),
+             home / ".claude" / "settings.json"]
+    return [p for p in files if p.is_file()]
+
+
+def merged_hooks(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """One settings object whose hook lists are every document's, one after the other."""
+    hooks: dict[str, list[Any]] = {}
+    for doc in documents:
+        for event, entries in (doc.get("hooks") or {}).items():
+            hooks.setdefault(event, []).extend(entries or [])
+    return {"hooks": hooks}
 
 
 def registered(settings: dict[str, Any], event: str, tool: str | None) -> list[dict[str, Any]]:
@@ -162,13 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=5, help="sessions to play (default 5)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
-    parser.add_argument("--settings", type=Path, default=Path.home() / ".claude" / "settings.json",
-                        help="settings with the hooks (default ~/.claude/settings.json)")
+    parser.add_argument("--settings", type=Path, action="append",
+                        help="settings file with the hooks, repeatable (default: the managed"
+                             " settings and ~/.claude/settings.json, as Claude Code reads them)")
     args = parser.parse_args(argv)
+    files = args.settings or settings_files(Path.home())
     try:
-        settings = json.loads(args.settings.read_text(encoding="utf-8"))
+        settings = merged_hooks([json.loads(p.read_text(encoding="utf-8")) for p in files])
     except (OSError, ValueError) as exc:
-        print(f"demo_events: cannot read {args.settings}: {exc}", file=sys.stderr)
+        print(f"demo_events: cannot read the settings ({exc})", file=sys.stderr)
         return 1
     rng = random.Random(args.seed)  # noqa: S311 (demo data, not secrets)
     events = runs = 0

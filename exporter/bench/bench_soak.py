@@ -15,7 +15,7 @@ runs for --minutes (default 30; --seconds for a quick run), all real `agentmon` 
   SIGTERM and started again on the same checkpoint;
 * a verified backup (`agentmon.schema.backup.take_backup`, what `agentmon migrate` writes) at
   55 % and, at 70 %, that backup restored the way playbooks/rollback.yml --tags restore does:
-  exporter stopped, `playbooks/rollback/files/agentmon_restore.py` (live content set aside,
+  exporter stopped, `playbooks/rollback_tasks/files/agentmon_restore.py` (live content set aside,
   backup copied in under one lock), exporter started again. The writers are held between two
   events for the backup and for the restore (with a refresh of the exporter before and after
   it), so every event is clearly before or after each, and start new sessions after the
@@ -82,7 +82,7 @@ from agentmon.schema.statuses import FINAL
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 AGENTMON = str(Path(sys.executable).parent / "agentmon")
-RESTORE = REPO / "playbooks" / "rollback" / "files" / "agentmon_restore.py"
+RESTORE = REPO / "playbooks" / "rollback_tasks" / "files" / "agentmon_restore.py"
 AGENT_TOOLS = ("Task", "Agent")
 # column header -> event kind (PreToolUse/PostToolUse of Task/Agent are the invocations)
 KINDS = {"Start": "SessionStart", "Prompt": "UserPromptSubmit", "Pre": "PreToolUse",

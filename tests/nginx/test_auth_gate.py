@@ -244,7 +244,7 @@ def test_flood_over_the_socket_never_refuses_the_verified_user(
 
 
 def test_users_file_written_by_the_role_template_loads(tmp_path: Path) -> None:
-    """The file the role writes (JSON of bcrypt hashes from agentmon_bcrypt) is what loads."""
+    """The file the role writes (JSON of bcrypt hashes from agentmon.stack.bcrypt) is what loads."""
     hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
     path = tmp_path / "users.json"
     path.write_text(json.dumps({"prometheus": {"admin": hashed}}))

@@ -85,7 +85,8 @@ def test_a_deploy_requiring_client_certs_without_one_stops_in_preflight(mtls_hos
 def test_the_health_check_presents_the_client_certificate(mtls_host: Any) -> None:
     result = converge({**TLS_VARS, **CLIENT_VARS})
     assert result.returncode == 0, result.stdout[-2000:]
-    assert "Check the scrape answered 200 with agentmon_db_up 1" in result.stdout
+    # The shared readiness check (agentmon.stack._common) ran with the client certificate.
+    assert "Check it answered 200 with agentmon_db_up 1" in result.stdout
     assert https_get(mtls_host, with_cert=True)["status"] == 200
     refused = https_get(mtls_host, with_cert=False)
     assert refused["status"] == 0, refused  # the handshake is refused

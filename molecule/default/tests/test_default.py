@@ -1,8 +1,9 @@
 """The whole single-host stack, checked as a user would, through nginx with credentials.
 
 Stages run in file order and build on each other (pytest -x): the stack is up; hook events
-played through the hooks registered in alice's settings.json reach Prometheus' query API with
-the values SQL gives (hook -> SQLite -> exporter -> nginx TLS -> Prometheus -> nginx); the
+played through the hooks Claude Code would run for alice (the managed drop-in) reach Prometheus'
+query API with the values SQL gives (hook -> SQLite -> exporter -> nginx TLS -> Prometheus ->
+nginx); the
 Watchdog reaches the webhook receiver through Alertmanager; every dashboard panel's query, with
 its template variables replaced by real label values, returns at least one series; the files
 Grafana is given are right (Grafana itself is not installed: grafana_manage_server is false).
@@ -22,7 +23,7 @@ from typing import Any
 from verify_helpers import http, wait_for
 
 PROJECT = Path(__file__).resolve().parents[3]
-DASHBOARDS = PROJECT / "files" / "dashboards"
+DASHBOARDS = PROJECT / "roles" / "grafana" / "files" / "dashboards"
 CA = "/etc/ssl/agentmon/ca.crt"
 DB = "/var/lib/agentmon/agent_workflow.db"
 ADMIN = ("admin", "molecule-default-admin-password")
@@ -195,7 +196,8 @@ def test_every_dashboard_query_returns_data(host: Any) -> None:
     target = name(host)
     work = host.check_output("mktemp -d /tmp/agentmon-live.XXXXXX")
     try:
-        sources = ("tools/query_dashboards.py", "tools/check_dashboards.py", "files/dashboards")
+        sources = ("tools/query_dashboards.py", "tools/check_dashboards.py",
+                   "roles/grafana/files/dashboards")
         for source in sources:
             subprocess.run(
                 ["podman", "cp", str(PROJECT / source), f"{target}:{work}/"], check=True
@@ -247,5 +249,5 @@ def test_grafana_is_given_the_right_files(host: Any) -> None:
     code, _ = curl(host, "/grafana/api/health", auth=None)
     assert code == 502, code
     say(f"Grafana's files: grafana.ini, datasource agentmon-prometheus (its user reads Prometheus),"
-        f" {len(on_host)} dashboards in {folder} identical to files/dashboards;"
+        f" {len(on_host)} dashboards in {folder} identical to the grafana role's files/dashboards;"
         f" /grafana/ routed by nginx (502: no Grafana server here)")
