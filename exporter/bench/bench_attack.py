@@ -14,7 +14,13 @@ interval, makes an authenticated scrape on a NEW connection once a second:
 The attackers run in their own process at nice 10: they stand for other machines, and on a
 2-core box their own CPU (a thousand Python TLS clients) would otherwise be measured as
 server latency. Reported per server: scrapes that succeeded, their latency (connect + TLS +
-request; a failed scrape counts with the time it took), the server's RSS and CPU.
+request; a failed scrape counts with the time it took), the server's RSS and CPU, and the
+work behind that CPU: how far the attackers get in a phase depends on the machine's load, so
+two servers' raw CPU may compare different amounts of work. The server runs under
+``serve_probe.py``, which counts in the server process the connections it accepted, the TLS
+handshakes it completed, the passwords it checked with bcrypt (each wrong password is a new
+one) and the responses it wrote by status, with the CPU of the checks, of the handshakes and
+of the rest; the table shows them and the CPU per unit of each.
 ``--before REF`` runs the same phases against the server of a git revision (``git archive``),
 side by side in one run. A p99 needs many scrapes: the scraper makes one every
 ``--scrape-interval`` s (0.25: 240 per attack phase, 80 per flood phase), and ``--rounds N``
@@ -32,6 +38,7 @@ import asyncio
 import base64
 import http.client
 import json
+import math
 import multiprocessing
 import os
 import random
@@ -47,10 +54,11 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 
@@ -108,15 +116,35 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class Probe:
+    """The counters of a server run by serve_probe.py: each ask() returns them as they are."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._lines = sock.makefile("rb")
+
+    def ask(self) -> dict[str, Any]:
+        self._sock.sendall(b"?")
+        line = self._lines.readline()
+        if not line:
+            raise RuntimeError("the server's probe did not answer")
+        return json.loads(line)  # type: ignore[no-any-return]
+
+
 @contextmanager
-def server(src: Path, db: Path, config: Path, work: Path) -> Iterator[tuple[int, int]]:
+def server(src: Path, db: Path, config: Path, work: Path
+           ) -> Iterator[tuple[int, int, Probe]]:
     port = free_port()
     log = open(work / f"serve-{port}.log", "wb")  # noqa: SIM115
+    ours, theirs = socket.socketpair()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agentmon.cli", "serve", "--db", str(db),
-         "--web.listen-address", f"127.0.0.1:{port}", "--web.config.file", str(config),
-         "--checkpoint.file", str(work / f"ck-{port}"), "--refresh.interval", "5"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(src)})
+        [sys.executable, str(HERE / "serve_probe.py"), str(theirs.fileno()), "serve", "--db",
+         str(db), "--web.listen-address", f"127.0.0.1:{port}", "--web.config.file",
+         str(config), "--checkpoint.file", str(work / f"ck-{port}"), "--refresh.interval", "5"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(src)},
+        pass_fds=(theirs.fileno(),))
+    theirs.close()
+    ours.settimeout(30)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -129,8 +157,9 @@ def server(src: Path, db: Path, config: Path, work: Path) -> Iterator[tuple[int,
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
-        yield port, proc.pid
+        yield port, proc.pid, Probe(ours)
     finally:
+        ours.close()
         proc.terminate()
         try:
             proc.wait(30)
@@ -305,6 +334,8 @@ class PhaseResult:
     rss_max_mb: float = 0.0
     rss_peak_mb: float = 0.0  # VmHWM at the end
     cpu_s: float = 0.0
+    work: dict[str, float] = field(default_factory=dict)  # serve_probe's counters' growth
+    statuses: dict[str, int] = field(default_factory=dict)  # responses written, by status
     attackers: dict[str, dict[str, int]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
 
@@ -327,8 +358,8 @@ def scrape_once(port: int, ctx: ssl.SSLContext) -> tuple[bool, float, str]:
     return ok, (time.perf_counter() - start) * 1000, why
 
 
-def run_phase(port: int, pid: int, shape: dict[str, int], seconds: float, interval: float,
-              ctx: ssl.SSLContext, ramp: float) -> PhaseResult:
+def run_phase(port: int, pid: int, probe: Probe, shape: dict[str, int], seconds: float,
+              interval: float, ctx: ssl.SSLContext, ramp: float) -> PhaseResult:
     result = PhaseResult(rss_start_mb=rss_mb(pid))
     ok, _, why = scrape_once(port, ctx)  # Prometheus was scraping before the attack began
     if not ok:
@@ -336,6 +367,7 @@ def run_phase(port: int, pid: int, shape: dict[str, int], seconds: float, interv
     out: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
     attacker = multiprocessing.Process(target=_attacker, args=(port, shape, seconds + ramp, out))
     cpu0 = cpu_seconds(pid)
+    counts0 = probe.ask()
     attacker.start()
     stop_sampling = threading.Event()
 
@@ -365,6 +397,12 @@ def run_phase(port: int, pid: int, shape: dict[str, int], seconds: float, interv
     stop_sampling.set()
     sampler.join()
     result.cpu_s = cpu_seconds(pid) - cpu0
+    counts = probe.ask()
+    result.work = {key: value - counts0[key] for key, value in counts.items()
+                   if isinstance(value, (int, float))}
+    result.statuses = {status: n - counts0["statuses"].get(status, 0)
+                       for status, n in counts["statuses"].items()
+                       if n > counts0["statuses"].get(status, 0)}
     result.rss_peak_mb = rss_mb(pid, "VmHWM")
     return result
 
@@ -417,9 +455,10 @@ def bench(args: argparse.Namespace) -> dict[str, dict[str, list[PhaseResult]]]:
                           f"{args.rounds}) ...", file=sys.stderr, flush=True)
                     db_copy = work / f"db-{name[:5]}-{n}-{phase}.db"
                     shutil.copyfile(db, db_copy)
-                    with server(src, db_copy, config, work) as (port, pid):
+                    with server(src, db_copy, config, work) as (port, pid, probe):
                         rounds[name][phase].append(run_phase(
-                            port, pid, shape, seconds, args.scrape_interval, ctx, args.ramp))
+                            port, pid, probe, shape, seconds, args.scrape_interval, ctx,
+                            args.ramp))
                     db_copy.unlink()
     return rounds
 
@@ -445,12 +484,30 @@ def table(results: dict[str, dict[str, list[PhaseResult]]], args: argparse.Names
     def number_row(label: str, phase: str, values: list[tuple[object, str]]) -> None:
         """values: (per-round measure, format) pairs shown as 'a / b'; ratios of each."""
         medians = {n: [_median(results[n][phase], v) for v, _ in values] for n in names}
-        cells = [" / ".join(f.format(m) for m, (_, f) in zip(medians[n], values, strict=True))
+        cells = [" / ".join(f.format(m) if not math.isnan(m) else "-"
+                            for m, (_, f) in zip(medians[n], values, strict=True))
                  for n in names]
         if compare:
             before, after = medians[names[0]], medians[names[1]]
-            cells.append(" / ".join(f"{a / b:.2f}" if b else "-"
+            cells.append(" / ".join(f"{a / b:.2f}" if b and not math.isnan(a / b) else "-"
                                     for b, a in zip(before, after, strict=True)))
+        rows.append((label, cells))
+
+    def per_unit_row(label: str, phase: str, values: list[tuple[Measure, Measure, str]]
+                     ) -> None:
+        """values: (CPU seconds, units) per round, format; ms per unit over all rounds (the
+        rounds' sums: a round where the attackers got little done weighs little)."""
+        def ms_per(rounds: list[PhaseResult], cpu: Measure, units: Measure) -> float:
+            total = sum(units(r) for r in rounds)
+            return sum(cpu(r) for r in rounds) * 1000 / total if total else math.nan
+
+        per = {n: [ms_per(results[n][phase], cpu, units) for cpu, units, _ in values]
+               for n in names}
+        cells = [" / ".join(f.format(m) if not math.isnan(m) else "-"
+                            for m, (_, _, f) in zip(per[n], values, strict=True)) for n in names]
+        if compare:
+            cells.append(" / ".join(f"{a / b:.2f}" if not math.isnan(a / b) else "-"
+                                    for b, a in zip(per[names[0]], per[names[1]], strict=True)))
         rows.append((label, cells))
 
     for phase, title in (("attack", f"attack ({args.slow} slow TLS + {args.idle} idle TCP + "
@@ -474,6 +531,24 @@ def table(results: dict[str, dict[str, list[PhaseResult]]], args: argparse.Names
                    [(lambda r: r.rss_start_mb, "{:.1f}"), (lambda r: r.rss_max_mb, "{:.1f}"),
                     (lambda r: r.rss_peak_mb, "{:.1f} MB")])
         number_row("server CPU during the phase", phase, [(lambda r: r.cpu_s, "{:.1f} s")])
+        # The work behind that CPU, counted in the server (serve_probe.py), and its CPU per unit:
+        # how many attackers the server got through in the phase varies with the machine's load.
+        number_row("work: connections accepted / TLS handshakes begun / completed / "
+                   "password checks (bcrypt)", phase,
+                   [(_work("accepted"), "{:,.0f}"), (_work("tls_begun"), "{:,.0f}"),
+                    (_work("handshakes"), "{:,.0f}"), (_work("bcrypt"), "{:,.0f}")])
+        text_row("responses written, by status (all rounds)", phase, lambda rs: ", ".join(
+            f"{k}: {v:,}" for k, v in sorted(_statuses(rs).items())) or "-")
+        number_row("server CPU in password checks / TLS handshakes / the rest", phase,
+                   [(_work("bcrypt_cpu_s"), "{:.1f}"), (_work("handshake_cpu_s"), "{:.1f}"),
+                    (_rest, "{:.1f} s")])
+        per_unit_row("CPU per password check / per TLS handshake begun / the rest per "
+                     "connection (all rounds)", phase,
+                     [(_work("bcrypt_cpu_s"), _work("bcrypt"), "{:.1f}"),
+                      (_work("handshake_cpu_s"), _work("tls_begun"), "{:.2f}"),
+                      (_rest, _work("accepted"), "{:.2f} ms")])
+        number_row("cycle collector: full runs / time", phase,
+                   [(_work("gc_full_runs"), "{:.0f}"), (_work("gc_s"), "{:.2f} s")])
         text_row("attacker connections made (closed by server), all rounds", phase,
                  lambda rs: ", ".join(f"{k} {s['connects']} ({s['closed']})"
                                       for k, s in _attackers(rs).items()))
@@ -481,6 +556,27 @@ def table(results: dict[str, dict[str, list[PhaseResult]]], args: argparse.Names
     lines = ["| measure | " + " | ".join(header) + " |", "|---|" + "---:|" * len(header)]
     lines += [f"| {label} | " + " | ".join(values) + " |" for label, values in rows]
     return "\n".join(lines)
+
+
+Measure = Callable[[PhaseResult], float]
+
+
+def _work(key: str) -> Measure:
+    return lambda r: r.work[key]
+
+
+def _rest(r: PhaseResult) -> float:
+    """The phase's CPU besides password checks and handshakes (accepting, reading, parsing,
+    answering, timers, the collector, the refresh thread), in the probe's window."""
+    return r.work["cpu_s"] - r.work["bcrypt_cpu_s"] - r.work["handshake_cpu_s"]
+
+
+def _statuses(rounds: list[PhaseResult]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in rounds:
+        for status, n in r.statuses.items():
+            out[status] = out.get(status, 0) + n
+    return out
 
 
 def _errors(rounds: list[PhaseResult]) -> dict[str, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import http.client
 import re
@@ -23,6 +24,7 @@ from agentmon.web.address import ListenAddressError, parse_listen_address
 from agentmon.web.auth import Authenticator
 from agentmon.web.config import TLSSettings, WebConfig
 from agentmon.web.exposition import Exposition
+from agentmon.web.request import Reader
 from agentmon.web.response import CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE, prefers_openmetrics
 from agentmon.web.server import MetricsServer
 
@@ -673,6 +675,97 @@ def test_a_request_after_a_head_near_the_bound_in_the_same_read_is_served() -> N
         while chunk := s.recv(65536):
             answer += chunk
     assert statuses(answer) == [200, 200]
+
+
+def test_a_head_that_follows_a_request_in_one_read_is_bounded_too() -> None:
+    """A head that came with the previous request goes straight to that request's parser:
+    it is held to the same bound."""
+    first = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+    with serving(WebConfig()) as server:
+        answer = raw(server.port, first + b"GET /metrics HTTP/1.1\r\nX-Big: " + b"a" * 20000)
+        assert statuses(answer) == [200, 431]
+        answer = raw(server.port, first + b"GET /" + b"a" * 20000)
+        assert statuses(answer) == [200, 414]
+        answer = raw(server.port, first + b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n")
+        assert statuses(answer) == [200, 414]
+
+
+def test_a_head_arriving_line_by_line_holds_its_bytes_not_a_parser() -> None:
+    """A parser is made when a head has ended and dropped once its request is done (a head
+    that outgrows the bound first is refused unparsed): a slow client holds its bytes only."""
+    reader = Reader(MetricsServer.max_header_bytes)
+    reader.feed(b"\r\n")
+    assert not reader.started
+    for line in (b"GET /metrics HTTP/1.1\r\n", b"Host: x\r\n", b"X-Slow: 1\r\n"):
+        reader.feed(line)
+        assert reader.started
+        assert reader.parser is None
+        assert not reader.ready
+    reader.feed(b"\r")
+    assert reader.parser is None
+    reader.feed(b"\nGET / HT")  # the head ends; the next one begins in the same read
+    assert [m.url for m in reader.ready] == [bytearray(b"/metrics")]
+    assert reader.ready[0].headers == [(b"host", b"x"), (b"x-slow", b"1")]
+    reader.ready.pop(0)
+    reader.release()
+    assert reader.parser is not None  # it holds the start of the next head
+    reader.feed(b"TP/1.1\r\n\r\n")
+    assert [m.url for m in reader.ready] == [bytearray(b"/")]
+    reader.ready.pop(0)
+    reader.release()
+    assert reader.parser is None
+    assert not reader.started
+    # a head that outgrows the bound is refused unparsed, and its bytes let go
+    reader.feed(b"GET /metrics HTTP/1.1\r\nX-Big: " + b"a" * MetricsServer.max_header_bytes)
+    assert reader.fed > MetricsServer.max_header_bytes
+    assert reader.parser is None
+    assert reader.oversized().status == 431
+    assert not reader.pending
+
+
+def test_a_head_that_follows_another_is_fed_up_to_the_bound_and_what_follows_it_too() -> None:
+    """A head begun in the previous request's read is given to the parser up to the bound;
+    when it ends within that, the requests after it in the same read are parsed too."""
+    limit = MetricsServer.max_header_bytes
+    reader = Reader(limit)
+    reader.feed(b"GET / HTTP/1.1\r\n\r\nGET /metrics HTTP/1.1\r\nX-Pad: ")
+    assert [m.url for m in reader.ready] == [bytearray(b"/")]
+    reader.ready.pop(0)
+    reader.release()
+    third = b"GET /third HTTP/1.1\r\n\r\n"
+    reader.feed(b"a" * (limit - 100) + b"\r\n\r\n" + third * 20)  # past the bound
+    assert [m.url for m in reader.ready][:2] == [bytearray(b"/metrics"), bytearray(b"/third")]
+    assert len(reader.ready) == 21
+
+
+def test_a_malformed_head_in_two_reads_is_400() -> None:
+    with serving(WebConfig()) as server, closing(
+            socket.create_connection(("127.0.0.1", server.port), timeout=10)) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\n")
+        time.sleep(0.1)  # lets the server read it on its own (either way, the answer is 400)
+        s.sendall(b"Bad Name: x\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 400")
+
+
+def test_a_connections_parser_is_freed_without_the_cycle_collector() -> None:
+    """The parser holds its callbacks, never the other way round: when a connection ends
+    (served, refused or cut mid-body) its parser is freed at once, not left to the cycle
+    collector (which, under an attack's churn, ran too seldom to keep the memory down)."""
+    heads = [b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+             b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc",
+             b"GET /metrics HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+             b"GET / HTTP/1.1\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\n"]  # one and a half
+    gc.collect()
+    gc.disable()
+    try:
+        for head in heads:
+            reader = Reader(MetricsServer.max_header_bytes)
+            reader.feed(head)
+            assert reader.parser is not None
+            del reader
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
 
 
 def test_blank_lines_before_a_request_are_skipped() -> None:

@@ -29,7 +29,7 @@ _TEXT_TYPES = {"counter": "counter", "gauge": "gauge", "histogram": "histogram",
                "summary": "summary", "info": "gauge", "stateset": "gauge",
                "gaugehistogram": "histogram", "unknown": "untyped"}
 _TEXT_SUFFIXES = ("_created", "_gcount", "_gsum")  # moved to gauges of their own, sorted
-LabelKey = tuple[tuple[str, str], ...]
+Labels = dict[tuple[str, ...], dict[tuple[str, ...], str]]  # names -> values -> string
 
 
 class _Families:
@@ -51,8 +51,8 @@ class ExpositionWriter:
     """Writes both formats; keeps the label strings of the last render for the next."""
 
     def __init__(self) -> None:
-        self._labels: dict[LabelKey, str] = {}
-        self._previous: dict[LabelKey, str] = {}
+        self._labels: Labels = {}
+        self._previous: Labels = {}
         self._names: set[str] = set()  # sample names already checked
         self._values: dict[float, str] = {}
 
@@ -116,16 +116,24 @@ class ExpositionWriter:
                 if not _NAME.fullmatch(sample_name):
                     return None
                 names.add(sample_name)
-            key: LabelKey = tuple(sample.labels.items())
-            labels = labels_now.get(key)
+            # by the label names, then the values: tuples of the sample's own strings, not a
+            # (name, value) tuple per label (the cache's keys were 60% of its memory)
+            names_key = tuple(sample.labels)
+            values_key = tuple(sample.labels.values())
+            by_values = labels_now.get(names_key)
+            if by_values is None:
+                by_values = labels_now[names_key] = {}
+            labels = by_values.get(values_key)
             if labels is None:
-                labels = previous.get(key)
+                labels = previous.get(names_key, {}).get(values_key)
                 if labels is None:
-                    if not all(_NAME.fullmatch(k) and not k.startswith("__") for k, _ in key):
+                    if not all(_NAME.fullmatch(k) and not k.startswith("__")
+                               for k in names_key):
                         return None
-                    labels = ("{" + ",".join(f'{k}="{_escape(v)}"'
-                                             for k, v in sorted(key)) + "}") if key else ""
-                labels_now[key] = labels
+                    labels = ("{" + ",".join(f'{k}="{_escape(v)}"' for k, v in
+                                             sorted(sample.labels.items())) + "}"
+                              ) if names_key else ""
+                by_values[values_key] = labels
             number = sample.value
             value = values.get(number)
             if value is None:

@@ -36,7 +36,7 @@ from agentmon.web.address import ListenAddress
 from agentmon.web.auth import Authenticator
 from agentmon.web.config import WebConfig
 from agentmon.web.exposition import Exposition
-from agentmon.web.request import Messages, Refused, Request, checked, printable, refusal
+from agentmon.web.request import Reader, Refused, Request, checked, printable, refusal
 from agentmon.web.response import (
     CONTENT_TYPE,
     KNOWN_METHODS,
@@ -265,11 +265,11 @@ class MetricsServer:
     async def _requests(self, stream: Stream, host: str) -> bool:
         """Serve requests until the connection should close; True: close gracefully."""
         loop = asyncio.get_running_loop()
-        messages = Messages()
+        reader = Reader(self.max_header_bytes)
         authenticated = False
         while True:
             try:
-                request = await self._next_request(stream, messages, host, authenticated)
+                request = await self._next_request(stream, reader, host, authenticated)
             except Refused as exc:
                 await self._send(stream, host, exc.status, exc.message.encode() + b"\n", TEXT,
                                  [], exc.head, True, "-")
@@ -282,7 +282,7 @@ class MetricsServer:
                 verdict = await loop.run_in_executor(
                     self._bcrypt, current.authenticator.check, request.authorization)
             head = request.method == "HEAD"
-            close = not request.keep_alive or not request.complete or messages.last
+            close = not request.keep_alive or not request.complete or reader.last
             if not verdict:
                 await self._send(stream, host, 401, b"unauthorized\n", TEXT,
                                  [("WWW-Authenticate", f'Basic realm="{REALM}"')], head, close,
@@ -327,25 +327,23 @@ class MetricsServer:
             else:
                 await self._send(stream, host, 404, b"not found\n", TEXT, [], head, close, line)
 
-    async def _next_request(self, stream: Stream, messages: Messages, host: str,
+    async def _next_request(self, stream: Stream, reader: Reader, host: str,
                             authenticated: bool) -> Request | None:
         """The next request (head parsed by httptools, small body read), None when the client
         is gone or idle too long; Refused for a request that gets an error and a closed
         connection."""
         loop = asyncio.get_running_loop()
+        reader.release()
         # Anonymous clients get one deadline for the whole head; authenticated keep-alive
         # connections may idle between requests, then have the same deadline for the head.
         deadline = loop.time() + (self.idle_timeout if authenticated else self.header_timeout)
-        fed = 0  # bytes given to the parser for this request's head
         try:
             async with asyncio.timeout_at(deadline):
-                while not messages.ready and not fed:  # blank lines before a request: skipped
+                while not reader.started:  # blank lines before a request: skipped
                     data = await stream.read()
                     if not data:
                         return None
-                    if data.lstrip(b"\r\n"):
-                        fed = len(data)
-                    messages.feed(data)
+                    reader.feed(data)
         except TimeoutError:
             return None  # nothing asked: close without a word
         except httptools.HttpParserError as exc:
@@ -354,22 +352,14 @@ class MetricsServer:
             deadline = loop.time() + self.header_timeout
         try:
             async with asyncio.timeout_at(deadline):
-                while not messages.ready:
-                    if fed > self.max_header_bytes:  # still no end of head
-                        if len(messages.current.url) + 64 >= fed:  # nearly all of it the URL
-                            raise Refused(414, "request line too long")
-                        raise Refused(431, "request head too large")
+                while not reader.ready:
+                    if reader.fed > self.max_header_bytes:  # still no end of head
+                        raise reader.oversized()
                     data = await stream.read()
                     if not data:
                         return None
-                    # The parser gets no more of an unfinished head than the limit (and a
-                    # byte): it keeps a header's value whole until the line ends.
-                    part = data[:self.max_header_bytes + 1 - fed]
-                    fed += len(part)
-                    messages.feed(part)
-                    if len(part) < len(data) and messages.ready:  # the head ended in it
-                        messages.feed(data[len(part):])
-                message = messages.ready.pop(0)
+                    reader.feed(data)
+                message = reader.ready.pop(0)
                 request = checked(message, self.max_header_bytes, self.max_header_lines)
                 # httptools has checked the framing (one Content-Length of digits, or
                 # chunked); a body is read and thrown away up to max_body, a longer one is
@@ -379,7 +369,7 @@ class MetricsServer:
                     data = await stream.read()
                     if not data:
                         return None
-                    messages.feed(data)
+                    reader.feed(data)
                 return request if message.complete else dataclasses.replace(request,
                                                                             complete=False)
         except TimeoutError:
