@@ -97,6 +97,18 @@ def test_numbers_out_of_range_in_a_valid_checkpoint(good: tuple[Path, dict],
         assert ignored_once(start(db, raw, caplog)), path
 
 
+@pytest.mark.parametrize("token", [5, ["00"], True, {"a": "b"}])
+def test_a_removal_token_that_is_not_text_is_ignored_with_one_line(
+        good: tuple[Path, dict], token: object, caplog: pytest.LogCaptureFixture) -> None:
+    db, data = good
+    content = {key: v for key, v in data.items() if key != "digest"}
+    content["state"] = {**content["state"], "removal_token": token}
+    raw = json.dumps({**content, "digest": checkpoint._digest(content)}).encode()
+    lines = start(db, raw, caplog)
+    assert ignored_once(lines)
+    assert "removal token is not text" in lines[0]
+
+
 def test_the_valid_checkpoint_is_used(good: tuple[Path, dict],
                                       caplog: pytest.LogCaptureFixture) -> None:
     assert start(good[0], json.dumps(good[1]).encode(), caplog) == []

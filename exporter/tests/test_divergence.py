@@ -6,6 +6,7 @@ no longer existed. After every refresh the exported values must equal a recount 
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sqlite3
@@ -16,14 +17,18 @@ from collector_db import (
     add_invocation,
     add_session,
     add_tool_use,
+    add_usage,
+    make_db,
     samples,
     value,
     writer,
 )
 from test_truth import assert_matches, recount
 
+from agentmon.collector import checkpoint
 from agentmon.collector.collector import ExporterCollector
 from agentmon.schema import migrations
+from agentmon.schema.migrate import migrate
 
 
 def rebuilds(collector: ExporterCollector) -> float:
@@ -227,6 +232,133 @@ def test_the_real_hook_never_triggers_a_rebuild(tmp_path: Path) -> None:
             assert code == 0, err
             checked(collector, db)
     assert rebuilds(collector) == 1
+
+
+# ---------------------------------------------------------------- the removal token
+
+TOKEN_STEP = next(s.version for s in migrations.STEPS if s.name == "removal_token")
+# One removal of each kind the triggers count; {end} is MIN before the restore, MAX after it,
+# so the file then differs from the one counted while its removal counter reads the same.
+REMOVALS = {
+    "session": "DELETE FROM sessions WHERE rowid = (SELECT {end}(rowid) FROM sessions)",
+    "invocation": "DELETE FROM agent_invocations WHERE id ="
+                  " (SELECT {end}(id) FROM agent_invocations)",
+    "replaced tool use": "INSERT OR REPLACE INTO agent_tool_uses (id, agent_name, tool_name,"
+                         " status, duration_seconds) SELECT {end}(id), 'coder', 'Read',"
+                         " 'completed', 1.0 FROM agent_tool_uses",
+    "usage": "DELETE FROM agent_usage WHERE id = (SELECT {end}(id) FROM agent_usage)",
+}
+
+
+def removal_counter(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        found = conn.execute("SELECT value FROM agentmon_removals").fetchone()[0]
+    conn.close()
+    return int(found)
+
+
+def history_with_one_of_each(db: Path) -> None:
+    conn = writer(db)
+    for i, (agent, status) in enumerate((("planner", "active"), ("coder", "completed"),
+                                         ("tester", "paused"))):
+        add_session(conn, f"s{i}", status)
+        add_invocation(conn, agent=agent, duration=float(i))
+        add_tool_use(conn, agent=agent, tool=("Bash", "Grep", "Edit")[i], duration=i / 10)
+        add_usage(conn, agent=agent, counts=(10 ** i, 0, 0, 0, 0, 0))
+    conn.close()
+
+
+@pytest.mark.parametrize("how", ["running", "restart"])
+@pytest.mark.parametrize("kind", sorted(REMOVALS))
+def test_a_restore_then_as_many_removals_as_it_took_back_is_noticed(
+        db: Path, tmp_path: Path, kind: str, how: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The counter repeats, the token does not (and survives the checkpoint)."""
+    ckpt = tmp_path / "state.json"
+    history_with_one_of_each(db)
+    copy = backup(db, tmp_path / "backup.db")
+    conn = writer(db)
+    conn.execute(REMOVALS[kind].format(end="MIN"))
+    conn.close()
+    collector = ExporterCollector(db, checkpoint_path=ckpt, checkpoint_interval=0)
+    checked(collector, db)
+    seen = removal_counter(db)
+    if how == "restart":
+        assert collector.save_checkpoint()
+        collector.close()
+    restore(copy, db)
+    conn = writer(db)
+    conn.execute(REMOVALS[kind].format(end="MAX"))
+    conn.close()
+    assert removal_counter(db) == seen
+    if how == "restart":
+        collector = ExporterCollector(db, checkpoint_path=ckpt)
+    with caplog.at_level(logging.INFO, logger="agentmon.collector"):
+        checked(collector, db)
+    assert rebuilds(collector) == (2 if how == "running" else 1)
+    assert any("a restored backup, then as many deletes?" in r.getMessage()
+               for r in caplog.records)
+    collector.close()
+
+
+def _as_format_3(ckpt: Path) -> None:
+    """Rewrite a checkpoint as the exporter before the token wrote it."""
+    data = json.loads(ckpt.read_text())
+    del data["digest"]
+    del data["state"]["removal_token"]
+    data["format"] = 3
+    text = json.dumps({**data, "digest": checkpoint._digest(data)})
+    ckpt.write_text(text)
+
+
+def test_a_format_3_checkpoint_is_resumed_and_then_takes_the_token(
+        db: Path, tmp_path: Path) -> None:
+    ckpt = tmp_path / "state.json"
+    history_with_one_of_each(db)
+    collector = ExporterCollector(db, checkpoint_path=ckpt, checkpoint_interval=0)
+    checked(collector, db)
+    assert collector.save_checkpoint()
+    collector.close()
+    _as_format_3(ckpt)
+    copy = backup(db, tmp_path / "backup.db")
+    collector = ExporterCollector(db, checkpoint_path=ckpt, checkpoint_interval=0)
+    checked(collector, db)
+    assert rebuilds(collector) == 0  # the upgrade costs no rebuild
+    assert collector.save_checkpoint()
+    assert json.loads(ckpt.read_text())["format"] == checkpoint.FORMAT
+    # from now on the token is known: a restore, then as many removals, is noticed
+    conn = writer(db)
+    conn.execute(REMOVALS["session"].format(end="MIN"))
+    conn.close()
+    checked(collector, db)
+    restore(copy, db)
+    conn = writer(db)
+    conn.execute(REMOVALS["session"].format(end="MAX"))
+    conn.close()
+    checked(collector, db)
+    assert rebuilds(collector) == 2
+    collector.close()
+
+
+def test_the_token_step_up_costs_no_rebuild_and_its_down_one(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db = make_db(tmp_path / "agent_workflow.db", TOKEN_STEP - 1)
+    history_with_one_of_each(db)
+    collector = ExporterCollector(db)
+    checked(collector, db)  # a database before the step: the counter alone
+    conn = writer(db)
+    conn.execute(REMOVALS["invocation"].format(end="MIN"))
+    conn.close()
+    checked(collector, db)
+    assert rebuilds(collector) == 2
+    migrate(db, backup_dir=tmp_path / "backups")
+    checked(collector, db)
+    assert rebuilds(collector) == 2  # the token is taken as it is
+    migrate(db, TOKEN_STEP - 1, backup_dir=tmp_path / "backups")
+    with caplog.at_level(logging.INFO, logger="agentmon.collector"):
+        checked(collector, db)
+    assert rebuilds(collector) == 3
+    assert any("the removal token is gone" in r.getMessage() for r in caplog.records)
+    collector.close()
 
 
 def test_the_witnesses_survive_a_restart(db: Path, tmp_path: Path) -> None:

@@ -707,6 +707,90 @@ def test_usage_down_keeps_rows_and_columns_and_up_adopts_them(tracked: Path) -> 
     conn.close()
 
 
+# ---------------------------------------------------------------- removal token (step 8)
+
+TOKEN_STEP = next(s.version for s in migrations.STEPS if s.name == "removal_token")
+
+
+def token(conn: sqlite3.Connection) -> bytes:
+    value = conn.execute("SELECT token FROM agentmon_removals").fetchone()[0]
+    assert isinstance(value, bytes)
+    assert len(value) == 16
+    return value
+
+
+def test_every_removal_writes_a_new_token_and_the_hooks_writes_none(tracked: Path) -> None:
+    conn = connect_writer(tracked)
+    seen = [token(conn)]
+    # what the hook does: inserts without an id, updates, session upserts, usage rows
+    done = conn.execute("INSERT INTO agent_invocations (agent_name, status)"
+                        " VALUES ('a', 'completed')").lastrowid
+    running = conn.execute("INSERT INTO agent_tool_uses (agent_name, status)"
+                           " VALUES ('a', 'running')").lastrowid
+    conn.execute("UPDATE agent_tool_uses SET status = 'completed' WHERE id = ?", (running,))
+    conn.execute("INSERT INTO sessions (session_id, status) VALUES ('s1', 'active')"
+                 " ON CONFLICT (session_id) DO UPDATE SET status = 'active'")
+    conn.execute("INSERT INTO sessions (session_id, status) VALUES ('s2', 'active')")
+    _usage_row(conn, "m1")
+    _usage_row(conn, "m2")
+    gauge = conn.execute("INSERT INTO agent_invocations (agent_name, status)"
+                         " VALUES ('a', 'running')").lastrowid
+    conn.execute("DELETE FROM agent_invocations WHERE id = ?", (gauge,))  # a running row
+    assert (removals(conn), token(conn)) == (0, seen[0])
+    for removal in (
+        ("INSERT OR REPLACE INTO agent_invocations (id, agent_name, status)"
+         " VALUES (?, 'b', 'completed')", (done,)),
+        ("DELETE FROM agent_tool_uses WHERE id = ?", (running,)),
+        ("DELETE FROM sessions WHERE session_id = 's1'", ()),
+        ("INSERT OR REPLACE INTO agent_usage (kind, dedup_key) VALUES ('tokens', 'm1')", ()),
+        ("DELETE FROM agent_usage WHERE dedup_key = 'm2'", ()),
+    ):
+        conn.execute(*removal)
+        seen.append(token(conn))
+        assert removals(conn) == len(seen) - 1, removal
+    assert len(set(seen)) == len(seen)  # each one new
+    conn.close()
+
+
+def test_the_token_step_down_restores_step_5s_triggers_and_up_writes_a_new_token(
+        tracked: Path, tmp_path: Path) -> None:
+    conn = connect_writer(tracked)
+    conn.execute("INSERT INTO agent_invocations (agent_name, status) VALUES ('a', 'completed')")
+    conn.execute("INSERT INTO sessions (session_id, status) VALUES ('s1', 'active')")
+    conn.execute("DELETE FROM agent_invocations WHERE agent_name = 'a'")
+    first = token(conn)
+    conn.close()
+    rows = full_dump(tracked)["data"]
+    assert migrate(tracked, TOKEN_STEP - 1).steps == [
+        f"down {TOKEN_STEP}->{TOKEN_STEP - 1} (removal_token)"]
+    # the triggers are step 5's and 6's again, as a database that never had the step holds
+    reference = migrate(build_original_db(tmp_path / "ref.db", sessions_columns=4),
+                        TOKEN_STEP - 1)
+    assert reference.to_version == TOKEN_STEP - 1
+
+    def triggers(path: Path) -> list[tuple[str, str]]:
+        return [row[1:4:2] for row in full_dump(path)["schema"] if row[0] == "trigger"]
+
+    assert triggers(tracked) == triggers(tmp_path / "ref.db")
+    conn = connect_writer(tracked)
+    assert table_columns(conn, "agentmon_removals") == ["id", "value"]
+    assert removals(conn) == 1
+    conn.execute("DELETE FROM sessions WHERE session_id = 's1'")  # still counted, no token
+    assert removals(conn) == 2
+    conn.close()
+    assert migrate(tracked).to_version == migrations.LATEST
+    conn = connect_writer(tracked)
+    second = token(conn)
+    assert second != first  # a backup from before the step, migrated again, is not the same
+    assert removals(conn) == 2
+    conn.close()
+    after = full_dump(tracked)["data"]
+    rows["sessions"] = [row for row in rows["sessions"] if row[0] != "s1"]  # deleted above
+    for table in rows:
+        if table != "agentmon_removals":
+            assert after[table] == rows[table], table
+
+
 # ---------------------------------------------------------------- one schema truth
 
 

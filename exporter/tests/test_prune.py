@@ -25,6 +25,7 @@ OLD = (NOW - timedelta(days=100)).isoformat()
 OLDER = (NOW - timedelta(days=101)).isoformat()
 NEW = (NOW - timedelta(days=1)).isoformat()
 PRUNED_STEP = next(s.version for s in STEPS if s.name == "pruned")
+TOKEN_STEP = next(s.version for s in STEPS if s.name == "removal_token")
 
 
 def counts(db: Path) -> dict[str, int]:
@@ -33,6 +34,14 @@ def counts(db: Path) -> dict[str, int]:
            for t in ("agent_invocations", "agent_tool_uses", "sessions")}
     conn.close()
     return out
+
+
+def removal_bookkeeping(db: Path) -> tuple[object, ...]:
+    """Step 5's removal counter and, from step "removal_token" on, its token."""
+    conn = sqlite3.connect(db)
+    row = conn.execute("SELECT * FROM agentmon_removals").fetchone()
+    conn.close()
+    return tuple(row)
 
 
 def history(db: Path) -> None:
@@ -84,7 +93,9 @@ def test_removes_old_finished_rows_only_and_the_numbers_stay(
     collector = ExporterCollector(db, checkpoint_path=tmp_path / "state.json")
     collector.refresh()
     before = exported(collector)
+    bookkeeping = removal_bookkeeping(db)
     assert prune("--db", str(db), "--older-than", "90d") == 0
+    assert removal_bookkeeping(db) == bookkeeping  # the prune mark tells the exporter instead
     out = capsys.readouterr().out
     assert "removed 31 agent_invocations, 30 agent_tool_uses, 1 sessions" in out
     assert counts(db) == {"agent_invocations": 1, "agent_tool_uses": 4, "sessions": 2}
@@ -248,6 +259,28 @@ def test_a_step_down_keeps_what_was_pruned(db: Path) -> None:
     assert snap[("agentmon_invocations_total",
                  (("agent", "planner"), ("phase", "plan"), ("status", "completed")))] == 30
     collector.close()
+
+
+def test_a_prune_across_the_token_step_puts_back_what_the_file_holds(
+        db: Path, tmp_path: Path) -> None:
+    """Before the step there is no token to put back; a hook may migrate the file between
+    two batches, and the batches after it put the token back too."""
+    migrate(db, TOKEN_STEP - 1)
+    before = removal_bookkeeping(db)
+    assert len(before) == 2  # id, value
+    migrated: list[tuple[object, ...]] = []
+
+    def between_batches(_: object) -> None:
+        if not migrated:
+            assert migrate(db, backup_dir=tmp_path / "backups").to_version == LATEST
+            migrated.append(removal_bookkeeping(db))
+
+    conn = writer(db)
+    result = Pruner(conn, cutoff_julian(90 * 86400), batch=5, progress=between_batches).run()
+    conn.close()
+    assert result.batches > 2
+    assert migrated[0][:2] == before
+    assert removal_bookkeeping(db) == migrated[0]
 
 
 def test_a_step_down_without_prunes_drops_the_tables(tmp_path: Path) -> None:

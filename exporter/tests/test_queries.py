@@ -22,6 +22,7 @@ EXPECTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "meta": (("agentmon_sequence USING INTEGER PRIMARY KEY",
               "agentmon_meta USING INDEX sqlite_autoindex_agentmon_meta_1",
               "agentmon_removals USING INTEGER PRIMARY KEY"), ()),
+    "removal_token": (("SEARCH agentmon_removals USING INTEGER PRIMARY KEY (rowid=?)",), ()),
     # schema step "pruned": one row, then one per pruned label combination (cold start only)
     "prune_mark": (("SEARCH agentmon_prune_mark USING INTEGER PRIMARY KEY (rowid=?)",), ()),
     "pruned": (("SCAN agentmon_pruned",), ()),

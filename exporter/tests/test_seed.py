@@ -45,6 +45,8 @@ def rows(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 def data_dump(db: Path) -> dict[str, list[tuple[Any, ...]]]:
     dump = full_dump(db)["data"]
     dump.pop("agentmon_meta")  # random identities
+    # ... and the random removal token (id, value, token)
+    dump["agentmon_removals"] = [row[:2] for row in dump["agentmon_removals"]]
     return dump
 
 

@@ -3,7 +3,8 @@
 A hypothesis state machine writes rows with plain SQL (the triggers do the change tracking,
 the hook is not involved), interleaving inserts, finishes, duplicate finishes, edits of
 non-metric columns, session changes, deletes and ``INSERT OR REPLACE`` of rows and sessions,
-backups restored over the live file (then more writes), exporter restarts (from the
+backups restored over the live file (then more writes, or as many deletes as bring the removal
+counter back to the value it had before the restore), exporter restarts (from the
 checkpoint, or from nothing), refreshes with writes between their batches (batch sizes 1 and
 2) and plain refreshes, with label caps small enough to be reached. The recount below is
 written independently of the collector: GROUP BY for the counters and gauges, the documented
@@ -25,6 +26,7 @@ import sqlite3
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import hypothesis.strategies as st
 from collector_db import make_db, samples, writer
@@ -412,6 +414,34 @@ class TruthMachine(RuleBasedStateMachine):
         with sqlite3.connect(self.backups[pick % len(self.backups)]) as src:
             src.backup(self.conn)
         src.close()
+
+    # What each table's delete trigger counts as a removal (migration step 5).
+    REMOVABLE: ClassVar[dict[str, str]] = {"agent_invocations": "status IS NOT 'running'",
+                 "agent_tool_uses": "status IS NOT 'running'", "sessions": "1",
+                 "agent_usage": "1"}
+
+    @precondition(lambda self: bool(self.backups))
+    @rule(pick=st.integers(0, 10), order=st.permutations(sorted(REMOVABLE)),
+          refresh_first=st.booleans())
+    def restore_then_as_many_removals(self, pick, order, refresh_first) -> None:
+        """A restore, then removals until the removal counter reads as it did before the
+        restore (what the exporter saw, when it refreshed since the last removal)."""
+        if refresh_first:
+            self.refresh()
+        before = self._removals()
+        self.restore_backup(pick)
+        while self._removals() < before:
+            for table in order:
+                row = self._pick(f"SELECT rowid FROM {table} WHERE {self.REMOVABLE[table]}"  # noqa: S608
+                                 " ORDER BY rowid", pick)
+                if row is not None:
+                    self.conn.execute(f"DELETE FROM {table} WHERE rowid = ?", (row,))  # noqa: S608
+                    break
+            else:
+                return  # nothing left to remove
+
+    def _removals(self) -> int:
+        return int(self.conn.execute("SELECT value FROM agentmon_removals").fetchone()[0])
 
     @rule(agent=AGENTS, tool=TOOLS, duration=DURATIONS, when=times(), session=SESSIONS,
           pick=st.integers(0, 50), delete=st.booleans())

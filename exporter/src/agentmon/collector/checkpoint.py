@@ -16,7 +16,13 @@ import os
 import tempfile
 from pathlib import Path
 
-FORMAT = 3  # 2: removals, witnesses and head (see collector.reading); 3: usage, prune batches
+# 2: removals, witnesses and head (see collector.reading); 3: usage, prune batches; 4: the
+# removal token
+FORMAT = 4
+# Format 3 is read too: its state has no removal token, and reads as one that has not seen it
+# yet (the first refresh compares the removal counter alone, as the exporter that wrote it
+# did, then takes the token), so an upgrade does not cost a rebuild.
+READ_FORMATS = (3, FORMAT)
 
 
 class CheckpointError(Exception):
@@ -67,11 +73,14 @@ def load(path: Path) -> dict[str, object] | None:
         raise CheckpointError(f"checkpoint {path} is not valid JSON") from None
     except RecursionError:
         raise CheckpointError(f"checkpoint {path} is nested too deeply") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    if not isinstance(data, dict) or data.get("format") not in READ_FORMATS:
         raise CheckpointError(f"checkpoint {path} has an unknown format")
     digest = data.pop("digest", None)
     if digest != _digest(data):  # a damaged or edited file would be trusted state otherwise
         raise CheckpointError(f"checkpoint {path} does not match its digest")
+    state = data.get("state")
+    if data["format"] == 3 and isinstance(state, dict):
+        state.setdefault("removal_token", None)
     return data
 
 

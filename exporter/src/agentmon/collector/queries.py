@@ -57,6 +57,10 @@ META = (
     " (SELECT value FROM agentmon_removals WHERE id = 1)"
 )
 
+# The token every removal writes beside the counter (migration step "removal_token"; hex: the
+# checkpoint is JSON). A NULL token reads as ''.
+REMOVAL_TOKEN = "SELECT hex(token) FROM agentmon_removals WHERE id = 1"  # noqa: S105 - SQL
+
 # What agentmon prune removed (migration step "pruned"): read with the head, and the aggregates
 # on a cold start (one row per label combination and bucket: small).
 PRUNE_MARK = "SELECT batches, max_seq, sessions FROM agentmon_prune_mark WHERE id = 1"
@@ -210,6 +214,7 @@ ACTIVE_SESSIONS = (
 
 ALL_QUERIES: dict[str, str] = {
     "meta": META,
+    "removal_token": REMOVAL_TOKEN,
     "prune_mark": PRUNE_MARK,
     "pruned": PRUNED,
     "active_sessions": ACTIVE_SESSIONS,

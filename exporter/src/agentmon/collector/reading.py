@@ -7,9 +7,13 @@ Divergence. Incremental reading is only right while the database's history since
 is a continuation of what was read. Before each incremental read, ``rebuild_reason`` compares
 what the state recorded with what the database says now, with a handful of primary-key lookups:
 
-- the removal counter (migration step 5): a delete or replace of a row that may have been
-  counted; counters never go down, so the state is rebuilt and the exported values equal SQL
-  again (Prometheus sees a counter reset);
+- the removal counter (migration step 5) and the random token every removal writes beside it
+  (step "removal_token"): a delete or replace of a row that may have been counted; counters
+  never go down, so the state is rebuilt and the exported values equal SQL again (Prometheus
+  sees a counter reset). The token also tells a restored backup from the history counted when
+  as many removals followed the restore as the counter lost: the counter repeats, a token
+  never does. A state without a token (a checkpoint of format 3, a database before that step)
+  compares the counter alone, then takes the token it finds;
 - witnesses: per frozen table the counted row with the highest sequence number, which must
   still exist with that very number (finished rows are frozen); the session changed last, which
   must still exist with the same creation number and the same or a later sequence number; and
@@ -21,10 +25,11 @@ what the state recorded with what the database says now, with a handful of prima
   upserts.
 
 Pruning (migration step "pruned"). ``agentmon prune`` deletes old finished rows and adds their
-aggregates to ``agentmon_pruned``; the exported numbers are what the tables hold plus those
-aggregates. A cold start adds them; a refresh that finds new prune batches needs nothing more
-when every pruned row carries a sequence number the state has read past (it was counted when it
-finished and is still in the state), and rebuilds otherwise. Fewer batches than the state saw
+aggregates to ``agentmon_pruned``, and puts the removal counter and token back as they were
+before its batch; the exported numbers are what the tables hold plus those aggregates. A cold
+start adds them; a refresh that finds new prune batches needs nothing more when every pruned
+row carries a sequence number the state has read past (it was counted when it finished and is
+still in the state), and rebuilds otherwise. Fewer batches than the state saw
 (a restored backup, a down step) rebuild too.
 """
 
@@ -47,6 +52,8 @@ from agentmon.schema.statuses import COMPLETED
 MIN_SCHEMA = next(s.version for s in STEPS if s.name == "usage")
 # From this step on agentmon prune may have removed rows (their numbers are kept).
 PRUNED_SCHEMA = next(s.version for s in STEPS if s.name == "pruned")
+# From this step on every removal writes a random token beside the removal counter.
+TOKEN_SCHEMA = next(s.version for s in STEPS if s.name == "removal_token")
 FROZEN = (queries.INVOCATIONS, queries.TOOL_USES)
 
 
@@ -69,6 +76,8 @@ class Head:
     prune_batches: int = 0
     prune_max_seq: int = 0
     pruned_sessions: int = 0
+    # the removal token (hex), None before its step
+    removal_token: str | None = None
 
 
 def read_head(conn: sqlite3.Connection, name: object) -> Head:
@@ -87,7 +96,10 @@ def read_head(conn: sqlite3.Connection, name: object) -> Head:
     mark = conn.execute(queries.PRUNE_MARK).fetchone()
     if mark is None or not all(isinstance(v, int) for v in mark):
         raise DbFault("not_migrated", f"{name} lacks agentmon's prune mark")
-    return Head(seq, db_id, removals, *mark)
+    if version < TOKEN_SCHEMA:
+        return Head(seq, db_id, removals, *mark)
+    (token,) = conn.execute(queries.REMOVAL_TOKEN).fetchone()
+    return Head(seq, db_id, removals, *mark, removal_token=token)
 
 
 class Reader:
@@ -112,6 +124,11 @@ class Reader:
             return "sequence went backwards"
         if head.removals != state.removals:
             return "rows were deleted or replaced"
+        if state.removal_token is not None and head.removal_token != state.removal_token:
+            if head.removal_token is None:
+                return "the removal token is gone (a down migration, or an older backup restored?)"
+            return "removals differ from those counted (a restored backup, then as many deletes?)"
+        state.removal_token = head.removal_token
         pruned_now = head.prune_batches != state.prune_batches
         if pruned_now:
             if head.prune_batches < state.prune_batches:
@@ -245,6 +262,7 @@ class Reader:
         """One aggregated pass over the covering indexes, in the caller's read transaction."""
         state = State(self.label_cap, head.db_id, head.seq)
         state.removals = head.removals
+        state.removal_token = head.removal_token
         state.prune_batches = head.prune_batches
         for q, add, histogram in (
             (queries.INVOCATIONS, state.add_invocations, state.invocation_histogram),

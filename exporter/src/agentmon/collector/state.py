@@ -101,10 +101,12 @@ class State:
         self.api_errors: dict[str, int] = {}
         self.denials: dict[str, int] = {}
         # How the database looked when it was read (see collector.reading, "Divergence"): its
-        # removal counter, per table a witness row as [rowid, seq, fingerprint] (sessions:
-        # [rowid, seq, identity fingerprint, fingerprint]), and the row holding the highest
-        # sequence number up to ``seq`` as [its seq, table index, rowid, fingerprint].
+        # removal counter and token (hex; None: not known yet), per table a witness row as
+        # [rowid, seq, fingerprint] (sessions: [rowid, seq, identity fingerprint,
+        # fingerprint]), and the row holding the highest sequence number up to ``seq`` as
+        # [its seq, table index, rowid, fingerprint].
         self.removals = 0
+        self.removal_token: str | None = None
         self.prune_batches = 0  # agentmon prune's batches this state has accounted for
         self.witness: dict[str, list[int]] = {}
         self.head: list[int] | None = None
@@ -215,6 +217,7 @@ class State:
             "api_errors": self.api_errors,
             "denials": self.denials,
             "removals": self.removals,
+            "removal_token": self.removal_token,
             "prune_batches": self.prune_batches,
             "witness": self.witness,
             "head": self.head,
@@ -259,6 +262,10 @@ class State:
         state.api_errors = {str(k): _count(v) for k, v in data["api_errors"].items()}
         state.denials = {str(k): _count(v) for k, v in data["denials"].items()}
         state.removals = _count(data["removals"])
+        token = data["removal_token"]
+        if token is not None and not isinstance(token, str):
+            raise ValueError("removal token is not text")
+        state.removal_token = token
         state.prune_batches = _count(data["prune_batches"])
         witness = data["witness"]
         if not isinstance(witness, dict) or not set(witness) <= set(TABLES):

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 # Must equal agentmon.schema.migrations.LATEST (a test checks it). Importing the migration machinery
 # costs more than the whole budget of a hook process, so it is imported only when needed.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 DEFAULT_DB = "~/.local/share/agentmon/agent_workflow.db"
 DEFAULT_MAX_INPUT_BYTES = 1024 * 1024

@@ -10,11 +10,11 @@ running work. Rows whose times cannot be read are never pruned (their age is unk
 
 Each batch is one ``BEGIN IMMEDIATE`` transaction over at most ``batch`` rows of one table in
 rowid order: it deletes the rows, adds their aggregates to ``agentmon_pruned`` and bumps
-``agentmon_prune_mark`` (schema step "pruned"), and puts the removal counter of step 5 back
-where it was, since the exporter learns of these deletes from the prune mark instead (a rebuild
-per batch would cost it a full scan). Writers wait for a batch as they wait for any other write.
-A failure (a full disk, a lock held past the busy timeout) rolls back the batch in progress:
-what committed before is consistent, nothing is lost.
+``agentmon_prune_mark`` (schema step "pruned"), and puts the removal counter of step 5 and its
+token (step "removal_token") back where they were, since the exporter learns of these deletes
+from the prune mark instead (a rebuild per batch would cost it a full scan). Writers wait for a
+batch as they wait for any other write. A failure (a full disk, a lock held past the busy
+timeout) rolls back the batch in progress: what committed before is consistent, nothing is lost.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from agentmon.schema.plan import check_known
 from agentmon.schema.statuses import COMPLETED, FINAL, sql_list
 
 PRUNED_STEP = next(s.version for s in STEPS if s.name == "pruned")
+TOKEN_STEP = next(s.version for s in STEPS if s.name == "removal_token")
 UNIX_EPOCH_JULIAN = 2440587.5
 
 
@@ -182,7 +183,10 @@ class Pruner:
 
     def _delete(self, table: Table, doomed: list[tuple]) -> None:
         conn = self.conn
-        removals = conn.execute("SELECT value FROM agentmon_removals WHERE id = 1").fetchone()[0]
+        # read under the write lock: a hook may have migrated the file since the last batch
+        bookkeeping = ("value", "token") if schema_version(conn) >= TOKEN_STEP else ("value",)
+        removals = conn.execute(f"SELECT {', '.join(bookkeeping)} FROM agentmon_removals"
+                                " WHERE id = 1").fetchone()
         groups: dict[tuple[object, object, object, float | None], list[float]] = {}
         if table is SESSIONS:
             conn.executemany("DELETE FROM sessions WHERE rowid = ?", [(r[0],) for r in doomed])
@@ -211,8 +215,10 @@ class Pruner:
         conn.execute("UPDATE agentmon_prune_mark SET batches = batches + 1,"
                      " max_seq = MAX(max_seq, ?), sessions = sessions + ? WHERE id = 1",
                      (top, sessions))
-        # the prune mark tells the exporter; the removal counter would make it rebuild
-        conn.execute("UPDATE agentmon_removals SET value = ? WHERE id = 1", (removals,))
+        # the prune mark tells the exporter; the removal counter and token would make it rebuild
+        conn.execute("UPDATE agentmon_removals SET "
+                     + ", ".join(f"{column} = ?" for column in bookkeeping) + " WHERE id = 1",
+                     tuple(removals))
 
 
 def _bound(buckets: tuple[float, ...], duration: float) -> float:

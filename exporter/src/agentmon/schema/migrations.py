@@ -22,6 +22,9 @@ at the same time simply wait on the lock.
              denials, one row per counted fact (see "Step 6" below).
 7. pruned  - what ``agentmon prune`` removed, as aggregates the exporter adds to what the tables
              hold (see "Step 7" below).
+8. removal_token - a random token beside step 5's counter, written by the same triggers, so a
+             restored backup followed by as many deletes is not taken for the history counted
+             (see "Step 8" below).
 
 No ``down`` drops a table or a column that holds user rows: it removes only what agentmon
 derived (indexes, triggers, sequence columns, its own metadata).
@@ -280,27 +283,30 @@ def _interrupted_down(conn: sqlite3.Connection) -> None:
 # A replaced session is not visible to a trigger (the hook upserts sessions on every event,
 # and a BEFORE INSERT trigger cannot tell an upsert from a replace): the exporter checks the
 # session count whenever it reads a new session instead. The hook inserts without an id, so
-# its inserts cost one primary-key probe (of id -1).
-_REMOVED = "UPDATE agentmon_removals SET value = value + 1 WHERE id = 1;"
+# its inserts cost one primary-key probe (of id -1). What a removal does is the triggers' body:
+# step 5 wrote this one, step 8 adds a token (see there).
+STEP5_REMOVED = "UPDATE agentmon_removals SET value = value + 1 WHERE id = 1;"
 
 
-def removal_triggers() -> list[str]:
-    """The CREATE TRIGGER statements of step 5 (also used by the seeder after a bulk load)."""
+def removal_triggers(removed: str | None = None) -> list[str]:
+    """The CREATE TRIGGER statements of step 5 with ``removed`` as their body; the default is
+    what the latest step installs (the seeder re-creates them after a bulk load)."""
+    body = CURRENT_REMOVED if removed is None else removed
     stmts = []
     for table in FROZEN_TABLES:
         # Table names come from FROZEN_TABLES, never from input.
         stmts.append(
             f"CREATE TRIGGER IF NOT EXISTS agentmon_{table}_del AFTER DELETE ON {table}"
-            f" WHEN OLD.status IS NOT 'running' BEGIN {_REMOVED} END"
+            f" WHEN OLD.status IS NOT 'running' BEGIN {body} END"
         )
         stmts.append(
             f"CREATE TRIGGER IF NOT EXISTS agentmon_{table}_replace BEFORE INSERT ON {table}"  # noqa: S608
             f" WHEN EXISTS (SELECT 1 FROM {table} WHERE id = NEW.id AND status IS NOT 'running')"
-            f" BEGIN {_REMOVED} END"
+            f" BEGIN {body} END"
         )
     stmts.append(
         f"CREATE TRIGGER IF NOT EXISTS agentmon_sessions_del AFTER DELETE ON sessions"
-        f" BEGIN {_REMOVED} END"
+        f" BEGIN {body} END"
     )
     return stmts
 
@@ -318,7 +324,7 @@ def _removals_up(conn: sqlite3.Connection) -> None:
         " (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)"
     )
     conn.execute("INSERT OR IGNORE INTO agentmon_removals (id, value) VALUES (1, 0)")
-    for stmt in removal_triggers():
+    for stmt in removal_triggers(STEP5_REMOVED):
         conn.execute(stmt)
 
 
@@ -368,8 +374,10 @@ STEP6_COLUMNS: dict[str, list[tuple[str, str]]] = {
 _USAGE_SEQ = "(SELECT value FROM agentmon_sequence WHERE id = 1)"
 
 
-def usage_triggers() -> list[str]:
-    """The CREATE TRIGGER statements of step 6 (also used by the seeder after a bulk load)."""
+def usage_triggers(removed: str | None = None) -> list[str]:
+    """The CREATE TRIGGER statements of step 6 with ``removed`` as what a removal does; the
+    default is what the latest step installs (the seeder re-creates them after a bulk load)."""
+    body = CURRENT_REMOVED if removed is None else removed
     return [
         f"CREATE TRIGGER IF NOT EXISTS agentmon_agent_usage_ins AFTER INSERT ON agent_usage"  # noqa: S608
         f" BEGIN {_BUMP} UPDATE agent_usage SET agentmon_seq = {_USAGE_SEQ}"
@@ -377,11 +385,11 @@ def usage_triggers() -> list[str]:
         f"CREATE TRIGGER IF NOT EXISTS agentmon_agent_usage_frozen BEFORE UPDATE OF"
         f" {USAGE_COUNTED} ON agent_usage BEGIN SELECT RAISE(IGNORE); END",
         f"CREATE TRIGGER IF NOT EXISTS agentmon_agent_usage_del AFTER DELETE ON agent_usage"
-        f" BEGIN {_REMOVED} END",
+        f" BEGIN {body} END",
         "CREATE TRIGGER IF NOT EXISTS agentmon_agent_usage_replace BEFORE INSERT ON agent_usage"  # noqa: S608
         " WHEN EXISTS (SELECT 1 FROM agent_usage WHERE id = NEW.id"
         " OR (NEW.dedup_key IS NOT NULL AND dedup_key = NEW.dedup_key))"
-        f" BEGIN {_REMOVED} END",
+        f" BEGIN {body} END",
     ]
 
 
@@ -403,7 +411,7 @@ def _usage_up(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE IF NOT EXISTS agentmon_transcripts (path TEXT PRIMARY KEY,"
                  " session_id TEXT, device INTEGER, inode INTEGER, offset INTEGER NOT NULL,"
                  " head TEXT)")
-    for stmt in usage_triggers():
+    for stmt in usage_triggers(STEP5_REMOVED):
         conn.execute(stmt)
 
 
@@ -457,6 +465,49 @@ def _pruned_down(conn: sqlite3.Connection) -> None:
             conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 
+# Step 8: removal_token.
+#
+# Step 5's counter is a number, and numbers repeat: a backup restored over the live file takes
+# it back, and as many removals as happened since the backup bring it to the value the exporter
+# last read (neither the witnesses nor the highest sequence number need change). So every
+# removal also writes a fresh random ``token`` (16 bytes of ``randomblob``: SQLite's generator,
+# seeded from the operating system's) beside the counter, in the same UPDATE. A token in the
+# file is one that a removal in this file's own history wrote (or this step, when it ran): a
+# restored backup followed by any number of removals holds a token the exporter has never read,
+# unless the history the exporter read is part of the restored one. The exporter compares
+# counter and token. The triggers fire on deletes and on inserts that name an existing id,
+# never on the hook's inserts, so a hook write pays nothing more; ``agentmon prune`` puts both
+# back after its batch, as it did the counter. The up step writes a first random token, so a
+# backup from before this step, restored and migrated again, gets a new one.
+STEP8_REMOVED = ("UPDATE agentmon_removals SET value = value + 1, token = randomblob(16)"
+                 " WHERE id = 1;")
+# step 6's triggers that count removals (the others stay as they are)
+USAGE_REMOVAL_TRIGGERS = ("agentmon_agent_usage_del", "agentmon_agent_usage_replace")
+
+
+def _rewrite_removal_triggers(conn: sqlite3.Connection, removed: str) -> None:
+    drop_removal_triggers(conn)
+    for name in USAGE_REMOVAL_TRIGGERS:
+        conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+    usage = [stmt for stmt in usage_triggers(removed)
+             if any(f" {name} " in stmt for name in USAGE_REMOVAL_TRIGGERS)]
+    for stmt in removal_triggers(removed) + usage:
+        conn.execute(stmt)
+
+
+def _removal_token_up(conn: sqlite3.Connection) -> None:
+    if "token" not in set(table_columns(conn, "agentmon_removals")):
+        conn.execute("ALTER TABLE agentmon_removals ADD COLUMN token BLOB")
+    conn.execute("UPDATE agentmon_removals SET token = randomblob(16) WHERE id = 1")
+    _rewrite_removal_triggers(conn, STEP8_REMOVED)
+
+
+def _removal_token_down(conn: sqlite3.Connection) -> None:
+    _rewrite_removal_triggers(conn, STEP5_REMOVED)
+    if "token" in set(table_columns(conn, "agentmon_removals")):
+        conn.execute("ALTER TABLE agentmon_removals DROP COLUMN token")
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "adopt", _adopt_up, _adopt_down),
     Step(2, "indexes", _indexes_up, _indexes_down),
@@ -465,9 +516,12 @@ STEPS: tuple[Step, ...] = (
     Step(5, "removals", _removals_up, _removals_down),
     Step(6, "usage", _usage_up, _usage_down),
     Step(7, "pruned", _pruned_up, _pruned_down),
+    Step(8, "removal_token", _removal_token_up, _removal_token_down),
 )
 # What the latest step's freeze triggers hold final (the seeder re-creates the latest triggers).
 CURRENT_FINAL_STATUSES = STEP4_FINAL_STATUSES
+# ... and what its removal triggers do.
+CURRENT_REMOVED = STEP8_REMOVED
 LATEST = STEPS[-1].version
 
 
