@@ -375,13 +375,20 @@ def report(steps: list[Step], total: float, machine: dict | None = None,
     return "\n".join(lines)
 
 
+def host_names(step: Step) -> dict[str, float]:
+    """Each container's CPU by name (with its id when a name came back, as a re-created host)."""
+    names = [name for name, _, _ in step.hosts.values()]
+    return {name if names.count(name) == 1 else f"{name}@{cid[:12]}": latest - first
+            for cid, (name, first, latest) in step.hosts.items()}
+
+
 def summary(steps: list[Step], total: float, machine: dict | None, method: str) -> dict:
     return {
         "wall_seconds": total, "controller_cpu_method": method, "machine": machine,
         "steps": [{"name": s.name, "result": s.result, "wall_seconds": s.seconds,
                    "controller_cpu_seconds": s.controller_cpu, "rusage_cpu_seconds": s.rusage_cpu,
                    "cgroup_cpu_seconds": s.cgroup_cpu, "host_cpu_seconds": s.host_cpu,
-                   "hosts": {name: latest - first for name, first, latest in s.hosts.values()}}
+                   "hosts": host_names(s)}
                   for s in steps],
     }
 
