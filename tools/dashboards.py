@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Generate the Grafana dashboards in files/dashboards/ from the definitions below.
+"""Generate the Grafana dashboards in roles/grafana/files/dashboards/ from the definitions below.
 
-    tools/dashboards.py            write files/dashboards/*.json
+    tools/dashboards.py            write roles/grafana/files/dashboards/*.json
     tools/dashboards.py --check    exit 1 if a committed file differs from what this writes
 
 The JSON is committed (it is what Grafana is provisioned with, and what a reviewer reads);
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-OUT = Path(__file__).resolve().parent.parent / "files" / "dashboards"
+OUT = Path(__file__).resolve().parent.parent / "roles" / "grafana" / "files" / "dashboards"
 DATASOURCE = {"type": "prometheus", "uid": "agentmon-prometheus"}
 GRID_WIDTH = 24
 TAGS = ["agentmon"]

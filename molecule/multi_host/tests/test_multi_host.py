@@ -43,8 +43,8 @@ ALERT_FOR = 4.0
 # Alertmanager was being found is made good within 60 s). A broken path still shows: no
 # Watchdog for a whole minute.
 WATCHDOG_MAX_GAP = 60.0
-DASHBOARDS = Path(__file__).resolve().parents[3] / "files" / "dashboards"
-RULES = Path(__file__).resolve().parents[3] / "files" / "rules"
+DASHBOARDS = Path(__file__).resolve().parents[3] / "roles" / "grafana" / "files" / "dashboards"
+RULES = Path(__file__).resolve().parents[3] / "roles" / "prometheus" / "files" / "rules"
 
 # Probes run inside a test host (HTTP goes through verify_helpers.http): a TLS handshake at
 # one protocol version, a TCP connect. Answers one JSON line.
