@@ -102,7 +102,14 @@ SCENARIO_ORDER := multi_host default agent_host rollback
 SCENARIOS := $(foreach s,$(SCENARIO_ORDER),$(filter $(s),$(ALL_SCENARIOS))) $(filter-out $(SCENARIO_ORDER),$(ALL_SCENARIOS))
 MOLECULE_JOBS ?= 4
 STEPS := $(BIN)/python tools/timed_steps.py --log-dir build/steps
-scenario_lanes = $(foreach s,$(SCENARIOS),--lane molecule/$(s)='$(MAKE) --no-print-directory molecule SCENARIO=$(s)')
+# Each scenario's test host containers (the platform names in its molecule.yml, as podman GLOBs):
+# the table shows the CPU they used beside the controller's. A scenario not listed shows "-".
+HOSTS_agent_host := $(or $(AGENTMON_AGENT_HOST),agentmon-agent-host)
+HOSTS_default := $(or $(AGENTMON_DEFAULT_HOST),agentmon-default-host)
+HOSTS_multi_host := agentmon-mh-*
+HOSTS_rollback := $(or $(AGENTMON_RB_HOST),agentmon-rb-host)
+scenario_lanes = $(foreach s,$(SCENARIOS),--lane molecule/$(s)='$(MAKE) --no-print-directory molecule SCENARIO=$(s)' \
+  $(if $(HOSTS_$(s)),--containers molecule/$(s)='$(HOSTS_$(s))'))
 
 # One scenario's log is kept in build/molecule-NAME.log; on failure its failed tests and tasks are
 # repeated last, where a CI log cut in the middle still shows them. Without SCENARIO: every

@@ -2,8 +2,8 @@
 
 For each size an original-schema database is seeded (`agentmon seed --schema original`, 3 tool
 uses per invocation) in a temporary folder, then upgraded in-process; the table shows rows,
-seconds and rows/s. The unit test test_migrations only checks that the large upgrade ends with
-the same rows.
+seconds and rows/s, and stops if the upgrade did not keep every row (the unit test
+test_migrations checks that on 80k rows).
 
     ../.venv/bin/python bench/bench_migrate.py [--sizes 200000 1000000] [--json FILE]
 """
@@ -48,6 +48,8 @@ def main() -> int:
             start = time.perf_counter()
             migrate(db, backup_dir=Path(tmp) / "backups")
             seconds = time.perf_counter() - start
+            if rows(db) != n:
+                raise SystemExit(f"bench_migrate: {n} rows before the upgrade, {rows(db)} after")
         results.append({"invocations": size, "rows": n, "seconds": seconds})
         print(f"{size:>12,} {n:>12,} {seconds:>9.1f} {n / seconds:>10,.0f}")
     if args.json:

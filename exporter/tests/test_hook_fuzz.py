@@ -197,7 +197,10 @@ def real_process_sample() -> list[tuple[str, bytes]]:
     for category, items in sorted(by_category.items()):
         if category == "too-large":
             continue  # only too large for the small in-process cap; "huge" below instead
-        wanted = 40 if category in ("invalid-utf8", "nul-byte", "deep") else 12
+        # Each item's handling is proven in process on the whole corpus (every message is
+        # ASCII: nothing depends on the item at stderr); here each category crosses the real
+        # stdin, stderr and exit code, more often where reading the bytes is the point.
+        wanted = 12 if category in ("invalid-utf8", "nul-byte", "deep") else 4
         sample += [(category, rng.choice(items)) for _ in range(wanted)]
     huge = dumps(event("PreToolUse", tool_input={"content": "x" * (3 * 1024 * 1024)}))
     sample += [("huge", huge[:-1] + b',"tool_use_id": "../x"}'), ("huge", huge[:-2]),
@@ -209,7 +212,7 @@ def real_process_sample() -> list[tuple[str, bytes]]:
 @pytest.mark.slow
 def test_malformed_inputs_through_the_real_process(tmp_path: Path) -> None:
     sample = real_process_sample()
-    assert len(sample) >= 250
+    assert len(sample) >= 80
     db = tmp_path / "fuzz.db"
     env = {**os.environ, "AGENTMON_DB": str(db)}
     for category, data in sample:

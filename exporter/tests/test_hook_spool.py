@@ -253,13 +253,14 @@ def test_the_exporter_shows_a_planted_link_the_hooks_refuse(tmp_path: Path) -> N
 
 
 def as_nobody(db: Path, state: Path, item: dict[str, Any]) -> str:
-    """Run the console script as the unprivileged user nobody; its stderr."""
+    """Run the console script as the unprivileged user nobody; its stderr. A locked database
+    spools at once (NO_WAIT), as after the default busy timeout."""
     env = {"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent",
            "XDG_STATE_HOME": str(state)}
     proc = subprocess.run(
         ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(AGENTMON), "hook",
-         "--db", str(db)], input=json.dumps(item).encode(), capture_output=True, env=env,
-        timeout=60, check=False)
+         "--db", str(db), *NO_WAIT], input=json.dumps(item).encode(), capture_output=True,
+        env=env, timeout=60, check=False)
     assert proc.returncode == 0
     return proc.stderr.decode()
 

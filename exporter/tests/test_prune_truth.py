@@ -11,11 +11,12 @@ Counters never go down across a prune: each prune is checked against the scrape 
 from __future__ import annotations
 
 import math
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
 import hypothesis.strategies as st
-from collector_db import samples, writer
+from collector_db import samples
 from hypothesis import event
 from hypothesis.stateful import rule
 from test_truth import (
@@ -35,7 +36,7 @@ COUNTERS = ("agentmon_invocations_total", "agentmon_tool_uses_total",
             "agentmon_invocation_duration_seconds", "agentmon_tool_use_duration_seconds")
 
 
-def pruned(db: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def pruned(conn: sqlite3.Connection) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """What the prune's bookkeeping says was removed, as exposition samples."""
     out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
 
@@ -43,7 +44,6 @@ def pruned(db: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         key = (name, tuple(sorted(labels.items())))
         out[key] = out.get(key, 0) + value
 
-    conn = writer(db)
     for table, agent, key2, status, le, rows, total in conn.execute(
             "SELECT tbl, agent_name, key2, status, le, rows, total FROM agentmon_pruned"):
         if table == "sessions":
@@ -66,13 +66,12 @@ def pruned(db: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for bound in (*buckets, math.inf):
             tag = "+Inf" if bound == math.inf else repr(float(bound))
             add(f"{name}_bucket", rows if le <= bound else 0, **labels, le=tag)
-    conn.close()
     return out
 
 
-def expected(db: Path) -> dict:
-    out = recount(db)
-    for key, v in pruned(db).items():
+def expected(db: Path, conn: sqlite3.Connection) -> dict:
+    out = recount(db, conn)
+    for key, v in pruned(conn).items():
         out[key] = out.get(key, 0) + v
     return out
 
@@ -96,13 +95,13 @@ class PruneTruthMachine(TruthMachine):
             for key, v in before.items():
                 if key[0].startswith(COUNTERS):
                     assert after.get(key, 0) >= v, key
-        assert_matches(after, expected(self.db), self.cap)
+        assert_matches(after, expected(self.db, self.reader), self.cap)
 
     @rule()
     def refresh(self) -> None:
         self.collector.refresh()
         assert self.collector.db_up
-        assert_matches(samples(self.collector), expected(self.db), self.cap)
+        assert_matches(samples(self.collector), expected(self.db, self.reader), self.cap)
 
 
 PruneTruthMachine.TestCase.settings = TRUTH_SETTINGS

@@ -115,9 +115,12 @@ def truth_duration(duration: object, start: object, end: object) -> float | None
     return seconds if 0 <= seconds <= 1e9 else None
 
 
-def recount(db: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """The expected exposition (without self-metrics), from the database alone."""
-    conn = writer(db)
+def recount(db: Path, conn: sqlite3.Connection | None = None,
+            ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The expected exposition (without self-metrics), from the database alone (through
+    ``conn``, a connection of the caller's that holds no transaction, or one of its own)."""
+    own = conn is None
+    conn = writer(db) if conn is None else conn
     out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
 
     def add(name: str, value: float, **labels: str) -> None:
@@ -185,7 +188,8 @@ def recount(db: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
             add("agentmon_api_errors_total", 1, error=truth_label(label))
         elif kind == "permission_denied":
             add("agentmon_permission_denials_total", 1, tool=truth_label(label))
-    conn.close()
+    if own:
+        conn.close()
     return out
 
 
@@ -239,6 +243,35 @@ LEGACY = [  # rows written before change tracking existed (NULL sequence numbers
 ]
 
 
+_LEGACY_TEMPLATE: list[Path] = []
+
+
+def legacy_db(path: Path) -> None:
+    """A version 2 database holding LEGACY's rows, migrated to the latest version (with its
+    verified backup): the migration is the same every time, so it runs once per process and
+    each example gets a copy."""
+    if not _LEGACY_TEMPLATE:
+        folder = Path(tempfile.mkdtemp(prefix="agentmon-truth-legacy-"))
+        template = folder / "legacy.db"
+        make_db(template, 2)
+        conn = writer(template)
+        for table, agent, key2, status, duration, start, end in LEGACY:
+            column = "phase" if table == "agent_invocations" else "tool_name"
+            conn.execute(
+                f"INSERT INTO {table} (session_id, agent_name, {column}, status,"  # noqa: S608
+                " duration_seconds, start_time, end_time) VALUES ('s0', ?, ?, ?, ?, ?, ?)",
+                (agent, key2, status, duration, start, end))
+        conn.execute("INSERT INTO sessions (session_id, status) VALUES ('s0', 'active')")
+        conn.execute("INSERT INTO sessions (session_id, status) VALUES ('old', 'completed')")
+        conn.close()
+        migrate(template, backup_dir=folder / "backups")
+        conn = writer(template)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        _LEGACY_TEMPLATE.append(template)
+    shutil.copyfile(_LEGACY_TEMPLATE[0], path)
+
+
 class TruthMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -246,6 +279,7 @@ class TruthMachine(RuleBasedStateMachine):
         self.db = self.dir / "agent_workflow.db"
         self.ckpt = self.dir / "state.json"
         self.conn = None
+        self.reader: sqlite3.Connection | None = None  # the recount's, opened once
         self.collector: ExporterCollector | None = None
         self.opened = 0
 
@@ -257,21 +291,11 @@ class TruthMachine(RuleBasedStateMachine):
         self.events = 0
         self.backups: list[Path] = []
         if legacy:
-            make_db(self.db, 2)
-            conn = writer(self.db)
-            for table, agent, key2, status, duration, start, end in LEGACY:
-                column = "phase" if table == "agent_invocations" else "tool_name"
-                conn.execute(
-                    f"INSERT INTO {table} (session_id, agent_name, {column}, status,"  # noqa: S608
-                    " duration_seconds, start_time, end_time) VALUES ('s0', ?, ?, ?, ?, ?, ?)",
-                    (agent, key2, status, duration, start, end))
-            conn.execute("INSERT INTO sessions (session_id, status) VALUES ('s0', 'active')")
-            conn.execute("INSERT INTO sessions (session_id, status) VALUES ('old', 'completed')")
-            conn.close()
-            migrate(self.db, backup_dir=self.dir / "backups")
+            legacy_db(self.db)
         else:
             make_db(self.db)
         self.conn = writer(self.db)
+        self.reader = writer(self.db)
         self.collector = self._new_collector(with_checkpoint=True)
 
     def _new_collector(self, with_checkpoint: bool) -> ExporterCollector:
@@ -403,6 +427,9 @@ class TruthMachine(RuleBasedStateMachine):
     def take_backup(self) -> None:
         copy = self.dir / f"backup-{len(self.backups)}.db"
         with sqlite3.connect(copy) as dst:
+            # The copy is only read back here: no journal or sync to make it survive a crash.
+            dst.execute("PRAGMA journal_mode = OFF")
+            dst.execute("PRAGMA synchronous = OFF")
             self.conn.backup(dst)
         dst.close()
         self.backups.append(copy)
@@ -501,7 +528,7 @@ class TruthMachine(RuleBasedStateMachine):
     def refresh(self) -> None:
         self.collector.refresh()
         assert self.collector.db_up
-        assert_matches(samples(self.collector), recount(self.db), self.cap)
+        assert_matches(samples(self.collector), recount(self.db, self.reader), self.cap)
 
     @precondition(lambda self: self.collector is not None)
     @invariant()
@@ -515,8 +542,9 @@ class TruthMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         if self.collector is not None:
             self.collector.close()
-        if self.conn is not None:
-            self.conn.close()
+        for conn in (self.conn, self.reader):
+            if conn is not None:
+                conn.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -1,5 +1,5 @@
-"""What every scenario's Testinfra tests share: the test hosts' address, one wait and one HTTP
-client.
+"""What every scenario's Testinfra tests share: the test hosts' address, one wait, one HTTP
+client and one way to run a playbook against the scenario's hosts.
 
 molecule/conftest.py puts this folder on the path (the shared Molecule config passes
 --confcutdir so that pytest loads it): `from verify_helpers import http, wait_for`.
@@ -8,6 +8,10 @@ molecule/conftest.py puts this folder on the path (the shared Molecule config pa
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -105,3 +109,42 @@ def http(host: Any, url: str, *, method: str | None = None,
             "ca": ca, "cert": cert, "key": key, "follow_redirects": follow_redirects,
             "timeout": timeout}
     return json.loads(host.check_output("python3 -c %s %s", _CLIENT, json.dumps(args)))
+
+
+def playbook(*args: str, timeout: float = 900) -> tuple[int, str]:
+    """ansible-playbook with the scenario's inventory, from the project folder, in the
+    environment Molecule gives the verifier (its Ansible config and roles path, as its converge
+    has): (exit code, stdout + stderr). Results are printed as JSON, each message on one line."""
+    project = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).parents[2]))
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    env = {**os.environ, "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
+    started = time.monotonic()
+    command = [shutil.which("ansible-playbook") or "ansible-playbook", "-i", str(inventory),
+               *args]
+    proc = subprocess.run(command, cwd=project, env=env, capture_output=True,  # noqa: S603
+                          text=True, timeout=timeout, check=False)
+    out = proc.stdout + proc.stderr  # ansible-core prints a failed task's message on stderr
+    recaps = re.findall(r"^\S+\s*: ok=.*$", out, re.M)
+    print(f"ansible-playbook {' '.join(args)}: rc {proc.returncode}, "
+          f"{time.monotonic() - started:.0f} s, {recaps}\n{out[-3000:]}")
+    return proc.returncode, out
+
+
+def recap(out: str, host: str) -> dict[str, int]:
+    """`host`'s line of a playbook's PLAY RECAP: ok, changed, failed, ... as numbers."""
+    line = re.search(rf"^{re.escape(host)}\s*:(.*)$", out, re.M)
+    if line is None:
+        pytest.fail(f"no PLAY RECAP line for {host}:\n{out[-3000:]}")
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line.group(1))}
+
+
+def changed_tasks(out: str, host: str) -> list[str]:
+    """The tasks (and handlers) of a playbook's output that changed `host`, as Molecule's
+    idempotence step lists them."""
+    task, changed = "", []
+    for line in out.splitlines():
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
+            task = line[line.index("[") + 1:line.rindex("]")]
+        elif line.startswith(f"changed: [{host}]") and task not in changed:
+            changed.append(task)
+    return changed

@@ -11,23 +11,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import agentmon
 from agentmon.schema import migrations
-from verify_helpers import http, ssh_host, wait_for
+from verify_helpers import http, playbook, recap, ssh_host, wait_for
 
 # AGENTMON_RB_HOST renames the container (molecule.yml), so two checkouts can run the scenario.
 HOST = os.environ.get("AGENTMON_RB_HOST", "agentmon-rb-host")
 testinfra_hosts = [ssh_host(HOST)]
 
-PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
-INVENTORY = str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
 WHEELHOUSE = EPHEMERAL / "wheelhouse"
 V1, V2, V3 = agentmon.__version__, f"{agentmon.__version__}.post2", f"{agentmon.__version__}.post3"
 # Release 1 needs the repository's latest schema; releases 2 and 3 add one step to it.
@@ -49,25 +45,6 @@ import json, sqlite3, sys
 conn = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
 print(json.dumps([list(row) for row in conn.execute(sys.argv[2], json.loads(sys.argv[3]))]))
 """
-
-
-def playbook(*args: str) -> tuple[int, str]:
-    """ansible-playbook against the scenario's inventory, as an operator runs it."""
-    started = time.monotonic()
-    # JSON results: each message on one line, whatever its length.
-    env = {**os.environ, "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
-    proc = subprocess.run(["ansible-playbook", "-i", INVENTORY, *args], cwd=PROJECT, env=env,
-                          capture_output=True, text=True, timeout=900, check=False)
-    out = proc.stdout + proc.stderr
-    print(f"ansible-playbook {' '.join(args)}: rc {proc.returncode}, "
-          f"{time.monotonic() - started:.0f} s, {recap(out)}")
-    return proc.returncode, out
-
-
-def recap(out: str) -> dict[str, int]:
-    line = re.search(rf"^{HOST}\s*:(.*)$", out, re.M)
-    assert line, out[-3000:]
-    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line.group(1))}
 
 
 def messages(out: str, step: str) -> list[str]:
@@ -260,11 +237,11 @@ def test_rollback_takes_back_release_and_schema(host: Any) -> None:
 def test_the_same_rollback_again_changes_nothing(host: Any) -> None:
     rc, out = playbook("playbooks/rollback.yml", "--tags", "release")
     assert rc == 0, out[-3000:]
-    assert recap(out)["changed"] == 0
+    assert recap(out, HOST)["changed"] == 0
     assert any("nothing to do" in m for m in messages(out, "release")), out[-2000:]
     rc, out = playbook("playbooks/rollback.yml", "--tags", "release", "--check")
     assert rc == 0, out[-3000:]
-    assert recap(out)["changed"] == 0
+    assert recap(out, HOST)["changed"] == 0
     assert live_release(host) == STATE["r1"]
 
 
@@ -272,7 +249,7 @@ def test_release_3_fails_its_health_check_and_is_taken_back(host: Any) -> None:
     rc, out = playbook("site.yml", "-e", f"agentmon_release_version={V3}",
                        "-e", f"agentmon_release_wheelhouse={WHEELHOUSE}")
     assert rc != 0
-    summary = recap(out)
+    summary = recap(out, HOST)
     assert summary["rescued"] == 1, summary
     assert summary["failed"] == 1, summary
     assert "is live again and answers agentmon_db_up 1" in out
@@ -302,7 +279,7 @@ def test_reset_metrics_and_throttle(host: Any) -> None:
     assert_metrics_match_sql(host)  # rebuilt from SQL after the checkpoint was dropped
     rc, out = playbook(*args)
     assert rc == 0, out[-3000:]
-    assert recap(out)["changed"] == 0, out[-3000:]
+    assert recap(out, HOST)["changed"] == 0, out[-3000:]
 
 
 def test_restore_a_backup(host: Any) -> None:
@@ -331,7 +308,7 @@ def test_restore_a_backup(host: Any) -> None:
     assert_metrics_match_sql(host)
     rc, out = playbook(*args)
     assert rc == 0, out[-3000:]
-    assert recap(out)["changed"] == 0, out[-3000:]
+    assert recap(out, HOST)["changed"] == 0, out[-3000:]
 
 
 def test_disable_keeps_the_hook_logging(host: Any) -> None:
@@ -346,4 +323,4 @@ def test_disable_keeps_the_hook_logging(host: Any) -> None:
     assert query(host, "SELECT count(*) FROM sessions")[0][0] == before + 1
     rc, out = playbook(*args)
     assert rc == 0, out[-3000:]
-    assert recap(out)["changed"] == 0, out[-3000:]
+    assert recap(out, HOST)["changed"] == 0, out[-3000:]
