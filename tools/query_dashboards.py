@@ -6,8 +6,9 @@
 
 The URL is the datasource (Prometheus, or VictoriaMetrics: the dashboards' `datasource`
 variable picks either in Grafana). Template variables get real values: each
-`label_values(selector, label)` variable is asked of the label API; a multi-value variable gets all its values, a single-value one the first
-value (in sorted order) for which every query of the dashboard returns data. Grafana's own
+`label_values(selector, label)` variable is asked of the label API; a multi-value variable gets
+all its values, a single-value one the first value (in sorted order) for which every query of
+the dashboard returns data. Grafana's own
 variables ($__rate_interval, ...) get fixed values. Each query then runs as an instant query;
 one line per query gives the series count, and the exit code is 1 when a query returned no
 series or failed. Standard library only: it can run on the monitoring host itself.
