@@ -314,8 +314,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="scrapes stored (default 480: two hours at 15 s)")
     parser.add_argument("--interval", type=float, default=15.0,
                         help="simulated scrape interval, seconds (default 15: Prometheus')")
-    parser.add_argument("--sessions-per-day", type=float, default=48,
-                        help="Claude Code sessions started a day during the scrapes (default 48)")
+    parser.add_argument("--sessions-per-day", type=float, default=96,
+                        help="Claude Code sessions started a day during the scrapes"
+                             " (default 96, about the seeded history's)")
     parser.add_argument("--session-minutes", type=float, default=30,
                         help="how long one session's events take (default 30)")
     parser.add_argument("--victoriametrics-container",
@@ -383,9 +384,34 @@ def main(argv: list[str] | None = None) -> int:
                                           "data_bytes_per_row": stored / rows if rows else None}
         print(f"VictoriaMetrics {vm['version']}: {rows:.0f} rows, data {stored:.0f} bytes + "
               f"index {index:.0f} = {(stored + index) / samples:.2f} bytes/sample")
+    result["sites"] = sites(result, args.interval)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
+
+
+def sites(result: dict[str, Any], interval: float) -> list[dict[str, float]]:
+    """The capacity table: series, samples per second and disk per day for 10, 100 and 1,000
+    agent hosts, from the measured series per host and bytes per sample."""
+    series = result["prometheus_series"]
+    per_host = series["exporter"] + series["per_target"] + series["recording_per_host"]
+    prom = result["prometheus"]["bytes_per_sample"]
+    vm = result.get("victoriametrics", {}).get("bytes_per_sample")
+    rows = []
+    print("\n| agent hosts | series | samples/s per Prometheus | Prometheus disk/day (each) "
+          "| VictoriaMetrics disk/day | VictoriaMetrics disk/year |\n|---|---|---|---|---|---|")
+    for hosts in (10, 100, 1000):
+        total = hosts * per_host + series["recording_site"]
+        per_day = total * 86400 / interval
+        row = {"hosts": hosts, "series": total, "samples_per_second": total / interval,
+               "prometheus_bytes_per_day": per_day * prom,
+               "victoriametrics_bytes_per_day": per_day * vm if vm else None}
+        rows.append(row)
+        vm_day = f"{per_day * vm / 1e6:,.0f} MB" if vm else "-"
+        vm_year = f"{per_day * vm * 365 / 1e9:,.1f} GB" if vm else "-"
+        print(f"| {hosts:,} | {total:,} | {total / interval:,.0f} | "
+              f"{per_day * prom / 1e6:,.0f} MB | {vm_day} | {vm_year} |")
+    return rows
 
 
 if __name__ == "__main__":

@@ -671,21 +671,28 @@ def test_grafana_dashboards_provider_and_dashboards() -> None:
 
 
 def test_every_dashboard_query_returns_data_on_both_datasources() -> None:
-    """Claude Code sessions played through alice's hooks on the agent host; then every panel's
+    """Claude Code sessions played twice through alice's hooks on the agent host (the second
+    play raises counters the first created, so rates are not zero), then every panel's
     query, variables set to real label values (tools/query_dashboards.py, run on the monitoring
     host as Grafana would), returns series from Prometheus and from VictoriaMetrics."""
     agent = on(AGENT)
-    played = agent.run("runuser -u alice -- sh -c 'cd /home/alice && "
-                       "/usr/local/bin/agentmon-demo-events --sessions 3 --seed 22'")
-    assert played.rc == 0, played.stderr
-    assert "hook said" not in played.stderr, played.stderr
-    # Rates need samples on both sides of the events: four more scrapes, on both stores.
     expr = f'count_over_time(agentmon_db_up{{instance="{AGENT}"}}[1h])'
-    for base, auth in ((prometheus(MON1), ADMIN), (VM, READER)):
-        first = float(query(expr, base, auth)[0]["value"][1])
-        wait_for(lambda base=base, auth=auth, first=first:
-                 float(query(expr, base, auth)[0]["value"][1]) >= first + 4,
-                 f"four more scrapes in {base}")
+
+    def scraped(more: int) -> None:
+        """Until both stores hold `more` more scrapes of the agent host."""
+        for base, auth in ((prometheus(MON1), ADMIN), (VM, READER)):
+            first = float(query(expr, base, auth)[0]["value"][1])
+            wait_for(lambda base=base, auth=auth, first=first:
+                     float(query(expr, base, auth)[0]["value"][1]) >= first + more,
+                     f"{more} more scrapes in {base}")
+
+    for seed in (22, 23):
+        played = agent.run("runuser -u alice -- sh -c 'cd /home/alice && "
+                           f"/usr/local/bin/agentmon-demo-events --sessions 4 --seed {seed}'")
+        assert played.rc == 0, played.stderr
+        assert "hook said" not in played.stderr, played.stderr
+        # Rates need samples on both sides of the events.
+        scraped(3)
     monitor = on(MON1)
     work = monitor.check_output("mktemp -d /tmp/agentmon-live.XXXXXX")
     counts = {}
