@@ -11,6 +11,15 @@ BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: help check-tools venv lint unit rules test bench bench-attack bench-flood bench-soak bench-prune clean
 
+# The repository is the collection agentmon.stack and consumes itself: ansible.cfg's
+# collections_path starts with build/collections, where ansible_collections/agentmon/stack is a
+# link to this checkout (made by every target that runs Ansible).
+COLLECTION_LINK := build/collections/ansible_collections/agentmon/stack
+COLLECTION_VERSION = $(shell sed -n 's/^version: *//p' galaxy.yml)
+COLLECTION_ARTIFACT = build/agentmon-stack-$(COLLECTION_VERSION).tar.gz
+# The wheels agent hosts install (agentmon and its dependencies), shipped inside the collection.
+WHEELHOUSE := roles/_release/files/wheelhouse
+
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
 
@@ -20,19 +29,38 @@ $(STAMP): requirements-dev.txt exporter/pyproject.toml
 	$(BIN)/pip install --quiet -r requirements-dev.txt -e 'exporter[test]'
 	touch $@
 
+$(COLLECTION_LINK):
+	mkdir -p $(@D)
+	ln -sfn ../../../.. $@
+
+.PHONY: collection-path collection sanity
+collection-path: $(COLLECTION_LINK) ## link build/collections/ansible_collections/agentmon/stack to this checkout (ansible.cfg's collections_path)
+
+collection: $(STAMP) wheelhouse ## build the collection artifact build/agentmon-stack-<version>.tar.gz (wheelhouse included)
+	$(BIN)/ansible-galaxy collection build --force --output-path build .
+	@ls -l $(COLLECTION_ARTIFACT)
+
+# ansible-test sanity on a copy of the collection's tracked files under ansible_collections/agentmon/stack
+# (it refuses any other path), with this venv's Python 3.11, no containers (tools/sanity.sh).
+sanity: $(STAMP) ## ansible-test sanity of the collection (the tests that run offline here)
+	PATH="$(CURDIR)/$(BIN):$$PATH" tools/sanity.sh
+
 check-tools: ## check the host tools the targets need (.ci/host-tools); names each missing one
 	tools/check_tools.sh .ci/host-tools
 
 venv: $(STAMP) ## create .venv with the package and every test tool
 
-lint: $(STAMP) ## ruff (with security rules), yamllint, ansible-lint (production), role specs, dashboards, generated docs, links
+lint: $(STAMP) $(COLLECTION_LINK) ## ruff (with security rules), yamllint, ansible-lint (production), ansible-test sanity, role specs, dashboards, generated docs, links
 	cd exporter && ../$(BIN)/ruff check src tests bench
 	$(BIN)/yamllint --strict .
-	$(BIN)/ruff check --config exporter/pyproject.toml --exclude tools/tests tools roles
+	# Ansible modules put their imports after DOCUMENTATION, EXAMPLES and RETURN (E402).
+	$(BIN)/ruff check --config exporter/pyproject.toml --extend-per-file-ignores 'plugins/modules/*.py:E402' \
+	  --exclude tools/tests tools roles plugins
 	$(BIN)/ruff check tools/tests
 	$(BIN)/ruff check molecule
 	$(BIN)/ruff check tests
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ansible-lint
+	PATH="$(CURDIR)/$(BIN):$$PATH" tools/sanity.sh
 	$(BIN)/python tools/check_argument_specs.py roles
 	$(BIN)/python tools/dashboards.py --check
 	$(BIN)/python tools/check_dashboards.py
@@ -40,21 +68,21 @@ lint: $(STAMP) ## ruff (with security rules), yamllint, ansible-lint (production
 	$(BIN)/python tools/metrics_doc.py --check docs/metrics.md
 	$(BIN)/python tools/check_links.py
 
-unit: $(STAMP) ## unit and property tests (package, roles' modules) with line+branch coverage (fails below 90%)
+unit: $(STAMP) $(COLLECTION_LINK) ## unit and property tests (package, the collection's plugins) with line+branch coverage (fails below 90%)
 	cd exporter && ../$(BIN)/pytest --cov=agentmon --cov-report=term --cov-fail-under=90 tests
 	$(BIN)/pytest -q -p no:cacheprovider tools/tests tests/nginx
-	$(BIN)/pytest -q -p no:cacheprovider --cov=roles/agentmon_hooks/library --cov-branch \
+	$(BIN)/pytest -q -p no:cacheprovider --cov=plugins --cov-branch \
 	  --cov-report=term --cov-fail-under=90 tests/ansible
 
 # promtool comes from Debian's prometheus package (.ci/run installs it).
-rules: $(STAMP) ## promtool check (duplicate-rule lint) and unit tests of files/rules, plus their conventions
-	promtool check rules --lint=duplicate-rules --lint-fatal files/rules/*.yml
-	cd files/rules/tests && promtool test rules *.test.yml
-	$(BIN)/python tools/check_rules.py files/rules docs/runbook.md docs/metrics.md
+RULES_DIR := roles/prometheus/files/rules
+rules: $(STAMP) ## promtool check (duplicate-rule lint) and unit tests of the prometheus role's rules, plus their conventions
+	promtool check rules --lint=duplicate-rules --lint-fatal $(RULES_DIR)/*.yml
+	cd $(RULES_DIR)/tests && promtool test rules *.test.yml
+	$(BIN)/python tools/check_rules.py $(RULES_DIR) docs/runbook.md docs/metrics.md
 
 # Molecule test hosts: podman (runc, see .ci/containers.conf) running a local Debian 12 image.
 export CONTAINERS_CONF ?= $(CURDIR)/.ci/containers.conf
-WHEELHOUSE := build/wheelhouse
 .PHONY: image wheelhouse molecule demo demo-down
 
 image: check-tools ## build the Debian 12 systemd test host image, only when missing or its recipe changed
@@ -64,7 +92,7 @@ $(WHEELHOUSE)/.built: $(STAMP) tools/build_wheelhouse.sh exporter/pyproject.toml
 	tools/build_wheelhouse.sh $(WHEELHOUSE)
 	touch $@
 
-wheelhouse: $(WHEELHOUSE)/.built ## the agentmon wheel + dependency wheels hosts install offline
+wheelhouse: $(WHEELHOUSE)/.built ## the agentmon wheel + dependency wheels hosts install offline (shipped in the collection)
 
 # Scenarios share no host, network or state (each names its own containers and network), so
 # `make molecule` runs them side by side, MOLECULE_JOBS at a time, longest first; most of a
@@ -79,7 +107,7 @@ scenario_lanes = $(foreach s,$(SCENARIOS),--lane molecule/$(s)='$(MAKE) --no-pri
 # One scenario's log is kept in build/molecule-NAME.log; on failure its failed tests and tasks are
 # repeated last, where a CI log cut in the middle still shows them. Without SCENARIO: every
 # scenario (tools/timed_steps.py: a log per scenario, then the failures and a table of times).
-molecule: $(STAMP) image wheelhouse ## every Molecule scenario on real systemd hosts, side by side (SCENARIO=name for one)
+molecule: $(STAMP) image wheelhouse $(COLLECTION_LINK) ## every Molecule scenario on real systemd hosts, side by side (SCENARIO=name for one)
 ifdef SCENARIO
 	@mkdir -p build
 	set -o pipefail; PATH="$(CURDIR)/$(BIN):$$PATH" AGENTMON_TEST_IMAGE=$$(molecule/image/build.sh --ref) \
@@ -92,7 +120,7 @@ endif
 
 demo: ## the whole stack on one local systemd host (installs what is missing; reuses what exists)
 	bash .ci/install-tools
-	@$(MAKE) --no-print-directory venv image wheelhouse
+	@$(MAKE) --no-print-directory venv image wheelhouse collection-path
 	tools/demo.sh up
 
 demo-down: ## remove the demo host, its network and its generated secrets and CA (.demo/)
@@ -104,7 +132,7 @@ TEST_JOBS ?= 5
 test: ## everything CI runs (host tools checked first), with a table of times at the end
 	@$(PYTHON) tools/timed_steps.py --log-dir build/steps \
 	  check-tools='$(MAKE) --no-print-directory check-tools' \
-	  prerequisites='$(MAKE) --no-print-directory venv image wheelhouse' \
+	  prerequisites='$(MAKE) --no-print-directory venv image wheelhouse collection-path' \
 	  --jobs $(TEST_JOBS) $(scenario_lanes) \
 	  --lane lint='$(MAKE) --no-print-directory lint' unit='$(MAKE) --no-print-directory unit' \
 	  rules='$(MAKE) --no-print-directory rules'

@@ -2,7 +2,8 @@
 # Build the offline wheelhouse the Ansible roles install from: the agentmon wheel plus binary
 # wheels of its dependencies for the TARGET hosts (not necessarily this machine), so hosts
 # install with pip --no-index and never reach PyPI.
-#   tools/build_wheelhouse.sh [OUT]   (default build/wheelhouse)
+#   tools/build_wheelhouse.sh [OUT]   (default roles/_release/files/wheelhouse: shipped in the
+#                                      collection, the roles' default agentmon_release_wheelhouse)
 # Target: TARGET_PYTHON (default 3.11, Debian 12), TARGET_ARCH (x86_64), TARGET_GLIBC (2.36).
 # SOURCE: the package folder to build (default ./exporter).
 #
@@ -15,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-OUT=${1:-build/wheelhouse}
+OUT=${1:-roles/_release/files/wheelhouse}
 PIP=${PIP:-.venv/bin/pip}
 PYTHON=${PYTHON:-$(dirname "$PIP")/python}
 SOURCE=${SOURCE:-./exporter}

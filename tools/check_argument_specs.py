@@ -6,8 +6,10 @@ For each role under the given folder (default: roles/):
   default value, and a value of the declared type;
 - every option that is not required has a default in defaults/main.yml; a required option
   (a secret) has none, nor has a secret that only some setups need (no_log, not required);
-- every variable is prefixed with the role name, and every block of variables in
-  defaults/main.yml (blocks are separated by blank lines) carries a comment.
+- every variable is prefixed with the role's variable prefix (its name, or for the roles that
+  moved into the collection under a shorter name, the name they had: VARIABLE_PREFIX), and
+  every block of variables in defaults/main.yml (blocks are separated by blank lines) carries a
+  comment.
 Prints one line per problem and exits 1 if there is any.
 """
 
@@ -64,10 +66,16 @@ def _uncommented_blocks(path: Path) -> list[str]:
     return missing
 
 
+# The roles kept their variable names when they moved into the collection agentmon.stack (users'
+# inventories keep working; the agentmon_ prefix keeps them apart from prometheus.prometheus').
+VARIABLE_PREFIX = {"exporter": "agentmon_exporter", "db": "agentmon_db", "hooks": "agentmon_hooks",
+                   "pki": "agentmon_pki", "_release": "agentmon_release"}
+
+
 def check_role(role: Path) -> list[str]:
     defaults_file = role / "defaults" / "main.yml"
     specs_file = role / "meta" / "argument_specs.yml"
-    name = role.name
+    name = VARIABLE_PREFIX.get(role.name, role.name)
     if not specs_file.exists():
         return [f"{role}: meta/argument_specs.yml is missing"]
     defaults = (_load(defaults_file) or {}) if defaults_file.exists() else {}

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Check the Grafana dashboards in a folder (default files/dashboards/) before Grafana sees them.
+"""Check the Grafana dashboards in a folder (default: the grafana role's files/dashboards/) before
+Grafana sees them.
 
 For every dashboard: a uid (unique across the folder) and a title; panel ids unique; panels
 inside the 24-column grid and not overlapping; a `datasource` variable of type datasource
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+DASHBOARDS = ROOT / "roles" / "grafana" / "files" / "dashboards"
 DATASOURCE_UID = "agentmon-prometheus"
 # The variable every datasource reference names, and the reference itself.
 DATASOURCE_VARIABLE = "datasource"
@@ -182,7 +184,7 @@ def parse_promql(queries: list[tuple[str, str]], promtool: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", nargs="?", type=Path, default=ROOT / "files" / "dashboards")
+    parser.add_argument("folder", nargs="?", type=Path, default=DASHBOARDS)
     parser.add_argument(
         "--datasource-uid",
         default=DATASOURCE_UID,

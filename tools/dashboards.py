@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Generate the Grafana dashboards in files/dashboards/ from the definitions below.
+"""Generate the Grafana dashboards in roles/grafana/files/dashboards/ from the definitions below.
 
-    tools/dashboards.py            write files/dashboards/*.json
+    tools/dashboards.py            write roles/grafana/files/dashboards/*.json
     tools/dashboards.py --check    exit 1 if a committed file differs from what this writes
 
 The JSON is committed (it is what Grafana is provisioned with, and what a reviewer reads);
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-OUT = Path(__file__).resolve().parent.parent / "files" / "dashboards"
+OUT = Path(__file__).resolve().parent.parent / "roles" / "grafana" / "files" / "dashboards"
 # Every query runs on the datasource the `datasource` variable picks: one of the provisioned
 # Prometheus-type datasources (agentmon's Prometheus by default, or the long-term store).
 DEFAULT_DATASOURCE_UID = "agentmon-prometheus"

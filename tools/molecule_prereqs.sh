@@ -24,14 +24,19 @@ else
   podman image exists "$image" || fail "AGENTMON_TEST_IMAGE=$image does not exist: unset it, or run 'make image'"
 fi
 
-stamp=build/wheelhouse/.built
+stamp=roles/_release/files/wheelhouse/.built
 if [ ! -f "$stamp" ] || [ -n "$(find exporter/src exporter/pyproject.toml tools/build_wheelhouse.sh \
     -newer "$stamp" -type f -not -name '*.pyc' -print -quit)" ]; then
-  [ -x .venv/bin/pip ] || fail "no wheelhouse (build/wheelhouse): run 'make venv wheelhouse' first"
+  [ -x .venv/bin/pip ] || fail "no wheelhouse (roles/_release/files/wheelhouse): run 'make venv wheelhouse' first"
   echo "molecule prerequisites: building the wheelhouse (tools/build_wheelhouse.sh)" >&2
-  tools/build_wheelhouse.sh build/wheelhouse >&2
+  tools/build_wheelhouse.sh roles/_release/files/wheelhouse >&2
   touch "$stamp"
 fi
+
+# The scenarios use the roles as agentmon.stack.<role>, from this checkout: the shared config's
+# ANSIBLE_COLLECTIONS_PATH starts with build/collections, where this link is (make collection-path).
+mkdir -p build/collections/ansible_collections/agentmon
+ln -sfn ../../../.. build/collections/ansible_collections/agentmon/stack
 
 # The SSH key and ssh_config the shared Molecule config connects with (tools/molecule_ssh.sh).
 command -v ssh >/dev/null 2>&1 || fail "ssh is missing: run 'bash .ci/install-tools' as root"

@@ -129,8 +129,8 @@ def run_dashboard(api: Prometheus, board: dict[str, Any], rate_interval: str) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", nargs="?", type=Path,
-                        default=Path(__file__).resolve().parent.parent / "files" / "dashboards")
+    dashboards = Path(__file__).resolve().parents[1] / "roles" / "grafana" / "files" / "dashboards"
+    parser.add_argument("folder", nargs="?", type=Path, default=dashboards)
     parser.add_argument("--url", required=True, help="Prometheus base URL (its /api/v1 is below)")
     parser.add_argument("--user", help="basic auth user")
     parser.add_argument("--password-file", type=Path, help="file holding the basic auth password")

@@ -320,7 +320,7 @@ def test_missing_bearer_token_file(tmp_path: Path) -> None:
 
 
 def test_the_shipped_example_is_valid(tmp_path: Path, pki: Pki) -> None:
-    example = Path(__file__).resolve().parents[2] / "files" / "agentmon" / "web-config.example.yml"
+    example = Path(__file__).resolve().parents[2] / "docs" / "web-config.example.yml"
     data = yaml.safe_load(example.read_text())
     tls = data["tls_server_config"]
     assert set(tls) == {"cert_file", "key_file", "client_auth_type", "client_ca_file",

@@ -21,11 +21,11 @@ PLAY = f"""
   hosts: localhost
   gather_facts: false
   vars_files:
-    - {ROOT}/roles/agentmon_exporter/defaults/main.yml
-    - {ROOT}/roles/agentmon_exporter/vars/main.yml
+    - {ROOT}/roles/exporter/defaults/main.yml
+    - {ROOT}/roles/exporter/vars/main.yml
   tasks:
-    - name: Run agentmon_exporter's preflight
-      ansible.builtin.include_tasks: {ROOT}/roles/agentmon_exporter/tasks/preflight.yml
+    - name: Run the exporter role's preflight
+      ansible.builtin.include_tasks: {ROOT}/roles/exporter/tasks/preflight.yml
 """
 # agentmon_release has no dependency: its own preflight runs as the roles run it.
 RELEASE_PLAY = """
@@ -33,9 +33,9 @@ RELEASE_PLAY = """
   hosts: localhost
   gather_facts: false
   tasks:
-    - name: Run agentmon_release's preflight
+    - name: Run the _release role's preflight
       ansible.builtin.include_role:
-        name: agentmon_release
+        name: agentmon.stack._release
         tasks_from: preflight.yml
 """
 GOOD = {"agentmon_exporter_basic_auth_password": "a-password"}
@@ -44,7 +44,7 @@ GOOD = {"agentmon_exporter_basic_auth_password": "a-password"}
 def preflight(tmp_path: Path, extra: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     playbook = tmp_path / "preflight.yml"
     playbook.write_text(PLAY, encoding="utf-8")
-    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "build" / "collections"),
            "ANSIBLE_PYTHON_INTERPRETER": sys.executable, "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0"}
     return subprocess.run(
@@ -105,7 +105,7 @@ def _release_preflight(tmp_path: Path, target: dict[str, str],
         json.dumps({"target": target, "wheels": {}}), encoding="utf-8")
     playbook = tmp_path / "release_preflight.yml"
     playbook.write_text(RELEASE_PLAY, encoding="utf-8")
-    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "build" / "collections"),
            "ANSIBLE_PYTHON_INTERPRETER": sys.executable, "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0"}
     variables = {"agentmon_release_wheelhouse": str(wheels), **(extra or {})}

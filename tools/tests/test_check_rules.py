@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import check_rules
 
 ROOT = Path(__file__).resolve().parents[2]
-RULES = ROOT / "files" / "rules"
+RULES = ROOT / "roles" / "prometheus" / "files" / "rules"
 RUNBOOK = ROOT / "docs" / "runbook.md"
 METRICS = ROOT / "docs" / "metrics.md"
 

@@ -26,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import query_dashboards
 
 ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "roles" / "prometheus" / "files" / "rules"
+DASHBOARDS = ROOT / "roles" / "grafana" / "files" / "dashboards"
 PROMETHEUS = shutil.which("prometheus")
 AGENTMON = Path(sys.executable).parent / "agentmon"
 pytestmark = pytest.mark.skipif(
@@ -73,7 +75,7 @@ def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         check=True, capture_output=True,
     )
     exporter, prom = _free_port(), _free_port()
-    rules = sorted(str(p) for p in (ROOT / "files" / "rules").glob("*.yml"))
+    rules = sorted(str(p) for p in RULES.glob("*.yml"))
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": rules,
@@ -116,7 +118,7 @@ def test_every_panel_query_returns_series(prometheus_url: str,
     out = capsys.readouterr()
     assert code == 0, out.err
     lines = [line for line in out.out.splitlines() if " series | " in line]
-    boards = [json.loads(p.read_text()) for p in (ROOT / "files" / "dashboards").glob("*.json")]
+    boards = [json.loads(p.read_text()) for p in DASHBOARDS.glob("*.json")]
     assert len(lines) == sum(len(p["targets"]) for b in boards for p in b["panels"])
     assert all(" | 0 series | " not in line for line in lines)
     assert "agentmon / Agent: variables instance=" in out.out
@@ -124,7 +126,7 @@ def test_every_panel_query_returns_series(prometheus_url: str,
 
 def test_a_query_without_data_fails(prometheus_url: str, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
-    board = json.loads((ROOT / "files" / "dashboards" / "overview.json").read_text())
+    board = json.loads((DASHBOARDS / "overview.json").read_text())
     board["panels"][0]["targets"][0]["expr"] = 'sum(agentmon_invocations_total{agent="nobody"})'
     (tmp_path / "overview.json").write_text(json.dumps(board))
     assert query_dashboards.main([str(tmp_path), "--url", prometheus_url]) == 1

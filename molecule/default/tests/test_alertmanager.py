@@ -29,8 +29,9 @@ PROMETHEUS = ("prometheus", "molecule-default-am-prometheus-password")
 ADMIN = ("admin", "molecule-default-am-admin-password")
 PROMETHEUS_ADMIN = ("admin", "molecule-default-admin-password")
 SERVICE = "prometheus-alertmanager.service"
-# The rule files the prometheus role installs (files/rules), as shipped in this checkout.
-RULE_FILES = sorted((Path(__file__).resolve().parents[3] / "files" / "rules").glob("*.yml"))
+# The rule files the prometheus role installs (its files/rules), as shipped in this checkout.
+RULE_FILES = sorted(
+    (Path(__file__).resolve().parents[3] / "roles/prometheus/files/rules").glob("*.yml"))
 RECEIVED = "/var/lib/alert-receiver/notifications.jsonl"
 WEB_CONFIG = "/etc/prometheus/alertmanager-web.yml"
 CONFIG = "/etc/prometheus/alertmanager.yml"

@@ -22,7 +22,7 @@ from typing import Any
 from verify_helpers import http, wait_for
 
 PROJECT = Path(__file__).resolve().parents[3]
-DASHBOARDS = PROJECT / "files" / "dashboards"
+DASHBOARDS = PROJECT / "roles" / "grafana" / "files" / "dashboards"
 CA = "/etc/ssl/agentmon/ca.crt"
 DB = "/var/lib/agentmon/agent_workflow.db"
 ADMIN = ("admin", "molecule-default-admin-password")
@@ -195,7 +195,8 @@ def test_every_dashboard_query_returns_data(host: Any) -> None:
     target = name(host)
     work = host.check_output("mktemp -d /tmp/agentmon-live.XXXXXX")
     try:
-        sources = ("tools/query_dashboards.py", "tools/check_dashboards.py", "files/dashboards")
+        sources = ("tools/query_dashboards.py", "tools/check_dashboards.py",
+                   "roles/grafana/files/dashboards")
         for source in sources:
             subprocess.run(
                 ["podman", "cp", str(PROJECT / source), f"{target}:{work}/"], check=True
@@ -247,5 +248,5 @@ def test_grafana_is_given_the_right_files(host: Any) -> None:
     code, _ = curl(host, "/grafana/api/health", auth=None)
     assert code == 502, code
     say(f"Grafana's files: grafana.ini, datasource agentmon-prometheus (its user reads Prometheus),"
-        f" {len(on_host)} dashboards in {folder} identical to files/dashboards;"
+        f" {len(on_host)} dashboards in {folder} identical to the grafana role's files/dashboards;"
         f" /grafana/ routed by nginx (502: no Grafana server here)")

@@ -52,8 +52,8 @@ from verify_helpers import ssh_host, wait_for
 
 testinfra_hosts = [ssh_host(name) for name in ALL]
 
-DASHBOARDS = PROJECT / "files" / "dashboards"
-RULES = Path(__file__).resolve().parents[3] / "files" / "rules"
+DASHBOARDS = PROJECT / "roles" / "grafana" / "files" / "dashboards"
+RULES = PROJECT / "roles" / "prometheus" / "files" / "rules"
 # The rules' `for:` in this scenario (agentmon_test_alert_for).
 ALERT_FOR = 4.0
 # $__rate_interval. Over the sessions just played: a ratio of two zero rates is NaN, which
@@ -698,7 +698,7 @@ def test_every_dashboard_query_returns_data_on_both_datasources() -> None:
     counts = {}
     try:
         for source in ("tools/query_dashboards.py", "tools/check_dashboards.py",
-                       "files/dashboards"):
+                       "roles/grafana/files/dashboards"):
             podman("cp", str(PROJECT / source), f"{MON1}:{work}/")
         for name, base, auth in (("Prometheus", prometheus(MON1), ADMIN),
                                  ("VictoriaMetrics", VM, READER)):

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Restore an agentmon database from a backup, keeping the live file's content aside.
 
     agentmon_restore.py --db LIVE --backup FILE --set-aside FILE [--dry-run]

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """agentmon-auth-gate: the answer to nginx's auth_request for the locations it protects.
 
 nginx asks ``GET /<location>`` with the client's ``Authorization`` header and its address in
@@ -200,11 +199,12 @@ class Gate:
 
     def _verify(self, table: dict[str, bytes], header: str) -> bool:
         """bcrypt of the header's password against its user's hash, on a bounded worker."""
-        scheme, _, token = header.partition(" ")
+        scheme, _sep, token = header.partition(" ")
         user = password = b""
         if scheme.lower() == "basic":
             try:
-                user, _, password = base64.b64decode(token.strip(), validate=True).partition(b":")
+                decoded = base64.b64decode(token.strip(), validate=True)
+                user, _sep, password = decoded.partition(b":")
             except (binascii.Error, ValueError):
                 user = password = b""
         hashed = table.get(user.decode("utf-8", "replace"))
@@ -255,12 +255,13 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             self.server_activate()
 
     def get_request(self) -> tuple[socket.socket, str]:
-        conn, _ = self.socket.accept()
+        conn, _address = self.socket.accept()
         return conn, "nginx"
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Limits]:
-    parser = argparse.ArgumentParser(prog="agentmon-auth-gate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="agentmon-auth-gate",
+                                     description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--users", required=True, help="JSON file {location: {user: bcrypt}}")
     parser.add_argument("--listen", help="unix socket path (default: the socket from systemd)")
     for name, value in vars(Limits()).items():

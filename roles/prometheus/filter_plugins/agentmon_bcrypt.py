@@ -1,1 +1,0 @@
-../../agentmon_exporter/filter_plugins/agentmon_bcrypt.py
