@@ -55,6 +55,7 @@ from prometheus_client.parser import text_string_to_metric_families
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 AGENTMON = str(Path(sys.executable).parent / "agentmon")
+RULES = REPO / "roles" / "prometheus" / "files" / "rules"
 Series = tuple[str, tuple[tuple[str, str], ...]]
 # What Prometheus 2.42 asks for (agentmon serve answers the text format: no _created series).
 ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
@@ -133,7 +134,7 @@ def prometheus_series(port: int, work: Path) -> dict[str, int]:
     if prometheus is None:
         raise SystemExit("bench_capacity: prometheus not on PATH (apt-get install prometheus)")
     api = free_port()
-    rules = sorted(str(p) for p in (REPO / "files" / "rules").glob("*.yml"))
+    rules = sorted(str(p) for p in RULES.glob("*.yml"))
     config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
               "rule_files": rules,
               "scrape_configs": [{"job_name": "prometheus",

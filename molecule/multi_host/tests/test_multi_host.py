@@ -14,7 +14,6 @@ import re
 import shlex
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
