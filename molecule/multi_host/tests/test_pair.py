@@ -5,7 +5,8 @@ client without a peer certificate. Then the alert path, each notification counte
 receiver both Alertmanagers notify:
   1. both monitoring hosts up: the agent host's exporter stopped, then started: exactly one
      firing and one resolved notification;
-  2. monitor 2 paused (its container frozen: a host that stops answering): the same, through
+  2. monitor 2 paused (its container frozen: a host that stops answering): monitor 1's
+     Alertmanager finds its peer gone (/api/v2/status), the same incident is notified through
      monitor 1 alone, and monitor 1's Prometheus reports the lost member
      (AgentmonAlertmanagerUnreachable);
   3. monitor 2 back: its Alertmanager rejoins the cluster (/api/v2/status peers) and no
@@ -80,11 +81,16 @@ def cluster_status(monitor: str) -> dict[str, Any]:
     return json.loads(answer["body"])["cluster"]
 
 
-def both_peers(monitor: str) -> Callable[[], dict[str, Any] | None]:
+def peers(monitor: str, count: int) -> Callable[[], dict[str, Any] | None]:
+    """A probe: monitor's cluster status when it is ready with `count` members, else None."""
     def probe() -> dict[str, Any] | None:
         cluster = cluster_status(monitor)
-        return cluster if cluster["status"] == "ready" and len(cluster["peers"]) == 2 else None
+        return cluster if cluster["status"] == "ready" and len(cluster["peers"]) == count else None
     return probe
+
+
+def both_peers(monitor: str) -> Callable[[], dict[str, Any] | None]:
+    return peers(monitor, 2)
 
 
 def test_alertmanagers_form_one_cluster() -> None:
@@ -274,6 +280,9 @@ def test_alerts_are_notified_once_through_the_other_host_and_its_peer_rejoins(
     paused = mark(f"2 {MON2} paused (container frozen)")
     podman("pause", MON2)
     try:
+        alone = wait_for(peers(MON1, 1), f"{MON1}'s Alertmanager to find {MON2} gone")
+        mark(f"2: {MON1}'s /api/v2/status: {alone['status']}, peers "
+             f"{sorted(p['address'] for p in alone['peers'])} (its own only)")
         seen = incident("2 one host down", (MON1,))
         until = settle((MON1,), "one-down")
         assert_exactly_once("2 one host down", seen, until)
