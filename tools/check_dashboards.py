@@ -3,11 +3,13 @@
 Grafana sees them.
 
 For every dashboard: a uid (unique across the folder) and a title; panel ids unique; panels
-inside the 24-column grid and not overlapping; every datasource reference is the provisioned
-Prometheus datasource uid; every panel has a description and a unit; every template variable is
-used; no query names a session id; and every query, with template variables replaced by sample
-values, parses as PromQL (each is written as a recording rule and given to `promtool check
-rules`, the parser Prometheus itself uses). Prints one line per problem; exit 1 if any.
+inside the 24-column grid and not overlapping; a `datasource` variable of type datasource
+(Prometheus-type datasources, the provisioned Prometheus uid by default) and every datasource
+reference is that variable, so the dashboard works on Prometheus or the long-term store; every
+panel has a description and a unit; every template variable is used; no query names a session
+id; and every query, with template variables replaced by sample values, parses as PromQL (each
+is written as a recording rule and given to `promtool check rules`, the parser Prometheus
+itself uses). Prints one line per problem; exit 1 if any.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = ROOT / "roles" / "grafana" / "files" / "dashboards"
 DATASOURCE_UID = "agentmon-prometheus"
+# The variable every datasource reference names, and the reference itself.
+DATASOURCE_VARIABLE = "datasource"
+DATASOURCE_REF = {"type": "prometheus", "uid": "${" + DATASOURCE_VARIABLE + "}"}
 GRID_WIDTH = 24
 # Grafana's built-in variables, replaced by values of the right type for the parser.
 BUILTINS = {"__rate_interval": "1m", "__interval": "30s", "__range": "1h", "__range_s": "3600"}
@@ -111,15 +116,28 @@ def check_dashboard(path: Path, uid: str) -> tuple[list[str], list[tuple[str, st
         for b in panels[a_index + 1 :]:
             if "gridPos" in a and "gridPos" in b and _overlaps(a["gridPos"], b["gridPos"]):
                 problems.append(f"{name}: panels {a.get('id')} and {b.get('id')} overlap")
+    source = variables.get(DATASOURCE_VARIABLE, {})
+    if (
+        source.get("type") != "datasource"
+        or source.get("query") != "prometheus"
+        or source.get("current", {}).get("value") != uid
+    ):
+        problems.append(
+            f"{name}: no variable {DATASOURCE_VARIABLE!r} of type datasource (query prometheus)"
+            f" defaulting to the provisioned uid {uid!r}"
+        )
     for where, ref in _datasource_refs(board, name):
-        if not isinstance(ref, dict) or ref.get("uid") != uid:
-            problems.append(f"{where}: datasource {ref!r} is not the provisioned uid {uid!r}")
+        if ref != DATASOURCE_REF:
+            problems.append(f"{where}: datasource {ref!r} is not {DATASOURCE_REF!r}")
     texts = [t.get("expr", "") for p in panels for t in p.get("targets", [])]
     texts += [json.dumps(v.get("query")) for v in variables.values()]
+    texts += [json.dumps(ref) for _, ref in _datasource_refs(board, name)]
     used = {m.group(1) or m.group(2) for text in texts for m in VARIABLE.finditer(text)}
     for var_name, var in variables.items():
         if var_name not in used:
             problems.append(f"{name}: template variable {var_name} is not used")
+        if var.get("type") == "datasource":
+            continue
         query = var.get("query", {})
         text = query.get("query", "") if isinstance(query, dict) else str(query)
         found = LABEL_VALUES.match(text)
@@ -170,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--datasource-uid",
         default=DATASOURCE_UID,
-        help=f"the provisioned Prometheus datasource uid (default {DATASOURCE_UID})",
+        help=f"the provisioned Prometheus datasource uid, the dashboards' default"
+        f" (default {DATASOURCE_UID})",
     )
     parser.add_argument(
         "--promtool", default=shutil.which("promtool"), help="promtool binary (default: from PATH)"

@@ -5,8 +5,10 @@
     tools/dashboards.py --check    exit 1 if a committed file differs from what this writes
 
 The JSON is committed (it is what Grafana is provisioned with, and what a reviewer reads);
-this script only keeps the dashboards consistent: one datasource uid, a grid laid out
-without overlaps, units and descriptions on every panel. No dependency beyond the stdlib.
+this script only keeps the dashboards consistent: every query on the datasource the
+dashboard's `datasource` variable picks (Prometheus by default, or the long-term store), a grid
+laid out without overlaps, units and descriptions on every panel. No dependency beyond the
+stdlib.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 OUT = Path(__file__).resolve().parent.parent / "roles" / "grafana" / "files" / "dashboards"
-DATASOURCE = {"type": "prometheus", "uid": "agentmon-prometheus"}
+# Every query runs on the datasource the `datasource` variable picks: one of the provisioned
+# Prometheus-type datasources (agentmon's Prometheus by default, or the long-term store).
+DEFAULT_DATASOURCE_UID = "agentmon-prometheus"
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 GRID_WIDTH = 24
 TAGS = ["agentmon"]
 # Every agentmon query selects the scraped exporters of the chosen instances.
@@ -101,6 +106,18 @@ def _variable(name: str, label: str, query: str, *, multi: bool) -> dict[str, An
     }
 
 
+DATASOURCE_VARIABLE: dict[str, Any] = {
+    "name": "datasource",
+    "label": "Data source",
+    "type": "datasource",
+    "query": "prometheus",
+    # Only agentmon's own: its Prometheus and the long-term store (VictoriaMetrics).
+    "regex": "/^agentmon /",
+    "current": {"text": "agentmon Prometheus", "value": DEFAULT_DATASOURCE_UID},
+    "hide": 0,
+    "options": [],
+}
+
 INSTANCE = _variable(
     "instance", "Agent host", 'label_values(agentmon_build_info{job="agentmon"}, instance)',
     multi=True,
@@ -146,7 +163,7 @@ def dashboard(
         "schemaVersion": 39,
         "time": {"from": "now-6h", "to": "now"},
         "timezone": "browser",
-        "templating": {"list": variables},
+        "templating": {"list": [DATASOURCE_VARIABLE, *variables]},
         "annotations": {"list": []},
         "links": [{"title": "agentmon", "type": "dashboards", "tags": TAGS, "asDropdown": True}],
         "panels": _layout(panels),

@@ -4,9 +4,11 @@
     query_dashboards.py --url https://mon.example/prometheus --user admin --password-file F
                         [--cacert CA] [--rate-interval 1m] [FOLDER]
 
-Template variables get real values: each `label_values(selector, label)` variable is asked of
-Prometheus' label API; a multi-value variable gets all its values, a single-value one the first
-value (in sorted order) for which every query of the dashboard returns data. Grafana's own
+The URL is the datasource (Prometheus, or VictoriaMetrics: the dashboards' `datasource`
+variable picks either in Grafana). Template variables get real values: each
+`label_values(selector, label)` variable is asked of the label API; a multi-value variable gets
+all its values, a single-value one the first value (in sorted order) for which every query of
+the dashboard returns data. Grafana's own
 variables ($__rate_interval, ...) get fixed values. Each query then runs as an instant query;
 one line per query gives the series count, and the exit code is 1 when a query returned no
 series or failed. Standard library only: it can run on the monitoring host itself.
@@ -92,6 +94,8 @@ def run_dashboard(api: Prometheus, board: dict[str, Any], rate_interval: str) ->
     values: dict[str, str] = {}
     problems: list[str] = []
     for var in board.get("templating", {}).get("list", []):
+        if var.get("type") == "datasource":
+            continue  # the URL queried is the datasource
         query = var.get("query", {})
         text = query.get("query", "") if isinstance(query, dict) else str(query)
         found = LABEL_VALUES.match(text)

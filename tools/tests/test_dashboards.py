@@ -59,11 +59,23 @@ BREAKAGES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     ),
     "other datasource": (
         lambda b: _panel(b)["targets"][0].update(datasource={"uid": "x"}),
-        "is not the provisioned uid",
+        "datasource {'uid': 'x'} is not",
+    ),
+    "datasource fixed to one uid": (
+        lambda b: _panel(b).update(datasource={"type": "prometheus", "uid": "agentmon-prometheus"}),
+        "is not {'type': 'prometheus', 'uid': '${datasource}'}",
+    ),
+    "no datasource variable": (
+        lambda b: b["templating"]["list"].pop(0),
+        "no variable 'datasource' of type datasource",
+    ),
+    "datasource variable defaults elsewhere": (
+        lambda b: b["templating"]["list"][0]["current"].update(value="agentmon-longterm"),
+        "defaulting to the provisioned uid 'agentmon-prometheus'",
     ),
     "unused variable": (
         lambda b: b["templating"]["list"].append(
-            {**copy.deepcopy(b["templating"]["list"][0]), "name": "unused"}
+            {**copy.deepcopy(b["templating"]["list"][1]), "name": "unused"}
         ),
         "variable unused is not used",
     ),

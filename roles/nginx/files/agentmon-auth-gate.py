@@ -104,7 +104,8 @@ class Gate:
         # Unknown users cost a bcrypt too (same answer time as a wrong password).
         rounds = min((int(h.split(b"$")[2]) for t in users.values() for h in t.values()),
                      default=10)
-        self._dummy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds))
+        # Hex: bcrypt refuses a password holding a NUL byte (random bytes did, one start in 16).
+        self._dummy = bcrypt.hashpw(secrets.token_hex(16).encode(), bcrypt.gensalt(rounds))
         self.counts = {"verified": 0, "cached": 0, "failed": 0, "throttled": 0}
 
     def _digest(self, location: str, header: str) -> bytes:
