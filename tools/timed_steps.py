@@ -382,9 +382,11 @@ def host_names(step: Step) -> dict[str, float]:
             for cid, (name, first, latest) in step.hosts.items()}
 
 
-def summary(steps: list[Step], total: float, machine: dict | None, method: str) -> dict:
+def summary(steps: list[Step], total: float, machine: dict | None, method: str,
+            cgroups: StepCgroups) -> dict:
     return {
         "wall_seconds": total, "controller_cpu_method": method, "machine": machine,
+        "step_cgroups": None if cgroups.base is None else str(cgroups.base),
         "steps": [{"name": s.name, "result": s.result, "wall_seconds": s.seconds,
                    "controller_cpu_seconds": s.controller_cpu, "rusage_cpu_seconds": s.rusage_cpu,
                    "cgroup_cpu_seconds": s.cgroup_cpu, "host_cpu_seconds": s.host_cpu,
@@ -441,7 +443,7 @@ def main() -> int:
         machine = {"cpus": after[2], "busy_seconds": after[0] - before[0],
                    "offered_seconds": after[1] - before[1]}
     (args.log_dir / "steps.json").write_text(
-        json.dumps(summary(steps, total, machine, method), indent=1) + "\n")
+        json.dumps(summary(steps, total, machine, method, cgroups), indent=1) + "\n")
     print("\n" + report(steps, total, machine, method), flush=True)
     return 0 if all(s.result == "ok" for s in steps) else 1
 

@@ -16,13 +16,15 @@ from agentmon.schema.migrate import migrate
 from agentmon.schema.migrations import LATEST
 
 _TEMPLATES: dict[int, Path] = {}
+# Removed when the process exits (TemporaryDirectory's finalizer), with every template in it.
+_TEMPLATE_DIR = tempfile.TemporaryDirectory(prefix="agentmon-template-")
 
 
 def make_db(path: Path, version: int = LATEST) -> Path:
     """A fresh database at ``version`` (copied from a template migrated once per process)."""
     template = _TEMPLATES.get(version)
     if template is None:
-        template = Path(tempfile.mkdtemp(prefix="agentmon-template-")) / f"v{version}.db"
+        template = Path(_TEMPLATE_DIR.name) / f"v{version}.db"
         migrate(template, version)
         conn = connect_writer(template)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
