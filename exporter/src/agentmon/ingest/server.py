@@ -172,7 +172,19 @@ class Server:
 
     # connections ---------------------------------------------------------------------------
 
+    def _moved(self) -> bool:
+        """Whether the release link points elsewhere than at start (then it stops)."""
+        if self.release is None or self.stopping:
+            return False
+        if os.path.realpath(self.release_link or "") == self.release:
+            return False
+        self._begin_stop(f"{self.release_link} no longer points at {self.release}")
+        return True
+
     def _accept(self) -> None:
+        # Before accepting: a connection left in the backlog is the new release's to serve.
+        if self._moved():
+            return
         while len(self.conns) < self.limits.max_connections:
             try:
                 sock, _addr = self.listener.accept()
@@ -399,9 +411,7 @@ class Server:
         self.next_tick = now + TICK
         if not self.turns and now - self.last_commit >= TICK:
             self.writer.checkpoint(idle=True)
-        if self.release is not None and not self.stopping \
-                and os.path.realpath(self.release_link or "") != self.release:
-            self._begin_stop(f"{self.release_link} no longer points at {self.release}")
+        self._moved()
 
 
 def _send(sock: socket.socket, data: bytes) -> None:
