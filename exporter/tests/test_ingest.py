@@ -436,8 +436,8 @@ def test_the_service_takes_back_an_older_layouts_status_folder(db: Path) -> None
     (folder / "planted").symlink_to("/etc/passwd")
     with running(db):
         pass
-    # setgid kept; the sticky bit and the group's and others' write gone
-    assert folder.stat().st_mode & 0o7777 == 0o2750
+    # the setgid and sticky bits and the group's and others' write gone
+    assert folder.stat().st_mode & 0o7777 == 0o750
     assert list(folder.iterdir()) == []
 
 

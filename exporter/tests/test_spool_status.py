@@ -93,8 +93,8 @@ def test_the_service_makes_its_folder_closed_to_everyone_else(tmp_path: Path) ->
         pass
     folder = db.parent / spoolstatus.DIR_NAME
     info = folder.stat()
-    assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (os.geteuid(), 0o2750)
-    assert info.st_gid == db.parent.stat().st_gid  # the data group, by the setgid bit
+    assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (os.geteuid(), 0o750)
+    assert info.st_gid == db.parent.stat().st_gid  # the data group (the data folder's setgid)
 
 
 def test_a_status_folder_that_is_a_link_is_refused_and_events_are_stored(

@@ -7,11 +7,12 @@ keeps them as one file per uid in a folder of its own beside the database: ``<ui
 ``waiting N``, ``dropped N`` (ever), ``oldest T`` (Unix time of the oldest waiting event; 0 when
 none waits). Nothing else: no user name, path or event.
 
-- writing (the service, as the database's owner): the folder is made (or taken back) as the
-  service's own, ``0750`` (the data folder's setgid gives it the data group, so the exporter may
-  read it and nobody else may add anything); a file is written to a random temp name
-  ``O_CREAT|O_EXCL|O_NOFOLLOW`` and renamed over ``<uid>``; anything else found there at start
-  (an older layout's files) is removed.
+- writing (the service, as the database's owner, with the data group as its group): the folder
+  is made (or taken back) as the service's own, ``0750``, so the exporter (the data group) may
+  read it and nobody else may add anything (no setgid bit: the service's unit forbids setting
+  one, and its files get the data group as its primary group); a file is written to a random
+  temp name ``O_CREAT|O_EXCL|O_NOFOLLOW`` and renamed over ``<uid>``; anything else found there
+  at start (an older layout's files) is removed.
 - reading (the exporter): only files named ``<uid>`` that are regular, not links, and owned by
   the folder's owner count. Everything else is counted as ignored.
 """
@@ -59,7 +60,8 @@ class Board:
         if info.st_uid != os.geteuid():
             os.close(self.fd)
             raise PermissionError(f"{path} belongs to uid {info.st_uid}, not to this service")
-        os.fchmod(self.fd, FOLDER_MODE | (info.st_mode & stat.S_ISGID))
+        if stat.S_IMODE(info.st_mode) != FOLDER_MODE:
+            os.fchmod(self.fd, FOLDER_MODE)
         self.last: dict[int, tuple[int, int, int]] = {}
         for entry in os.listdir(self.fd):
             if not self._mine(entry):

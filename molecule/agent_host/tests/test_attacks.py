@@ -117,15 +117,18 @@ def test_a_hook_user_can_neither_read_nor_touch_the_data_folder(host: Any,
 
 
 def test_a_hook_user_cannot_make_the_service_read_anothers_transcript(host: Any) -> None:
-    """bob's transcript is world-readable (umask 022), so alice can open it; the hook refuses
-    a file that is not hers, and so does the service when she passes it herself."""
-    transcript = "/home/bob/.claude/projects/p/bob.jsonl"
+    """A file of bob's that alice can read (0644 in a folder of his that others may enter;
+    Claude Code's own ~/.claude is 0700): the hook refuses a file that is not hers, and so does
+    the service when she opens it herself and passes the descriptor."""
+    transcript = "/home/bob/public/bob.jsonl"
     line = {"type": "assistant", "requestId": "req_bob", "message": {
         "id": f"msg_bob_{uuid.uuid4().hex[:8]}", "model": "claude-sonnet-4-5-20250929",
         "usage": {"input_tokens": 1000, "output_tokens": 1000}}}
-    host.check_output("install -d -o bob -g bob -m 0755 /home/bob/.claude/projects/p")
-    host.check_output("printf '%%s\n' %s > %s && chown bob:bob %s && chmod 0644 %s",
-                      json.dumps(line), transcript, transcript, transcript)
+    host.check_output("runuser -u bob -- install -d -m 0755 /home/bob/public")
+    host.check_output("runuser -u bob -- python3 -c %s %s %s",
+                      "import sys; open(sys.argv[1], 'w').write(sys.argv[2] + '\\n')",
+                      transcript, json.dumps(line))
+    host.check_output("chmod 0755 /home/bob && chmod 0644 %s", transcript)
     mine = f"attack-{uuid.uuid4().hex[:8]}"
     stop = {"session_id": mine, "transcript_path": transcript, "cwd": "/home/alice",
             "hook_event_name": "Stop", "stop_hook_active": False}

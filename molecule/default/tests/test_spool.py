@@ -57,7 +57,7 @@ def test_the_status_folder_is_the_services(host: Any) -> None:
     assert folder.is_directory
     assert not folder.is_symlink
     # The ingest service's (it writes every user's counts); the exporter reads it (group).
-    assert (folder.user, folder.group, folder.mode) == ("agentmon-db", "agentmon", 0o2750)
+    assert (folder.user, folder.group, folder.mode) == ("agentmon-db", "agentmon", 0o750)
 
 
 def test_a_waiting_event_is_exported_then_drained(host: Any) -> None:
