@@ -9,11 +9,13 @@ uid of a peer is the point, the peer runs as another real user (setpriv, as root
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -575,3 +577,59 @@ def test_the_exporter_says_whether_the_service_can_store(tmp_path: Path,
 def test_serve_takes_the_ingest_socket() -> None:
     args = serve_cli.build_parser().parse_args(["--db", "/x.db", "--ingest.socket", "/s"])
     assert serve_cli.settings_from_args(args).ingest_socket == Path("/s")
+
+
+def test_the_command_in_this_process_until_sigterm(db: Path, tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """agentmon ingest's main() as the console script runs it (the thread-run tests build the
+    server by hand): it binds --socket, stores, stops on SIGTERM and removes its socket."""
+    sock = short_dir() / "ingest.sock"
+    results: list[tuple[int, str]] = []
+
+    def client_then_sigterm() -> None:
+        try:
+            ready(sock)
+            results.append(run_hook(event("Stop"), None, "--socket", str(sock),
+                                    env=home_env(tmp_path)))
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    helper = threading.Thread(target=client_then_sigterm)
+    helper.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="agentmon.ingest"):
+            assert ingest_cli.main(["--db", str(db), "--socket", str(sock),
+                                    "--spool-status-dir", str(tmp_path / "counts")]) == 0
+    finally:
+        helper.join(WAIT)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert results == [(0, "")]
+    assert not sock.exists()
+    assert "stopped after 1 event(s) stored" in caplog.text
+    assert rows(db, "SELECT session_id FROM sessions") == [("sess-1",)]
+
+
+def test_a_status_folder_it_cannot_take_is_logged_and_events_are_stored(
+        db: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "counts").symlink_to(elsewhere)
+    sock = short_dir() / "ingest.sock"
+
+    def stop_soon() -> None:
+        ready(sock)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    helper = threading.Thread(target=stop_soon)
+    helper.start()
+    try:
+        assert ingest_cli.main(["--db", str(db), "--socket", str(sock), "--spool-status-dir",
+                                str(tmp_path / "counts"), "--log.level", "warning"]) == 0
+    finally:
+        helper.join(WAIT)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert "spool counts not kept" in caplog.text
