@@ -633,3 +633,23 @@ def test_a_status_folder_it_cannot_take_is_logged_and_events_are_stored(
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     assert "spool counts not kept" in caplog.text
+
+
+def test_a_bug_storing_one_event_refuses_that_event_and_stops_nobody(
+        db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever one event makes the store raise (here a fault put in its way), that event is
+    refused with one line and the service goes on: one user's event cannot stop everyone's
+    recording by crashing it."""
+    with running(db) as ingest:
+        real = ingest.server.writer.store
+
+        def broken(event: dict[str, Any], **kwargs: Any) -> str | None:
+            if event["session_id"] == "poison":
+                raise RuntimeError("a bug")
+            return real(event, **kwargs)
+
+        monkeypatch.setattr(ingest.server.writer, "store", broken)
+        assert request(ingest.socket, event_request(event("Stop", session="poison"))) == (
+            False, False, "internal error: RuntimeError: a bug")
+        assert request(ingest.socket, event_request(event("Stop"))) == (True, False, None)
+    assert rows(db, "SELECT session_id FROM sessions") == [("sess-1",)]

@@ -372,6 +372,12 @@ class Server:
             self._fault(str(exc))
             self._answer(conn, False, retry=True, message=str(exc))
             return True
+        except Exception as exc:  # a bug must not let one event stop everyone's recording
+            log.exception("uid %d: event not stored", conn.uid)
+            self.writer.close()
+            self._dequeue(conn)
+            self._answer(conn, False, message=f"internal error: {type(exc).__name__}: {exc}")
+            return True
         self.backoff = BACKOFF_FIRST
         self.last_commit = self.clock()
         self.stored += 1
