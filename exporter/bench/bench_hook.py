@@ -1,10 +1,19 @@
 """Whole-process latency of `agentmon hook`, one process per event, as Claude Code runs it.
 
-Runs the installed console script N times over a realistic event mix (sessions, prompts,
-built-in and MCP tool calls with Pre/Post pairs, a few failures, subagents via Task/Agent)
-against a migrated database holding some history, and prints p50/p90/p99/max wall time per
-event next to the floor, `python -c pass` with the same interpreter, plus the CPU time of each
-process (user + sys), which shows the cost without the noise of other work on the machine.
+Runs the installed console script over a realistic event mix (sessions, prompts, built-in and
+MCP tool calls with Pre/Post pairs, a few failures, subagents via Task/Agent) in the two ways
+the hook can store an event, side by side and interleaved (each event: direct, socket, then
+`python -c pass`, so the three see the same machine load):
+
+- direct: `agentmon hook --db` writes a migrated database holding some history itself (what
+  the roles registered before the ingest service);
+- socket: `agentmon hook --socket` hands the event to `agentmon ingest` (its own process, kept
+  running, on a copy of the same database), which stores it and answers.
+
+Prints p50/p90/p99/max wall time per event for both next to the floor, `python -c pass` with
+the same interpreter, plus the CPU time of each hook process (user + sys; the ingest service's
+own CPU is shown per event apart), which shows the cost without the noise of other work on the
+machine. Both databases must end with the same rows (checked).
 
     ../.venv/bin/python bench/bench_hook.py [-n 300] [--secrets] [--json FILE]
 
@@ -175,6 +184,47 @@ def prefill(db: Path, events: int) -> None:
         conn.close()
 
 
+def ingest_cpu_ms(pid: int) -> float:
+    """User + system CPU time of a running process (the ingest service), in ms."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def start_ingest(script: str, db: Path, sock: Path) -> subprocess.Popen[bytes]:
+    from agentmon.ingest import client, protocol
+
+    proc = subprocess.Popen([script, "ingest", "--db", str(db), "--socket", str(sock),
+                             "--log.level", "warning"])
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            ok, _retry, why = client.exchange(str(sock), protocol.header("ping"), timeout=5)
+        except client.Unreachable:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("agentmon ingest did not start") from None
+            time.sleep(0.05)
+            continue
+        if not ok:
+            raise SystemExit(f"agentmon ingest cannot store: {why}")
+        return proc
+
+
+def same_rows(first: Path, second: Path) -> bool:
+    import sqlite3
+
+    counts = []
+    for db in (first, second):
+        conn = sqlite3.connect(db)
+        counts.append([conn.execute(f"SELECT count(*), max(id) FROM {t}").fetchone()  # noqa: S608
+                       for t in ("agent_invocations", "agent_tool_uses", "agent_usage")]
+                      + [conn.execute("SELECT count(*) FROM sessions").fetchone()])
+        conn.close()
+    return counts[0] == counts[1]
+
+
+MODES = ("direct", "socket")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=300, help="events (processes), default 300")
@@ -193,39 +243,67 @@ def main() -> int:
     if not Path(script).exists():
         script = shutil.which("agentmon") or sys.exit("agentmon console script not found")
     with tempfile.TemporaryDirectory(prefix="bench-hook-") as tmp:
-        db = Path(tmp) / "agent_workflow.db"
-        migrate(db)
-        prefill(db, args.prefill)
-        env = {**os.environ, "AGENTMON_DB": str(db)}
+        direct_db = Path(tmp) / "direct" / "agent_workflow.db"
+        socket_db = Path(tmp) / "socket" / "agent_workflow.db"
+        direct_db.parent.mkdir()
+        socket_db.parent.mkdir()
+        migrate(direct_db)
+        prefill(direct_db, args.prefill)
+        shutil.copyfile(direct_db, socket_db)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTMON_")}
+        env["XDG_STATE_HOME"] = str(Path(tmp) / "state")  # a spool of its own, if ever needed
+        sock = Path(tmp) / "ingest.sock"
+        ingest = start_ingest(script, socket_db, sock)
+        commands = {"direct": [script, "hook", "--db", str(direct_db)],
+                    "socket": [script, "hook", "--socket", str(sock)]}
         mix = event_mix(args.n, args.secrets)
         payloads = [json.dumps(e).encode() for e in mix]
-        hook: list[tuple[float, float]] = []
+        runs: dict[str, list[tuple[float, float]]] = {mode: [] for mode in MODES}
         floor: list[tuple[float, float]] = []
-        for payload in payloads:  # interleaved, so both see the same machine load
-            hook.append(timed([script, "hook"], payload, env))
-            floor.append(timed([sys.executable, "-c", "pass"], b"", env))
-    result = {
+        service_cpu = ingest_cpu_ms(ingest.pid)
+        try:
+            for payload in payloads:  # interleaved, so all three see the same machine load
+                for mode in MODES:
+                    runs[mode].append(timed(commands[mode], payload, env))
+                floor.append(timed([sys.executable, "-c", "pass"], b"", env))
+            service_cpu = ingest_cpu_ms(ingest.pid) - service_cpu
+        finally:
+            ingest.terminate()
+            ingest.wait(60)
+        if not same_rows(direct_db, socket_db):
+            raise SystemExit("the two databases differ: an event was not stored")
+    result: dict[str, object] = {
         "events": args.n, "secrets": args.secrets, "script": script,
         "loadavg_1m": os.getloadavg()[0],
-        "hook_ms": percentiles([w for w, _ in hook]),
+        **{f"{mode}_ms": percentiles([w for w, _ in runs[mode]]) for mode in MODES},
         "python_pass_ms": percentiles([w for w, _ in floor]),
-        "hook_cpu_ms": percentiles([c for _, c in hook]),
+        **{f"{mode}_cpu_ms": percentiles([c for _, c in runs[mode]]) for mode in MODES},
         "python_pass_cpu_ms": percentiles([c for _, c in floor]),
-        "per_event": per_event(mix, hook, floor),
+        "ingest_cpu_ms_per_event": service_cpu / args.n,
+        "per_event": {mode: per_event(mix, runs[mode], floor) for mode in MODES},
     }
     print(f"agentmon hook, {args.n} events{' (with secrets)' if args.secrets else ''}, one "
-          f"process each; load average "
+          f"process each, direct (--db) and through the ingest socket (--socket); load average "
           f"{result['loadavg_1m']:.2f} on {os.cpu_count()} CPUs")
-    print(f"{'':>6} {'hook wall':>10} {'pass wall':>10} {'hook cpu':>10} {'pass cpu':>10}   (ms)")
+    columns = ("direct_ms", "socket_ms", "python_pass_ms", "direct_cpu_ms", "socket_cpu_ms",
+               "python_pass_cpu_ms")
+    print(f"{'':>6} {'direct':>8} {'socket':>8} {'pass':>8} {'direct':>8} {'socket':>8}"
+          f" {'pass':>8}\n{'':>6} {'wall':>8} {'wall':>8} {'wall':>8} {'cpu':>8} {'cpu':>8}"
+          f" {'cpu':>8}   (ms)")
     for key in ("p50", "p90", "p99", "max", "mean"):
-        cells = [result[name][key] for name in
-                 ("hook_ms", "python_pass_ms", "hook_cpu_ms", "python_pass_cpu_ms")]
-        print(f"{key:>6} " + " ".join(f"{cell:>10.1f}" for cell in cells))
+        cells = [result[name][key] for name in columns]  # type: ignore[index]
+        print(f"{key:>6} " + " ".join(f"{cell:>8.1f}" for cell in cells))
+    print(f"ingest service (its own process): {result['ingest_cpu_ms_per_event']:.2f} ms CPU"
+          " per event, beside the socket hook's own")
     print(f"\nper event (wall ms; `pass` ran right after each):\n{'event':<20} {'n':>4}"
-          f" {'hook p50':>9} {'hook p99':>9} {'pass p50':>9} {'pass p99':>9}")
-    for name, row in result["per_event"].items():
-        print(f"{name:<20} {row['n']:>4} {row['hook_p50']:>9.1f} {row['hook_p99']:>9.1f}"
-              f" {row['pass_p50']:>9.1f} {row['pass_p99']:>9.1f}")
+          f" {'direct p50':>10} {'p99':>6} {'socket p50':>10} {'p99':>6} {'pass p50':>9}"
+          f" {'p99':>6}")
+    by_mode = result["per_event"]
+    for name, row in by_mode["direct"].items():  # type: ignore[index]
+        other = by_mode["socket"][name]  # type: ignore[index]
+        print(f"{name:<20} {row['n']:>4} {row['hook_p50']:>10.1f} {row['hook_p99']:>6.1f}"
+              f" {other['hook_p50']:>10.1f} {other['hook_p99']:>6.1f} {row['pass_p50']:>9.1f}"
+              f" {row['pass_p99']:>6.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -55,6 +55,8 @@ def test_help_through_the_dispatcher(capsys: pytest.CaptureFixture[str]) -> None
     (["--max-payload-bytes=100"], {}, "--max-payload-bytes must be at least 256"),
     ([], {"AGENTMON_MAX_INPUT_BYTES": "0"}, "AGENTMON_MAX_INPUT_BYTES must be at least 1"),
     ([], {"AGENTMON_BUSY_TIMEOUT_MS": "soon"}, "AGENTMON_BUSY_TIMEOUT_MS must be an integer"),
+    (["--socket", "/run/agentmon/ingest.sock"], {}, "give --socket or --db, not both"),
+    ([], {"AGENTMON_SOCKET": "/run/agentmon/ingest.sock"}, "give --socket or --db, not both"),
 ])
 def test_bad_arguments_exit_0_with_one_line(tmp_path: Path, argv: list[str],
                                             env: dict[str, str], reason: str) -> None:
@@ -69,7 +71,7 @@ def test_options_beat_environment_beats_defaults(tmp_path: Path) -> None:
     env = {"AGENTMON_DB": str(tmp_path / "env.db"), "AGENTMON_MAX_PAYLOAD_BYTES": "300",
            "AGENTMON_MAX_INPUT_BYTES": "5000"}
     config = hook.parse_args(["--max-input-bytes=100"], env)
-    assert config == {"db": str(tmp_path / "env.db"), "--max-input-bytes": 100,
+    assert config == {"socket": None, "db": str(tmp_path / "env.db"), "--max-input-bytes": 100,
                       "--max-payload-bytes": 300, "--busy-timeout-ms": 15_000,
                       "--interrupt-after-seconds": 86_400, "phase": None}
     big = event("PreToolUse", tool_input={"content": "x" * 2000})

@@ -1,9 +1,10 @@
 """Events the database cannot take now are kept in the user's private spool and written later.
 
-Real SQLite files and a real lock: a second connection holds ``BEGIN IMMEDIATE`` while hooks
-run with no busy timeout, a member of the hook group plants ``-journal`` as a link. Whatever
-subset of a session's events fails, once the database is back every event is in it and the
-exported numbers equal those of the same events written directly (hypothesis).
+The hook writing a database itself (``--db``): real SQLite files and a real lock, a second
+connection holds ``BEGIN IMMEDIATE`` while hooks run with no busy timeout, a member of the hook
+group plants ``-journal`` as a link. Whatever subset of a session's events fails, once the
+database is back every event is in it and the exported numbers equal those of the same events
+written directly (hypothesis; test_ingest.py has the same through the ingest socket).
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ def home_env(tmp_path: Path) -> dict[str, str]:
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     return {"HOME": str(home)}
+
+
+def raw(item: dict[str, Any]) -> bytes:
+    return json.dumps(item).encode()
 
 
 def spool_files(env: dict[str, str]) -> list[Path]:
@@ -135,7 +140,10 @@ def test_the_spool_follows_xdg_state_home_and_fixes_loose_modes(tmp_path: Path) 
     folder.mkdir(parents=True)
     folder.chmod(0o755)
     env = {"XDG_STATE_HOME": str(state), "HOME": str(tmp_path / "unused")}
-    assert spool.keep(event("Stop"), env).startswith(f"event kept in {folder}")
+    said, counts = spool.keep(raw(event("Stop")), env)
+    assert said == f"event kept in {folder} (1 waiting)"
+    assert counts is not None
+    assert counts[:2] == (1, 0)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert spool.spool_dir({"XDG_STATE_HOME": "relative", "HOME": "/h"}) == (
         "/h/.local/state/agentmon/spool")
@@ -144,8 +152,9 @@ def test_the_spool_follows_xdg_state_home_and_fixes_loose_modes(tmp_path: Path) 
 @pytest.mark.parametrize("env", [{}, {"HOME": "relative/home"}])
 def test_without_a_home_folder_the_event_is_dropped_with_a_reason(env: dict[str, str]) -> None:
     assert spool.spool_dir(env) is None
-    assert spool.keep(event("Stop"), env) == "event dropped (no home folder for the spool)"
-    spool.drain_into(lambda _: None, env)  # nothing to do, nothing raised
+    assert spool.keep(raw(event("Stop")), env) == (
+        "event dropped (no home folder for the spool)", None)
+    assert spool.drain_into(lambda _event, _data: None, env) == (None, None)
 
 
 def test_a_spool_folder_that_is_a_link_is_refused(tmp_path: Path) -> None:
@@ -154,7 +163,8 @@ def test_a_spool_folder_that_is_a_link_is_refused(tmp_path: Path) -> None:
     target = tmp_path / "target"
     target.mkdir()
     (state / "agentmon" / "spool").symlink_to(target)
-    said = spool.keep(event("Stop"), {"XDG_STATE_HOME": str(state)})
+    said, counts = spool.keep(raw(event("Stop")), {"XDG_STATE_HOME": str(state)})
+    assert counts is None
     assert said.startswith("event dropped: spool unavailable:")
     assert "symbolic link" in said
     assert list(target.iterdir()) == []
@@ -166,7 +176,7 @@ def test_a_spool_folder_of_another_user_is_refused(tmp_path: Path) -> None:
     folder = state / "agentmon" / "spool"
     folder.mkdir(parents=True, mode=0o700)
     os.chown(folder, 65534, 65534)
-    said = spool.keep(event("Stop"), {"XDG_STATE_HOME": str(state)})
+    said, _counts = spool.keep(raw(event("Stop")), {"XDG_STATE_HOME": str(state)})
     assert "belongs to uid 65534" in said
     assert list(folder.iterdir()) == []
 
@@ -189,19 +199,24 @@ def test_a_damaged_spool_file_is_dropped_and_counted(tmp_path: Path) -> None:
 
 def test_a_database_failing_during_the_drain_keeps_the_rest(tmp_path: Path) -> None:
     env = home_env(tmp_path)
-    for n in range(3):
-        spool.keep(event("Notification", session=f"s{n}"), env)
+    for n in range(4):
+        spool.keep(raw(event("Notification", session=f"s{n}")), env)
     calls: list[str] = []
 
-    def record(item: dict[str, Any]) -> None:
+    def record(item: dict[str, Any], data: bytes) -> None:
+        assert json.loads(data) == item
         calls.append(item["session_id"])
         if len(calls) == 2:
-            raise sqlite3.OperationalError("database is locked")
+            raise spool.Refused("refused for good")
+        if len(calls) == 3:
+            raise spool.Unavailable("database is locked")
 
-    with pytest.raises(sqlite3.OperationalError), spool.Spool(spool.spool_dir(env) or "") as sp:
-        sp.drain(record)
-    assert calls == ["s0", "s1"]
-    assert len(spool_files(env)) == 2  # s1 (not written) and s2 wait for the next run
+    counts, why = spool.drain_into(record, env)
+    assert why == "database is locked"
+    assert calls == ["s0", "s1", "s2"]
+    assert len(spool_files(env)) == 2  # s2 (not written) and s3 wait for the next run
+    assert counts is not None
+    assert counts[:2] == (2, 1)  # s1, refused for good, is counted as dropped
 
 
 SESSION = [*tool_use_events("PostToolUse"), *subagent_events("PostToolUse"),

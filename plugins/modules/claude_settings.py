@@ -19,8 +19,8 @@ description:
     0644 (every user's Claude Code reads it), in a folder only root may write (the module refuses
     any other folder, and a link at the path); it is written as root. With I(state=absent) a
     managed file left without any setting is removed.
-  - Older agentmon hook commands (another path or database) are replaced; with I(state=absent)
-    they are removed. Nothing else is touched.
+  - Older agentmon hook commands (another path, database or socket) are replaced; with
+    I(state=absent) they are removed. Nothing else is touched.
   - In user scope all file access runs with the user's own identity, so a symlink the user
     planted cannot make root write elsewhere. The file is replaced atomically from an
     unpredictable temporary file in the same folder; its mode and group are kept (a new file is
@@ -49,7 +49,7 @@ options:
     type: path
   command:
     description: The hook command line Claude Code runs, for example
-      C(/opt/agentmon/current/bin/agentmon hook --db PATH).
+      C(/opt/agentmon/current/bin/agentmon hook --socket PATH).
     type: str
     required: true
   events:
@@ -95,7 +95,7 @@ EXAMPLES = r"""
   agentmon.stack.claude_settings:
     scope: managed
     path: /etc/claude-code/managed-settings.d/50-agentmon.json
-    command: /opt/agentmon/current/bin/agentmon hook --db /var/lib/agentmon/agent_workflow.db
+    command: /opt/agentmon/current/bin/agentmon hook --socket /run/agentmon/ingest.sock
     events: [PreToolUse, Stop]
     matchers:
       PreToolUse: ["*"]
@@ -104,7 +104,7 @@ EXAMPLES = r"""
 - name: Log every tool and session event of alice
   agentmon.stack.claude_settings:
     user: alice
-    command: /opt/agentmon/current/bin/agentmon hook --db /var/lib/agentmon/agent_workflow.db
+    command: /opt/agentmon/current/bin/agentmon hook --socket /run/agentmon/ingest.sock
     events: [PreToolUse, Stop]
     matchers:
       PreToolUse: ["*"]

@@ -1,10 +1,10 @@
 """The ``agentmon`` command: a thin dispatcher to one module per subcommand.
 
-Each subcommand's entry module is ``agentmon.<package>.cli`` (``hook``, ``schema`` for migrate,
-``prune``, ``serve``, ``seed``), with its own argument parser and ``main(argv)``, imported only
-when it is the one asked for: ``agentmon hook`` runs once per Claude Code event, so it must not
-pay for importing the exporter (prometheus_client, bcrypt, yaml) or even argparse's full help
-machinery.
+Each subcommand's entry module is ``agentmon.<package>.cli`` (``hook``, ``ingest``, ``schema``
+for migrate, ``prune``, ``serve``, ``seed``), with its own argument parser and ``main(argv)``,
+imported only when it is the one asked for: ``agentmon hook`` runs once per Claude Code event,
+so it must not pay for importing the exporter (prometheus_client, bcrypt, yaml) or even
+argparse's full help machinery.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from agentmon import __version__
 # subcommand -> (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "hook": ("agentmon.hook.cli", "log one Claude Code hook event (JSON on stdin) to SQLite"),
+    "ingest": ("agentmon.ingest.cli", "store the hooks' events as the database's one writer,"
+               " behind a local socket"),
     "migrate": ("agentmon.schema.cli", "bring the database schema to a version, with backups"),
     "prune": ("agentmon.prune.cli", "remove finished rows older than a retention, keeping"
               " their numbers"),

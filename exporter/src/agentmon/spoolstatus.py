@@ -1,18 +1,20 @@
 """Counts of each user's spool, where the exporter can read them: ``<data folder>/spool-status``.
 
 A user's spool (``agentmon.hook.spool``) is private (0700), so the exporter cannot look inside.
-Each hook run that spools or drains therefore leaves a counts-only status file in a folder the
-``agentmon_db`` role creates beside the database (``spool-status``: sticky and setgid, writable
-by the hook group): ``waiting N``, ``dropped N`` (ever), ``oldest T`` (Unix time of the oldest
-waiting event; 0 when none waits). Nothing else: no user name, path or event.
+Each hook that spools or drains tells the ingest service its counts (``agentmon.ingest``); the
+service, which knows the sender's uid from the socket (``SO_PEERCRED``), never from the message,
+keeps them as one file per uid in a folder of its own beside the database: ``<uid>`` holding
+``waiting N``, ``dropped N`` (ever), ``oldest T`` (Unix time of the oldest waiting event; 0 when
+none waits). Nothing else: no user name, path or event.
 
-- writing (the hook, under its spool's lock): a new file ``<uid>.<random>`` (0640) through a
-  temp file ``O_CREAT|O_EXCL|O_NOFOLLOW`` and a rename, then the user's older files removed. A
-  random name, never a fixed one, so another member cannot block a user's status by planting
-  its name first; the sticky bit keeps others from removing or replacing it.
-- reading (the exporter): only files named ``<uid>.<16 hex>`` that are regular, not links, and
-  owned by that uid count (a user can neither inflate nor erase another's counts); per uid the
-  most recently written counts. Everything else is counted as ignored.
+- writing (the service, as the database's owner, with the data group as its group): the folder
+  is made (or taken back) as the service's own, ``0750``, so the exporter (the data group) may
+  read it and nobody else may add anything (no setgid bit: the service's unit forbids setting
+  one, and its files get the data group as its primary group); a file is written to a random
+  temp name ``O_CREAT|O_EXCL|O_NOFOLLOW`` and renamed over ``<uid>``; anything else found there
+  at start (an older layout's files) is removed.
+- reading (the exporter): only files named ``<uid>`` that are regular, not links, and owned by
+  the folder's owner count. Everything else is counted as ignored.
 """
 
 from __future__ import annotations
@@ -23,14 +25,12 @@ import re
 import stat
 from dataclasses import dataclass
 
-DIR_NAME = "spool-status"  # the agentmon_db role creates it (roles/agentmon_db, "spool-status")
-_NAME = re.compile(r"^([0-9]{1,10})\.([0-9a-f]{16})$")
+DIR_NAME = "spool-status"
+_NAME = re.compile(r"^[0-9]{1,10}$")
 _LINE = re.compile(rb"^waiting ([0-9]{1,12})\ndropped ([0-9]{1,12})\noldest ([0-9]{1,12})\n$")
 MAX_SIZE = 128
-
-
-class StatusUnsafe(OSError):
-    """The status folder is missing the sticky bit, or a user's own (not the role's)."""
+FOLDER_MODE = 0o750
+FILE_MODE = 0o640
 
 
 @dataclass
@@ -48,67 +48,74 @@ def status_dir(db_path: str) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(db_path)), DIR_NAME)
 
 
-def _open_dir(path: str) -> int:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    info = os.fstat(fd)
-    parent = os.stat(os.path.dirname(path))
-    if not info.st_mode & stat.S_ISVTX or info.st_uid not in (0, parent.st_uid):
-        os.close(fd)
-        raise StatusUnsafe(f"{path} is not the role's sticky folder (owner uid {info.st_uid},"
-                           f" mode {stat.S_IMODE(info.st_mode):o}); status not written")
-    return fd
+class Board:
+    """The service's side: the folder, opened once, and the counts last written per uid."""
 
+    def __init__(self, path: str) -> None:
+        self.path = path
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, FOLDER_MODE)
+        self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        info = os.fstat(self.fd)
+        if info.st_uid != os.geteuid():
+            os.close(self.fd)
+            raise PermissionError(f"{path} belongs to uid {info.st_uid}, not to this service")
+        if stat.S_IMODE(info.st_mode) != FOLDER_MODE:
+            os.fchmod(self.fd, FOLDER_MODE)
+        self.last: dict[int, tuple[int, int, int]] = {}
+        for entry in os.listdir(self.fd):
+            if not self._mine(entry):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry, dir_fd=self.fd)
 
-def write(path: str, waiting: int, dropped: int, oldest: float) -> None:
-    """Leave this user's counts in the status folder ``path``; nothing when it does not exist."""
-    from secrets import token_hex
-
-    try:
-        fd = _open_dir(path)
-    except FileNotFoundError:
-        return  # no role made the folder (a hook outside a deployment): nothing to tell
-    try:
-        uid = os.geteuid()
-        data = f"waiting {waiting}\ndropped {dropped}\noldest {int(oldest)}\n".encode("ascii")
-        temp = f".{uid}.{token_hex(8)}.tmp"
-        name = f"{uid}.{token_hex(8)}"
-        out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                      0o640, dir_fd=fd)
+    def _mine(self, entry: str) -> bool:
         try:
-            os.fchmod(out, 0o640)  # whatever the umask: the exporter reads it through the group
+            info = os.stat(entry, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return True
+        return bool(_NAME.match(entry)) and stat.S_ISREG(info.st_mode) \
+            and info.st_uid == os.geteuid()
+
+    def write(self, uid: int, waiting: int, dropped: int, oldest: float) -> bool:
+        """Keep ``uid``'s counts; False when they are those already kept."""
+        counts = (waiting, dropped, int(oldest))
+        if self.last.get(uid) == counts:
+            return False
+        from secrets import token_hex
+
+        data = "waiting {}\ndropped {}\noldest {}\n".format(*counts).encode("ascii")
+        temp = f".{uid}.{token_hex(8)}.tmp"
+        out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                      FILE_MODE, dir_fd=self.fd)
+        try:
+            os.fchmod(out, FILE_MODE)  # whatever the umask: the exporter reads it through the group
             os.write(out, data)
         except BaseException:
             os.close(out)
-            os.unlink(temp, dir_fd=fd)
+            os.unlink(temp, dir_fd=self.fd)
             raise
         os.close(out)
-        os.rename(temp, name, src_dir_fd=fd, dst_dir_fd=fd)
-        for entry in os.listdir(fd):
-            match = _NAME.match(entry)
-            if entry == name or not match or int(match.group(1)) != uid:
-                continue
-            with contextlib.suppress(OSError):
-                if os.stat(entry, dir_fd=fd, follow_symlinks=False).st_uid == uid:
-                    os.unlink(entry, dir_fd=fd)
-    finally:
-        os.close(fd)
+        os.rename(temp, str(uid), src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        self.last[uid] = counts
+        return True
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
-def _read_one(fd: int, entry: str) -> tuple[int, int, tuple[int, int, int]] | None:
-    """(uid, mtime_ns, (waiting, dropped, oldest)) of a trusted file, else None."""
-    match = _NAME.match(entry)
-    if not match:
+def _read_one(fd: int, entry: str, owner: int) -> tuple[int, tuple[int, int, int]] | None:
+    """(uid, (waiting, dropped, oldest)) of a trusted file, else None."""
+    if not _NAME.match(entry):
         return None
     try:
-        # O_NONBLOCK: a FIFO planted under a valid name must not hang the exporter.
+        # O_NONBLOCK: a FIFO under a valid name must not hang the exporter.
         one = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                       dir_fd=fd)
     except OSError:
         return None  # a link (ELOOP), gone, or unreadable
     try:
         info = os.fstat(one)
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != int(match.group(1)) \
-                or info.st_size > MAX_SIZE:
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != owner or info.st_size > MAX_SIZE:
             return None
         found = _LINE.match(os.read(one, MAX_SIZE + 1))
     finally:
@@ -116,7 +123,7 @@ def _read_one(fd: int, entry: str) -> tuple[int, int, tuple[int, int, int]] | No
     if not found:
         return None
     waiting, dropped, oldest = (int(g) for g in found.groups())
-    return info.st_uid, info.st_mtime_ns, (waiting, dropped, oldest)
+    return int(entry), (waiting, dropped, oldest)
 
 
 def read_all(path: str) -> Totals:
@@ -124,22 +131,21 @@ def read_all(path: str) -> Totals:
     totals = Totals()
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        newest: dict[int, tuple[int, tuple[int, int, int]]] = {}
+        owner = os.fstat(fd).st_uid
+        counts: list[tuple[int, int, int]] = []
         for entry in os.listdir(fd):
             if entry.startswith("."):
-                continue  # a writer's temp file, renamed a moment later
-            got = _read_one(fd, entry)
+                continue  # the service's temp file, renamed a moment later
+            got = _read_one(fd, entry, owner)
             if got is None:
                 totals.ignored += 1
                 continue
-            uid, mtime, counts = got  # two of one user: the writer removes the older one next
-            if uid not in newest or mtime > newest[uid][0]:
-                newest[uid] = (mtime, counts)
+            counts.append(got[1])
     finally:
         os.close(fd)
-    oldest = [c[2] for _, c in newest.values() if c[0] > 0 and c[2] > 0]
-    totals.users = len(newest)
-    totals.waiting = sum(c[0] for _, c in newest.values())
-    totals.dropped = sum(c[1] for _, c in newest.values())
+    oldest = [c[2] for c in counts if c[0] > 0 and c[2] > 0]
+    totals.users = len(counts)
+    totals.waiting = sum(c[0] for c in counts)
+    totals.dropped = sum(c[1] for c in counts)
     totals.oldest = float(min(oldest)) if oldest else 0.0
     return totals

@@ -22,6 +22,7 @@ HOST = os.environ.get("AGENTMON_AGENT_HOST", "agentmon-agent-host")
 testinfra_hosts = [ssh_host(HOST)]
 
 DB = "/var/lib/agentmon/agent_workflow.db"
+SOCKET = "/run/agentmon/ingest.sock"
 BACKUPS = "/var/backups/agentmon"
 URL = "http://127.0.0.1:9477/metrics"
 USER, PASSWORD = "prometheus", "molecule-test-password"
@@ -201,9 +202,9 @@ def test_answers_the_right_bearer_token(host: Any) -> None:
 # --- the database -------------------------------------------------------------------------
 
 
-def test_data_folder_is_group_shared_sticky_and_not_root_owned(host: Any) -> None:
+def test_data_folder_is_the_service_accounts_alone_and_not_root_owned(host: Any) -> None:
     folder = host.file("/var/lib/agentmon")
-    assert (folder.user, folder.group, folder.mode) == ("agentmon-db", "agentmon", 0o3770)
+    assert (folder.user, folder.group, folder.mode) == ("agentmon-db", "agentmon", 0o2770)
     db = host.file(DB)
     assert (db.user, db.group, db.mode) == ("agentmon-db", "agentmon", 0o660)
     assert host.user("agentmon-db").shell == "/usr/sbin/nologin"
@@ -265,12 +266,13 @@ def test_hook_registered_for_every_event(host: Any, user: str) -> None:
     doc = settings(host, user)
     for event in EVENTS:
         command = hook_command(doc, event)
-        assert shlex.split(command) == ["/opt/agentmon/current/bin/agentmon", "hook", "--db", DB]
+        assert shlex.split(command) == ["/opt/agentmon/current/bin/agentmon", "hook",
+                                        "--socket", SOCKET]
     matchers = {entry.get("matcher") for entry in doc["hooks"]["PreToolUse"]
                 if any("agentmon" in h["command"] for h in entry["hooks"])}
     assert matchers == {"*"}
     assert "matcher" not in next(e for e in doc["hooks"]["Stop"])
-    assert host.user(user).groups.count("agentmon") == 1
+    assert "agentmon" not in host.user(user).groups  # the hook writes no database
 
 
 def test_new_settings_file_is_private(host: Any) -> None:

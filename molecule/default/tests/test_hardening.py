@@ -1,6 +1,7 @@
-"""Least privilege on the monitoring host, as another local user or systemd sees it: each unit's
+"""Least privilege on the host, as another local user or systemd sees it: each unit's
 `systemd-analyze security` exposure, Alertmanager under its own user, Prometheus' data closed to
-other users, the alert receiver unprivileged and answering 401 without its token."""
+other users, the alert receiver unprivileged and answering 401 without its token, the ingest
+service under the database's account with no network."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ EXPOSURE = {
     "webhook.service": 2.0,
     "agentmon-exporter.service": 2.0,
     "agentmon-auth-gate.service": 2.0,
+    "agentmon-ingest.service": 2.0,
 }
 PROMETHEUS_DATA = "/var/lib/prometheus/metrics2"
 RECEIVER = "http://127.0.0.1:9000/hooks/alertmanager"
@@ -50,6 +52,11 @@ def test_each_service_runs_as_its_own_user(host: Any) -> None:
     assert main_pid_user(host, "prometheus.service") == "prometheus"
     assert main_pid_user(host, "prometheus-alertmanager.service") == "alertmanager"
     assert main_pid_user(host, "webhook.service") == "alert-receiver"
+    # Started by its socket (the exporter asks it on every refresh): the database's account.
+    assert main_pid_user(host, "agentmon-ingest.service") == "agentmon-db"
+    shown = host.check_output("systemctl show -p PrivateNetwork -p RestrictAddressFamilies"
+                              " agentmon-ingest.service").splitlines()
+    assert sorted(shown) == ["PrivateNetwork=yes", "RestrictAddressFamilies=AF_UNIX"], shown
     # Alertmanager's secrets and state are not Prometheus' to read, and the other way round.
     for path in ("/etc/prometheus/alertmanager-secrets", "/var/lib/prometheus/alertmanager"):
         denied = host.run("setpriv --reuid=prometheus --regid=prometheus --clear-groups ls %s",

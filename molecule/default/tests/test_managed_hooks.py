@@ -1,7 +1,8 @@
 """The hooks role's default scope on the real host: one managed settings drop-in that Claude Code
 applies to every user of the host. A user created after the converge, in no group of agentmon's,
 runs the drop-in's hook command as Claude Code would (a shell of that user, the event as JSON on
-stdin) and the event is recorded in the database, with no other run of the role."""
+stdin) and the event is recorded in the database through the ingest socket, with no other run of
+the role; that user can neither read the database nor add anything to its folder."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 DROP_IN = "/etc/claude-code/managed-settings.d/50-agentmon.json"
 DB = "/var/lib/agentmon/agent_workflow.db"
 DATA = "/var/lib/agentmon"
+SOCKET = "/run/agentmon/ingest.sock"
 
 
 def test_the_drop_in_is_roots_and_readable_by_every_user(host: Any) -> None:
@@ -27,10 +29,19 @@ def test_the_drop_in_is_roots_and_readable_by_every_user(host: Any) -> None:
     assert not host.file("/home/alice/.claude/settings.json").exists
 
 
-def test_the_data_folder_takes_any_users_writes_and_stays_sticky(host: Any) -> None:
+def test_the_data_folder_is_the_service_accounts_and_the_socket_everyones(host: Any) -> None:
     folder, db = host.file(DATA), host.file(DB)
-    assert (folder.user, folder.group, folder.mode) == ("agentmon-db", "agentmon", 0o3777)
-    assert (db.user, db.group, db.mode) == ("agentmon-db", "agentmon", 0o666)
+    assert (folder.user, folder.group, folder.mode) == ("agentmon-db", "agentmon", 0o2770)
+    assert (db.user, db.group, db.mode) == ("agentmon-db", "agentmon", 0o660)
+    members = host.check_output("getent group agentmon").split(":")[3].split(",")
+    assert sorted(members) == ["agentmon-db", "agentmon-exporter"]
+    sock = host.file(SOCKET)
+    assert sock.is_socket
+    assert (sock.user, sock.mode) == ("root", 0o666)
+    run = host.file("/run/agentmon")
+    assert (run.user, run.group, run.mode) == ("root", "root", 0o755)
+    hook = json.loads(host.file(DROP_IN).content_string)["hooks"]["Stop"][0]["hooks"][0]
+    assert shlex.split(hook["command"])[1:] == ["hook", "--socket", SOCKET]
 
 
 def _recorded(host: Any, session: str) -> bool:
@@ -61,5 +72,12 @@ def test_a_user_created_after_the_converge_is_logged(host: Any) -> None:
         assert run.rc == 0, run.stderr
         assert run.stderr == "", run.stderr
         assert _recorded(host, session)
+        # Logged, but the database is not theirs: no row to read, nothing to plant or remove.
+        for attempt in (f"cat {DB}", f"ls {DATA}", f"touch {DATA}/planted",
+                        f"ln -s /etc/shadow {DB}-journal", f"rm -f {DB}"):
+            denied = host.run("runuser -u %s -- %s", user, attempt)
+            assert denied.rc != 0, (attempt, denied.stdout)
+            assert "Permission denied" in denied.stderr, (attempt, denied.stderr)
+        assert not host.file(f"{DATA}/planted").exists
     finally:
         host.run("userdel --remove %s", user)

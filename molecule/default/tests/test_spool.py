@@ -1,7 +1,8 @@
-"""Issue 19, item 3's metric on the real host: an event alice's hook cannot write (the database
-locked by another writer) waits in her spool, and Prometheus sees it waiting through the
-exporter, then sees none once her next hook run has drained it. The status folder is the
-role's (sticky, setgid, the service account's)."""
+"""Issue 19, item 3's metric on the real host: an event the ingest service cannot store for alice
+(the database locked by another writer) waits in her spool, her hook tells the service its
+counts, and Prometheus sees it waiting through the exporter, then sees none once her next hook
+run has drained it through the service. The status folder is the service's (its account's,
+closed to everyone but the data group, which reads it)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ ADMIN = ("admin", "molecule-default-admin-password")
 DB = "/var/lib/agentmon/agent_workflow.db"
 STATUS = "/var/lib/agentmon/spool-status"
 HOOK = "/opt/agentmon/current/bin/agentmon"
+SOCKET = "/run/agentmon/ingest.sock"
 # In /tmp: the holder runs as the service account, which may not write /run.
 READY, RELEASE = "/tmp/agentmon-test-lock.ready", "/tmp/agentmon-test-lock.release"
 # Holds the database's write lock (as the service account) until RELEASE appears.
@@ -44,18 +46,18 @@ def hook(host: Any, session: str) -> str:
     event = {"hook_event_name": "Notification", "session_id": session,
              "transcript_path": "/home/alice/.claude/projects/p/s.jsonl",
              "cwd": "/home/alice", "permission_mode": "default", "message": "waiting"}
-    run = host.run("printf %s %s | runuser -u alice -- %s hook --db %s --busy-timeout-ms 0",
-                   "%s", json.dumps(event), HOOK, DB)
+    run = host.run("printf %s %s | runuser -u alice -- %s hook --socket %s --busy-timeout-ms 0",
+                   "%s", json.dumps(event), HOOK, SOCKET)
     assert run.rc == 0, run.stderr
     return run.stderr
 
 
-def test_the_status_folder_is_the_roles(host: Any) -> None:
+def test_the_status_folder_is_the_services(host: Any) -> None:
     folder = host.file(STATUS)
     assert folder.is_directory
     assert not folder.is_symlink
-    # Any local user may write (agentmon_db_writers: everyone, with the managed hooks).
-    assert (folder.user, folder.group, folder.mode) == ("agentmon-db", "agentmon", 0o3777)
+    # The ingest service's (it writes every user's counts); the exporter reads it (group).
+    assert (folder.user, folder.group, folder.mode) == ("agentmon-db", "agentmon", 0o750)
 
 
 def test_a_waiting_event_is_exported_then_drained(host: Any) -> None:
@@ -69,8 +71,9 @@ def test_a_waiting_event_is_exported_then_drained(host: Any) -> None:
         assert "database is locked" in said, said
         assert "event kept in" in said, said
         uid = host.user("alice").uid
-        mine = host.check_output("ls %s", STATUS).split()
-        assert [n for n in mine if n.startswith(f"{uid}.")], mine
+        status = host.file(f"{STATUS}/{uid}")
+        assert status.user == "agentmon-db"  # the service's, with alice's counts
+        assert status.content_string.startswith("waiting 1\n"), status.content_string
         wait_for(lambda: (waiting(host) or 0) >= 1, "agentmon_spool_events_waiting >= 1")
     finally:
         host.run("touch %s", RELEASE)

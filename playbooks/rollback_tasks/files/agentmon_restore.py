@@ -2,9 +2,10 @@
 
     agentmon_restore.py --db LIVE --backup FILE --set-aside FILE [--dry-run]
 
-Hooks keep writing while this runs, so both copies happen under one lock: the live database
-is opened in SQLite's EXCLUSIVE locking mode, which keeps its lock between statements (stop
-the exporter first: its open connection keeps that lock from being granted).
+Both copies happen under one lock: the live database is opened in SQLite's EXCLUSIVE locking
+mode, which keeps its lock between statements (stop the exporter and the ingest service first:
+their open connections keep that lock from being granted; the hooks keep their events
+meanwhile).
 Its content is copied to the set-aside file, then the backup is copied over it (both with
 the SQLite backup API, which is safe in WAL mode); writers wait on their busy timeout and
 write into the restored database afterwards. Nothing is deleted. Prints one JSON object: the
@@ -52,7 +53,8 @@ def exclusive(db: str) -> sqlite3.Connection:
     """A connection holding the database's lock until it closes (hooks wait, then write).
 
     In WAL mode the lock is granted only while no other connection has the file open: the
-    exporter must be stopped; hook processes come and go, so this retries until they have.
+    exporter and the ingest service must be stopped; a prune or migration that runs meanwhile
+    ends, so this retries until it has.
     """
     deadline = time.monotonic() + LOCK_TIMEOUT_S
     while True:

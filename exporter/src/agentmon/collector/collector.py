@@ -69,12 +69,15 @@ class ExporterCollector:
         busy_timeout_ms: int = 1000,
         batch_size: int = 10_000,
         prices: Prices | None = None,
+        ingest_socket: Path | None = None,
     ) -> None:
         if label_cap < 0 or batch_size < 1:
             raise ValueError("label_cap must be >= 0 and batch_size >= 1")
         self._path = Path(db_path)
         self._label_cap = label_cap
         self._prices = prices or Prices()
+        self._ingest_socket = ingest_socket
+        self._ingest_state: str | None = None
         self._log = logger or logging.getLogger("agentmon.collector")
         self._busy_timeout_ms = busy_timeout_ms
         self._lock = threading.Lock()  # one refresh or checkpoint write at a time
@@ -128,6 +131,7 @@ class ExporterCollector:
             self._measure_disk()
             self._health.unsafe_side_files = unsafe_side_files(self._path)
             self._read_spool_status()
+            self._ask_ingest()
             if self._health.up:
                 self._policy.maybe_save(self._state)
             self._snapshot = self._build_snapshot()
@@ -189,6 +193,21 @@ class ExporterCollector:
             self._health.spool = spoolstatus.Totals()
         except OSError:
             self._log.debug("spool status unreadable", exc_info=True)
+
+    def _ask_ingest(self) -> None:
+        """Whether the ingest service can store the hooks' events (logged once per change)."""
+        if self._ingest_socket is None:
+            return
+        from agentmon.ingest.client import ping
+
+        why = ping(str(self._ingest_socket))
+        self._health.ingest_up = why is None
+        if why != self._ingest_state:
+            if why is None:
+                self._log.info("ingest service ok: %s", self._ingest_socket)
+            else:
+                self._log.warning("ingest service cannot store events: %s", why)
+            self._ingest_state = why
 
     def _stat_path(self) -> tuple[int, int]:
         try:

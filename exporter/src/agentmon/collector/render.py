@@ -40,8 +40,11 @@ class Health:
     fs_avail_bytes: int = 0
     fs_size_bytes: int = 0
     unsafe_side_files: int = 0
-    # the hooks' spools, summed over the status files users leave (agentmon.spoolstatus)
+    # the hooks' spools, summed over the status files the ingest service keeps
+    # (agentmon.spoolstatus)
     spool: Totals = field(default_factory=Totals)
+    # whether the ingest service answers that it can store (None: no socket configured)
+    ingest_up: bool | None = None
 
 
 def render(state: State, health: Health, prices: Prices | None = None) -> tuple[Metric, ...]:
@@ -141,8 +144,12 @@ def render(state: State, health: Health, prices: Prices | None = None) -> tuple[
           "Unix time of the oldest hook event waiting in any spool (0: none waits).", [],
           {(): health.spool.oldest})
     gauge("agentmon_spool_status_files_ignored",
-          "Entries of the spool status folder not counted: not owned by the uid they name,"
-          " links, or malformed.", [], {(): health.spool.ignored})
+          "Entries of the spool status folder not counted: not owned by the folder's owner"
+          " (the ingest service), links, or malformed.", [], {(): health.spool.ignored})
+    gauge("agentmon_ingest_up",
+          "1 when the ingest service (the hooks' socket) answers that it can store events;"
+          " absent without --ingest.socket.", [],
+          {} if health.ingest_up is None else {(): float(health.ingest_up)})
     gauge("agentmon_build_info", "agentmon build information.",
           ["version", "python_version"],
           {(__version__, ".".join(map(str, sys.version_info[:3]))): 1})

@@ -1,8 +1,14 @@
-"""``agentmon hook``: log one Claude Code hook event (JSON on stdin) to the database.
+"""``agentmon hook``: log one Claude Code hook event (JSON on stdin).
+
+With ``--socket`` (what the roles register) the event goes to the ingest service
+(``agentmon ingest``), the database's one writer, through its local socket
+(``agentmon.hook.forward``); the hook never opens the database then. Without it the hook writes
+a database it may write itself (``--db``, by default one in the user's home).
 
 Claude Code starts this command once per event, so the path here is kept lean: no argparse,
-no jsonschema (``agentmon.hook.validate`` interprets the packaged schema), and the migration
-code is imported only when the database is not at the current schema version.
+no jsonschema (``agentmon.hook.validate`` interprets the packaged schema), no SQLite on the
+socket's path, and the migration code is imported only when a database it writes directly is
+not at the current schema version.
 
 The exit code is 0 for every input and every fault: exit 2 would block the agent's tool call
 and any other code shows an error to the user. Problems are reported as exactly one line on
@@ -38,36 +44,44 @@ DRAIN_LIMIT = 64 * 1024 * 1024  # an oversized event is scanned up to this size,
 PREFIX = "agentmon hook: "
 
 HELP = f"""\
-usage: agentmon hook [--db PATH] [--max-input-bytes N] [--max-payload-bytes N]
+usage: agentmon hook [--socket PATH | --db PATH] [--max-input-bytes N] [--max-payload-bytes N]
                      [--busy-timeout-ms N] [--interrupt-after-seconds N]
 
 Read one Claude Code hook event (a JSON object) from stdin, validate it against the schema
-shipped with agentmon and record it in the SQLite database. The exit code is always 0, even for
-rejected input or an unavailable database (exit 2 would block the agent); problems are reported
-as one line on stderr.
+shipped with agentmon and record it: through the ingest service's socket (agentmon ingest,
+the database's writer) or, without --socket, in a SQLite database this user may write. An event
+that cannot be stored now waits in the user's private spool and is stored by a later run. The
+exit code is always 0, even for rejected input or an unavailable database (exit 2 would block
+the agent); problems are reported as one line on stderr.
 
 options:
-  --db PATH              database file (env AGENTMON_DB, default
-                         {DEFAULT_DB})
+  --socket PATH          the ingest service's socket (env AGENTMON_SOCKET); the hook opens no
+                         database, the transcripts it passes as descriptors
+  --db PATH              without --socket: the database file to write (env AGENTMON_DB,
+                         default {DEFAULT_DB})
   --max-input-bytes N    hold at most N bytes of an event (env AGENTMON_MAX_INPUT_BYTES,
                          default {DEFAULT_MAX_INPUT_BYTES}); a larger event is streamed: its
                          ids are recorded, its large values cut or dropped with a marker
-  --max-payload-bytes N  cut each stored JSON payload or text to N bytes, with a visible
+  --max-payload-bytes N  --db: cut each stored JSON payload or text to N bytes, with a visible
                          [TRUNCATED ...] marker (env AGENTMON_MAX_PAYLOAD_BYTES, default
-                         {DEFAULT_MAX_PAYLOAD_BYTES}, minimum 256)
-  --busy-timeout-ms N    wait at most N ms for other writers (env AGENTMON_BUSY_TIMEOUT_MS,
+                         {DEFAULT_MAX_PAYLOAD_BYTES}, minimum 256); with --socket the service's
+  --busy-timeout-ms N    wait at most N ms for the event to be stored (the service's answer, or
+                         other writers of --db) before spooling it (env AGENTMON_BUSY_TIMEOUT_MS,
                          default {DEFAULT_BUSY_TIMEOUT_MS})
   --interrupt-after-seconds N
-                         at SessionStart / SessionEnd of any session, rows still running after
-                         N seconds become 'interrupted' (env AGENTMON_INTERRUPT_AFTER_SECONDS,
-                         default {DEFAULT_INTERRUPT_AFTER_SECONDS}; 0: never). Rows of a session
-                         that ends become 'interrupted' in any case.
+                         --db: at SessionStart / SessionEnd of any session, rows still running
+                         after N seconds become 'interrupted' (env
+                         AGENTMON_INTERRUPT_AFTER_SECONDS, default
+                         {DEFAULT_INTERRUPT_AFTER_SECONDS}; 0: never); with --socket the
+                         service's. Rows of a session that ends become 'interrupted' in any
+                         case.
   -h, --help             show this help and exit
 
 environment: AGENTMON_PHASE sets the phase recorded on agent invocations.
 """
 
 _OPTIONS = {
+    "--socket": "AGENTMON_SOCKET",
     "--db": "AGENTMON_DB",
     "--max-input-bytes": "AGENTMON_MAX_INPUT_BYTES",
     "--max-payload-bytes": "AGENTMON_MAX_PAYLOAD_BYTES",
@@ -129,6 +143,11 @@ def parse_args(argv: list[str], env: Mapping[str, str]) -> dict[str, Any] | None
     config: dict[str, Any] = {}
     for name, variable in _OPTIONS.items():
         raw = given.get(name, env.get(variable) or None)
+        if name == "--socket":
+            config["socket"] = raw
+            if raw is not None and "--db" in given:
+                raise BadConfig("give --socket or --db, not both")
+            continue
         if name == "--db":
             config["db"] = raw or default_db(env)
             continue
@@ -168,11 +187,14 @@ class Oversized(Exception):
         self.rest = rest
 
 
-def read_event(stream: IO[bytes] | None, config: dict[str, Any]) -> dict[str, Any]:
-    """The validated event on stdin; an oversized one with its large values cut or dropped."""
+def read_event(stream: IO[bytes] | None,
+               config: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """The validated event on stdin and its bytes (what is sent or spooled); an oversized one
+    with its large values cut or dropped, its bytes those of the cut event."""
     limit = config["--max-input-bytes"]
     try:
-        return parse_event(read_input(stream, limit))
+        data = read_input(stream, limit)
+        return parse_event(data), data
     except Oversized as big:
         first, rest = big.first, big.rest
     from agentmon.hook import oversize
@@ -191,7 +213,7 @@ def read_event(stream: IO[bytes] | None, config: dict[str, Any]) -> dict[str, An
     problem = validate(event)
     if problem:
         raise Rejected(problem)
-    return event
+    return event, json.dumps(event, separators=(",", ":")).encode("ascii")
 
 
 def _finite_float(text: str) -> float:
@@ -289,7 +311,7 @@ def open_database_file(path: str) -> os.stat_result:
 
 def store(event: dict[str, Any], config: dict[str, Any],
           env: Mapping[str, str] | None = None) -> str | None:
-    """Write one validated event. Raises sqlite3.Error / OSError when the database fails.
+    """Write one validated event to ``--db``. Raises sqlite3.Error / OSError when it fails.
 
     With ``env``, events of this user spooled by earlier runs are written first. Returns a
     warning to print (links planted beside the database removed, a transcript not read).
@@ -324,7 +346,7 @@ def store(event: dict[str, Any], config: dict[str, Any],
         recorder = Store(conn, max_payload_bytes=config["--max-payload-bytes"],
                          phase=config["phase"], interrupt_after=config["--interrupt-after-seconds"])
         if env is not None:  # the older events first: they keep their order
-            _drain(recorder.record, env, path)
+            _drain(recorder.record, env)
         recorder.record(event)
     finally:
         conn.close()
@@ -334,14 +356,20 @@ def store(event: dict[str, Any], config: dict[str, Any],
     return "; ".join(warnings) or None
 
 
-def _drain(record: Any, env: Mapping[str, str], db: str) -> None:
+def _drain(record: Any, env: Mapping[str, str]) -> None:
     """Write the spooled events; a failure leaves them for the next run."""
     import sqlite3
 
     from agentmon.hook import spool
 
-    with contextlib.suppress(sqlite3.Error, OSError, ValueError):
-        spool.drain_into(record, env, db)
+    def one(event: dict[str, Any], _data: bytes) -> None:
+        try:
+            record(event)
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            raise spool.Unavailable(str(exc)) from None
+
+    with contextlib.suppress(OSError):
+        spool.drain_into(one, env)
 
 
 def run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[str] | None,
@@ -365,8 +393,6 @@ def run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[str] | None,
 
 def _run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[str] | None,
          env: Mapping[str, str]) -> str | None:
-    import sqlite3
-
     try:
         config = parse_args(argv, env)
     except BadConfig as exc:
@@ -377,20 +403,26 @@ def _run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[str] | None,
             stdout.flush()
         return None
     try:
-        event = read_event(stdin, config)
+        event, data = read_event(stdin, config)
     except Rejected as exc:
         return f"rejected event: {exc}"
     except OSError as exc:
         return f"rejected event: cannot read stdin: {exc}"
+    if config["socket"] is not None:
+        from agentmon.hook.forward import forward
+
+        return forward(event, data, config, env)
     if config["db"] is None:
         return "database unavailable: no home folder to put the database in; use --db"
+    import sqlite3  # only here: the socket's path never loads it
+
     try:
         return store(event, config, env)
     except (sqlite3.Error, OSError, ValueError, RuntimeError) as exc:
         # ValueError: schema newer than this agentmon; RuntimeError: pre-migration backup failed
         from agentmon.hook import spool
 
-        kept = spool.keep(event, env, os.path.abspath(config["db"]))
+        kept, _counts = spool.keep(data, env)
         return f"database unavailable: {config['db']}: {exc}; {kept}"
 
 

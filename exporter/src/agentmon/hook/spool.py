@@ -1,7 +1,8 @@
 """A per-user spool for hook events that cannot be written now, written by a later hook run.
 
-When the database cannot take an event (locked past the busy timeout, a planted link beside it,
-a full disk, any write failure), the validated event is kept as one JSON file in the user's own
+When an event cannot be stored (the ingest service unreachable or not storing now, or, writing
+directly, the database locked past the busy timeout, a full disk, any write failure), the
+validated event is kept as one file, its bytes as they would have been sent, in the user's own
 spool folder, ``$XDG_STATE_HOME/agentmon/spool`` (else ``~/.local/state/agentmon/spool``):
 
 - private: the folder is the user's, mode 0700 (fixed if looser, refused if it is a link or
@@ -11,11 +12,13 @@ spool folder, ``$XDG_STATE_HOME/agentmon/spool`` (else ``~/.local/state/agentmon
   kept** and a new event is dropped and counted: the oldest hold the starts (SessionStart,
   PreToolUse) that later events close, so keeping them keeps the most rows right; and dropping
   at the door never deletes something already promised to the user;
-- counted: the number of events ever dropped is kept in the folder (``dropped``);
-- drained by the next run that can write to the database, before its own event (so events keep
-  their order): each spooled event is recorded in its own transaction, then deleted.
-  A file that is not a valid event (only its user can write there) is deleted and counted as
-  dropped.
+- counted: the number of events ever dropped is kept in the folder (``dropped``); the hook tells
+  the ingest service its counts (``counts``) whenever it spools or drains, and the service
+  keeps them where the exporter reads them (``agentmon.spoolstatus``);
+- drained by the next run that can store, before its own event (so events keep their order):
+  each spooled event is stored on its own (its own transaction), then deleted. A file that is
+  not a valid event (only its user can write there), or one the ingest service refuses for good,
+  is deleted and counted as dropped.
 
 All of it runs under an exclusive ``flock`` on the folder, so two runs of the same user never
 record one file twice or lose a count.
@@ -46,6 +49,14 @@ DROPPED = "dropped"
 
 class SpoolUnsafe(OSError):
     """The spool folder is a link, someone else's, or not a folder."""
+
+
+class Refused(Exception):
+    """The receiver refuses an event for good: a drain deletes it and counts it dropped."""
+
+
+class Unavailable(Exception):
+    """The receiver cannot store events now: a drain stops, the event stays spooled."""
 
 
 def spool_dir(env: Mapping[str, str]) -> str | None:
@@ -142,9 +153,8 @@ class Spool:
         self._write(DROPPED, f"{total}\n".encode("ascii"))
         return total
 
-    def put(self, event: dict[str, Any]) -> bool:
-        """Keep ``event``; False (and counted as dropped) when the spool is full."""
-        data = json.dumps(event, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    def put(self, data: bytes) -> bool:
+        """Keep an event's bytes; False (and counted as dropped) when the spool is full."""
         names = self.names()
         used = sum(self._size(n) for n in names)
         if len(names) >= MAX_EVENTS or used + len(data) > MAX_BYTES:
@@ -161,21 +171,13 @@ class Spool:
         oldest = int(names[0][:20]) / 1e9 if names and names[0][:20].isdigit() else 0.0
         return len(names), self.dropped(), oldest
 
-    def report(self, db: str | None) -> None:
-        """Leave this user's counts where the exporter reads them (agentmon.spoolstatus)."""
-        if db is None:
-            return
-        from agentmon import spoolstatus
-
-        with contextlib.suppress(OSError):  # the counts must never cost the event
-            spoolstatus.write(spoolstatus.status_dir(db), *self.counts())
-
-    def drain(self, record: Callable[[dict[str, Any]], None],
+    def drain(self, record: Callable[[dict[str, Any], bytes], None],
               limit: int = DRAIN_BATCH) -> int:
-        """Record up to ``limit`` spooled events, oldest first, deleting each once recorded.
+        """Store up to ``limit`` spooled events, oldest first, deleting each once stored.
 
-        An error from ``record`` (the database failing again) stops the drain and leaves the
-        event spooled; a file that is not a JSON object is deleted and counted as dropped.
+        ``record`` gets the event and its bytes. Unavailable from it (the database or the
+        service failing again) stops the drain and leaves the event spooled; Refused, or a file
+        that is not a JSON object, deletes the file and counts it as dropped.
         """
         done = 0
         for name in self.names()[:limit]:
@@ -195,46 +197,52 @@ class Spool:
                 os.unlink(name, dir_fd=self.fd)
                 self.count_dropped()
                 continue
-            record(event)
+            try:
+                record(event, raw)
+            except Refused:
+                os.unlink(name, dir_fd=self.fd)
+                self.count_dropped()
+                continue
             os.unlink(name, dir_fd=self.fd)
             done += 1
         return done
 
 
-def keep(event: dict[str, Any], env: Mapping[str, str], db: str | None = None) -> str:
-    """Spool ``event``; a short phrase saying what became of it, for the hook's one line.
+def waiting(path: str) -> bool:
+    """Whether the spool folder ``path`` holds an event (no lock: a quick look)."""
+    try:
+        return any(n.endswith(SUFFIX) and n[0] != "." for n in os.listdir(path))
+    except OSError:
+        return False
 
-    With ``db``, the spool's counts are left in the status folder beside it."""
+
+def keep(data: bytes, env: Mapping[str, str]) -> tuple[str, tuple[int, int, float] | None]:
+    """Spool an event's bytes: a short phrase saying what became of it, for the hook's one line,
+    and the spool's counts after it (None when there is no spool)."""
     path = spool_dir(env)
     if path is None:
-        return "event dropped (no home folder for the spool)"
+        return "event dropped (no home folder for the spool)", None
     try:
         with Spool(path) as spool:
-            kept = spool.put(event)
-            spool.report(db)
+            kept = spool.put(data)
+            counts = spool.counts()
             if kept:
-                return f"event kept in {path} ({len(spool.names())} waiting)"
-            return f"event dropped: spool {path} full ({spool.dropped()} dropped so far)"
+                return f"event kept in {path} ({counts[0]} waiting)", counts
+            return f"event dropped: spool {path} full ({counts[1]} dropped so far)", counts
     except OSError as exc:
-        return f"event dropped: spool unavailable: {exc}"
+        return f"event dropped: spool unavailable: {exc}", None
 
 
-def drain_into(record: Callable[[dict[str, Any]], None], env: Mapping[str, str],
-               db: str | None = None) -> None:
-    """Record the user's spooled events after a successful write (nothing when none wait).
-
-    With ``db``, the spool's counts after the drain are left in the status folder beside it,
-    also when the drain stopped on a failure."""
+def drain_into(record: Callable[[dict[str, Any], bytes], None], env: Mapping[str, str],
+               ) -> tuple[tuple[int, int, float] | None, str | None]:
+    """Store the user's spooled events before the run's own: the spool's counts afterwards
+    (None when nothing waited) and why the drain stopped early (None when it did not)."""
     path = spool_dir(env)
-    if path is None:
-        return
-    try:
-        if not any(n.endswith(SUFFIX) and n[0] != "." for n in os.listdir(path)):
-            return
-    except OSError:
-        return
+    if path is None or not waiting(path):
+        return None, None
     with Spool(path) as spool:
         try:
             spool.drain(record)
-        finally:
-            spool.report(db)
+        except Unavailable as exc:
+            return spool.counts(), str(exc)
+        return spool.counts(), None

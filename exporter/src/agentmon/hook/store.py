@@ -24,7 +24,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 
-from agentmon.hook import bounds, usage
+from agentmon.hook import bounds, transcripts, usage
 from agentmon.hook.values import (
     clean_text,
     parse_time,
@@ -38,6 +38,7 @@ from agentmon.schema.statuses import FINAL, INTERRUPTED, sql_list
 
 TYPE_CHECKING = False  # typing costs ~3 ms of import per hook process; only checkers need it
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
     from typing import Any
 
 AGENT_TOOLS = frozenset({"Task", "Agent"})
@@ -52,7 +53,10 @@ class Store:
     def __init__(self, conn: sqlite3.Connection, *, max_payload_bytes: int,
                  phase: str | None = None, now: datetime | None = None,
                  interrupt_after: float | None = None,
-                 transcript_budget: int = usage.DEFAULT_BUDGET) -> None:
+                 transcript_budget: int = usage.DEFAULT_BUDGET,
+                 passed: Mapping[str, int] | None = None, uid: int | None = None) -> None:
+        """``passed`` (the ingest service): transcript field -> the descriptor its peer ``uid``
+        opened; a transcript without one is not read. Without it the paths are opened."""
         self.conn = conn
         self.max_payload = max_payload_bytes
         self.phase = labels.clean(phase)
@@ -60,12 +64,20 @@ class Store:
         self.when = now or datetime.now(UTC)
         self.now = self.when.isoformat()
         self.transcript_budget = transcript_budget
+        self.passed = passed
+        self.uid = uid
         self.warning: str | None = None  # a problem worth one line on stderr; nothing lost
 
-    def record(self, event: dict[str, Any]) -> None:
+    def record(self, event: dict[str, Any], guard: Callable[[], None] | None = None) -> None:
+        """Apply ``event`` in one transaction. ``guard`` runs once the write lock is held and
+        again just before the commit; whatever it raises rolls the event back."""
         self.conn.execute("BEGIN IMMEDIATE")
         try:
+            if guard is not None:
+                guard()
             self._apply(event)
+            if guard is not None:
+                guard()
             self.conn.execute("COMMIT")
         except BaseException:
             if self.conn.in_transaction:
@@ -362,14 +374,22 @@ class Store:
         else:
             usage.record(self.conn, key, row)
 
-    def _read_usage(self, sid: str, event: dict[str, Any], path: Any, agent: str,
+    def _read_usage(self, sid: str, event: dict[str, Any], agent: str,
                     sidechain: bool) -> None:
+        field = transcripts.FIELDS[event["hook_event_name"]]
+        path = event.get(field)
         if not isinstance(path, str) or not path:
             return
+        fd = None
+        if self.passed is not None:
+            fd = self.passed.get(field)
+            if fd is None:
+                return  # the hook could not open it (not written yet): nothing to count
         try:
             usage.read_transcript(
                 self.conn, path, budget=self.transcript_budget, sidechain=sidechain,
-                row=lambda model, counts: self._usage_row(sid, event, agent, model, counts))
+                row=lambda model, counts: self._usage_row(sid, event, agent, model, counts),
+                fd=fd, uid=self.uid)
         except FileNotFoundError:
             return  # nothing written yet: nothing to count
         except OSError as exc:
@@ -377,7 +397,7 @@ class Store:
 
     def _main_usage(self, sid: str, event: dict[str, Any]) -> None:
         """The main thread's tokens: its transcript's new assistant messages."""
-        self._read_usage(sid, event, event.get("transcript_path"), "main", sidechain=False)
+        self._read_usage(sid, event, "main", sidechain=False)
 
     def _finished_row(self, done: dict[str, Any]) -> dict[str, Any]:
         duration = done["duration_seconds"]
@@ -417,8 +437,7 @@ class Store:
                                     " WHERE id = ?", (found[0],)).fetchone()
             if row[0] == 1 and row[1] == "running":
                 self._complete_background(found[0], row[2], self.now, self.when)
-                self._read_usage(sid, event, event.get("agent_transcript_path"),
-                                 found[1] or "unknown", sidechain=True)
+                self._read_usage(sid, event, found[1] or "unknown", sidechain=True)
                 return
         if found is None:
             found = self._running_invocation(sid, labels.clean(event.get("agent_type")),

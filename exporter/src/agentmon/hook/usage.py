@@ -6,8 +6,10 @@ seen twice (a repeated event, a transcript read again after a rewrite) is counte
 Transcripts are JSON lines the user's own Claude Code writes; the hook reads one from the offset
 stored in ``agentmon_transcripts``, at most ``budget`` bytes per event (the rest at the next
 event), line by line (a line longer than ``MAX_LINE`` is skipped, never held). Only a regular
-file owned by the hook's user is read, opened without following a link: a path in an event
-cannot make the hook read someone else's file or block on a FIFO. An assistant message that
+file owned by the event's user is read (``agentmon.hook.transcripts``): the hook opens the path
+without following a link; the ingest service reads only a file descriptor its peer passed, never
+a path. So a path in an event cannot make either read someone else's file or block on a FIFO.
+An assistant message that
 Claude Code wrote over several lines (one per content block, same ``message.id`` and
 ``requestId``) is one fact; its line with the most output tokens is kept.
 """
@@ -17,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
+
+from agentmon.hook import transcripts
 
 TYPE_CHECKING = False  # typing costs ~3 ms of import per hook process; only checkers need it
 if TYPE_CHECKING:
@@ -37,10 +40,6 @@ MAX_LINE = 8 * 1024 * 1024
 CHUNK = 1024 * 1024
 HEAD_BYTES = 4096
 DEFAULT_BUDGET = 64 * 1024 * 1024  # ~0.4 s of reading (bench/bench_transcript.py)
-
-
-class Unreadable(OSError):
-    """A transcript path that the hook will not read (link, not a regular file, not ours)."""
 
 
 def count(value: Any) -> int:
@@ -69,21 +68,6 @@ def record(conn: sqlite3.Connection, key: str, row: dict[str, Any]) -> bool:
         f"INSERT INTO agent_usage ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",  # noqa: S608 - fixed names
         tuple(row.values()))
     return True
-
-
-def open_transcript(path: str) -> tuple[int, os.stat_result]:
-    """An fd of ``path`` if it is a regular file of this user's, opened without following links."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        if os.path.islink(path):
-            raise Unreadable(f"{path} is a symbolic link; not read") from None
-        raise exc from None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
-        os.close(fd)
-        raise Unreadable(f"{path} is not a regular file of this user; not read")
-    return fd, info
 
 
 def lines(handle: Any, offset: int, budget: int) -> Any:
@@ -151,14 +135,21 @@ def head_digest(handle: Any, size: int) -> str:
 
 
 def read_transcript(conn: sqlite3.Connection, path: str, *, budget: int, sidechain: bool,
-                    row: Callable[[str | None, dict[str, int]], dict[str, Any]]) -> int:
+                    row: Callable[[str | None, dict[str, int]], dict[str, Any]],
+                    fd: int | None = None, uid: int | None = None) -> int:
     """Record the new assistant messages of the transcript at ``path``; returns how many.
 
-    The stored offset is used while the file is the same one (device, inode, its first bytes)
-    and not shorter; otherwise (rewritten, truncated, replaced) it is read from the start, and
-    the dedup keys keep what was counted from being counted again."""
-    fd, info = open_transcript(path)
-    with os.fdopen(fd, "rb", buffering=CHUNK) as handle:
+    With ``fd`` (the ingest service: a descriptor its peer ``uid`` opened and passed) that file
+    is read and ``path`` only names it; without, ``path`` is opened as this process's user. The
+    stored offset is used while the file is the same one (device, inode, its first bytes) and
+    not shorter; otherwise (rewritten, truncated, replaced) it is read from the start, and the
+    dedup keys keep what was counted from being counted again."""
+    if fd is None:
+        fd, closefd = transcripts.open_own(path), True
+    else:
+        closefd = False  # the caller's: it closes every descriptor it was passed
+    info = transcripts.check(fd, os.geteuid() if uid is None else uid)
+    with os.fdopen(fd, "rb", buffering=CHUNK, closefd=closefd) as handle:
         stored = conn.execute("SELECT device, inode, offset, head FROM agentmon_transcripts"
                               " WHERE path = ?", (path,)).fetchone()
         offset = 0

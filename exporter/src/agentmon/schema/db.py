@@ -15,7 +15,7 @@ DEFAULT_BUSY_TIMEOUT_MS = 15_000
 
 def connect_writer(
     path: str | os.PathLike[str], busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
-    *, nofollow: bool = False,
+    *, nofollow: bool = False, create: bool = True,
 ) -> sqlite3.Connection:
     """Open (creating if needed) the database for writing, in WAL mode, autocommit.
 
@@ -23,17 +23,20 @@ def connect_writer(
     front means a writer waits on ``busy_timeout`` instead of failing half-way. With
     ``nofollow`` SQLite refuses a path holding a symbolic link (its ``nofollow`` URI option)
     instead of resolving it, which it otherwise does, for the database and its -wal/-shm.
+    With ``create`` false a missing file is an error (``mode=rw``), not a new empty database.
     """
     target = str(path)
-    if nofollow:
+    uri = nofollow or not create
+    if uri:
         # A URI by hand: urllib costs the hook ~4 ms. Only these three characters matter in a
         # file: URI's path part.
         absolute = os.path.abspath(target)
         escaped = absolute.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
-        target = f"file:{escaped}?nofollow=1"
+        options = [*(["nofollow=1"] if nofollow else []), *([] if create else ["mode=rw"])]
+        target = f"file:{escaped}?{'&'.join(options)}"
     conn = sqlite3.connect(
         target, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False,
-        uri=nofollow,
+        uri=uri,
     )
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     mode = conn.execute("PRAGMA journal_mode").fetchone()[0]

@@ -69,6 +69,7 @@ class Settings:
     interval: float
     label_cap: int
     prices: Prices = field(default_factory=Prices)
+    ingest_socket: Path | None = None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="JSON price table (USD per million tokens per model and token type,"
                         " optional daily budget; env AGENTMON_PRICES_FILE); without it no price"
                         " and no cost is shown")
+    ingest = os.environ.get("AGENTMON_INGEST_SOCKET") or None
+    parser.add_argument("--ingest.socket", dest="ingest_socket", type=Path,
+                        default=None if ingest is None else Path(ingest), metavar="PATH",
+                        help="the ingest service's socket (agentmon ingest; env"
+                        " AGENTMON_INGEST_SOCKET): agentmon_ingest_up says whether it can store"
+                        " the hooks' events")
     parser.add_argument("--log.level", dest="log_level", default="info",
                         choices=sorted(LOG_LEVELS), help="log level (default info)")
     parser.add_argument("--check-config", action="store_true",
@@ -117,7 +124,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     check_authentication(listen, web)
     checkpoint = args.checkpoint or args.db.with_name(args.db.name + ".agentmon-checkpoint")
     return Settings(args.db, listen, web, checkpoint, args.interval, args.label_cap,
-                    load_prices(args.prices))
+                    load_prices(args.prices), args.ingest_socket)
 
 
 def check_authentication(listen: ListenAddress, web: WebConfig) -> None:
@@ -188,6 +195,7 @@ def _default_collector(settings: Settings) -> Collector:
 
     return ExporterCollector(settings.db, checkpoint_path=settings.checkpoint,
                              label_cap=settings.label_cap, prices=settings.prices,
+                             ingest_socket=settings.ingest_socket,
                              logger=logging.getLogger("agentmon.collector"))
 
 
