@@ -225,22 +225,28 @@ def test_hook_event_reaches_victoriametrics_once(hook_event: dict[str, Any]) -> 
 def test_victoriametrics_keeps_one_sample_per_scrape_interval() -> None:
     """The pair writes every sample twice; -dedup.minScrapeInterval (the scrape interval) keeps
     one per interval: VictoriaMetrics holds as many samples of a series in a minute as one
-    replica scraped, not the sum of both."""
+    replica scraped, not the sum of both, once both replicas' remote write has sent past it."""
     selector = f'up{{job="agentmon",instance="{AGENT}"}}'
 
-    def counts() -> dict[str, int] | None:
-        # A minute that ended 10 s ago: both replicas' batches for it have arrived.
-        at = time.time() - 10
-        got = {}
-        for name, base, auth in (("VictoriaMetrics", VM, READER),
-                                 (MON1, prometheus(MON1), ADMIN),
-                                 (MON2, prometheus(MON2), ADMIN)):
-            result = query(f"count_over_time({selector}[60s])", base, auth, at=at)
-            got[name] = int(float(result[0]["value"][1])) if result else 0
-        # Both replicas scraped through the whole minute (19-21 scrapes at 3 s).
-        return got if min(got[MON1], got[MON2]) >= 18 else None
+    def in_minute(base: str, auth: str, at: float) -> int:
+        result = query(f"count_over_time({selector}[60s])", base, auth, at=at)
+        return int(float(result[0]["value"][1])) if result else 0
 
-    got = wait_for(counts, "a full minute scraped by both replicas")
+    def full_minute() -> tuple[float, dict[str, int]] | None:
+        at = time.time()
+        got = {m: in_minute(prometheus(m), ADMIN, at) for m in MONITORS}
+        # Both replicas scraped through the whole minute (19-21 scrapes at 3 s).
+        return (at, got) if min(got.values()) >= 18 else None
+
+    def sent_past(monitor: str, at: float) -> bool:
+        result = query("prometheus_remote_storage_queue_highest_sent_timestamp_seconds",
+                       prometheus(monitor))
+        return bool(result) and min(float(r["value"][1]) for r in result) >= at
+
+    at, got = wait_for(full_minute, "a full minute scraped by both replicas")
+    wait_for(lambda: all(sent_past(m, at) for m in MONITORS),
+             "both replicas' remote write to have sent past that minute")
+    got["VictoriaMetrics"] = in_minute(VM, READER, at)
     single = max(got[MON1], got[MON2])
     print(f"\ndedup: samples of {selector} in one minute: VictoriaMetrics "
           f"{got['VictoriaMetrics']}, {MON1} {got[MON1]}, {MON2} {got[MON2]} "
