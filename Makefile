@@ -98,7 +98,7 @@ wheelhouse: $(WHEELHOUSE)/.built ## the agentmon wheel + dependency wheels hosts
 # `make molecule` runs them side by side, MOLECULE_JOBS at a time, longest first; most of a
 # scenario is waiting on apt, systemd and timers, not CPU. New scenarios are picked up.
 ALL_SCENARIOS := $(sort $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
-SCENARIO_ORDER := multi_host default agent_host rollback
+SCENARIO_ORDER := multi_host default agent_host user_repo rollback
 SCENARIOS := $(foreach s,$(SCENARIO_ORDER),$(filter $(s),$(ALL_SCENARIOS))) $(filter-out $(SCENARIO_ORDER),$(ALL_SCENARIOS))
 MOLECULE_JOBS ?= 4
 STEPS := $(BIN)/python tools/timed_steps.py --log-dir build/steps
@@ -108,6 +108,7 @@ HOSTS_agent_host := $(or $(AGENTMON_AGENT_HOST),agentmon-agent-host)
 HOSTS_default := $(or $(AGENTMON_DEFAULT_HOST),agentmon-default-host)
 HOSTS_multi_host := agentmon-mh-*
 HOSTS_rollback := $(or $(AGENTMON_RB_HOST),agentmon-rb-host)
+HOSTS_user_repo := agentmon-ur-*
 scenario_lanes = $(foreach s,$(SCENARIOS),--lane molecule/$(s)='$(MAKE) --no-print-directory molecule SCENARIO=$(s)' \
   $(if $(HOSTS_$(s)),--containers molecule/$(s)='$(HOSTS_$(s))'))
 
