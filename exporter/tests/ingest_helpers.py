@@ -109,6 +109,16 @@ def request(path: Path, data: bytes, fds: list[int] | None = None,
     return client.exchange(str(path), data, fds or [], timeout=timeout)
 
 
+def request_passing(path: Path, data: bytes, passed: Path,
+                    flags: int = os.O_RDONLY) -> tuple[bool, bool, str | None]:
+    """One raw request passing a descriptor of ``passed`` (opened here, closed after)."""
+    fd = os.open(passed, flags)
+    try:
+        return request(path, data, [fd])
+    finally:
+        os.close(fd)
+
+
 def event_request(event: dict[str, Any], fields: tuple[str, ...] = (), **header: Any) -> bytes:
     return protocol.header("event", fds=fields, **header) + json.dumps(event).encode()
 

@@ -35,6 +35,7 @@ from ingest_helpers import (
     process,
     ready,
     request,
+    request_passing,
     running,
     short_dir,
 )
@@ -200,23 +201,15 @@ def test_a_transcript_of_a_file_the_peer_does_not_own_is_not_read(db: Path,
     os.chown(transcript, 65534, 65534)
     stop = event("Stop", transcript_path=str(transcript), stop_hook_active=False)
     with running(db) as ingest:
-        fd = os.open(transcript, os.O_RDONLY)
-        try:
-            ok, _retry, said = request(ingest.socket, event_request(
-                stop, ("transcript_path",)), [fd])
-        finally:
-            os.close(fd)
+        ok, _retry, said = request_passing(ingest.socket, event_request(
+            stop, ("transcript_path",)), transcript)
         assert ok
         assert said == ("transcript_path passed owned by uid 65534, not by the sender"
                         " (uid 0); not read")
         assert rows(db, "SELECT count(*) FROM agent_usage") == [(0,)]
         os.chown(transcript, 0, 0)  # now the sender's own: read
-        fd = os.open(transcript, os.O_RDONLY)
-        try:
-            assert request(ingest.socket, event_request(stop, ("transcript_path",)),
-                           [fd]) == (True, False, None)
-        finally:
-            os.close(fd)
+        assert request_passing(ingest.socket, event_request(stop, ("transcript_path",)),
+                               transcript) == (True, False, None)
     assert rows(db, "SELECT sum(output_tokens) FROM agent_usage") == [(7,)]
 
 
@@ -249,12 +242,8 @@ def test_a_fifo_or_a_folder_passed_as_a_transcript_is_not_read(db: Path, tmp_pat
                  stop_hook_active=False)
     with running(db) as ingest:
         for path in (fifo, tmp_path):
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-            try:
-                ok, _, said = request(ingest.socket, event_request(
-                    stop, ("agent_transcript_path",)), [fd])
-            finally:
-                os.close(fd)
+            ok, _, said = request_passing(ingest.socket, event_request(
+                stop, ("agent_transcript_path",)), path, os.O_RDONLY | os.O_NONBLOCK)
             assert ok
             assert said == "agent_transcript_path passed not a regular file; not read"
 

@@ -198,8 +198,8 @@ def test_a_steps_test_host_containers_count_and_no_others(tmp_path: Path) -> Non
     (tmp_path / "two.py").write_text(burn(2.0))
 
     def run(name: str, script: str) -> str:
-        return (f"podman run --rm --network none --name {name} -v {tmp_path}:/work:ro "
-                f"{image} python3 /work/{script}")
+        return (f"podman run --rm --network none --name {name} -v {tmp_path}:/scripts:ro "
+                f"{image} python3 /scripts/{script}")
 
     # Two lanes at once: one runs a test host, the other a decoy whose name it does not match.
     result = subprocess.run(
